@@ -1,0 +1,1 @@
+"""Adapters for the ports: `<backend>_<port>.py`. Only `bootstrap.py` imports them."""

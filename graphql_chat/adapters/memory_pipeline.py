@@ -1,0 +1,75 @@
+"""The pipeline port in process: a queue feeding the batching writer, with group commit.
+
+`submit` enqueues the event and waits for the transaction that holds it to commit, so a
+success is durable. Events that queue up while a batch commits form the next batch: under load
+many requests share one commit; alone, a request pays one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from graphql_chat.domain import Event
+from graphql_chat.errors import ChatError, Unavailable
+from graphql_chat.writer import Writer
+
+log = logging.getLogger(__name__)
+
+_Item = tuple[Event, asyncio.Future[None]]
+
+
+class MemoryPipeline:
+    def __init__(self, writer: Writer, max_batch: int = 1000) -> None:
+        self._writer = writer
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="memory-pipeline")
+
+    async def close(self) -> None:
+        """Commit what was accepted, then stop."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        while not self._queue.empty() and not task.done():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    async def submit(self, event: Event) -> None:
+        if self._task is None or self._task.done():
+            raise Unavailable("the write pipeline is not running")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, done))
+        await done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        try:
+            await self._writer.apply([event for event, _ in batch])
+        except Exception as error:
+            log.exception("batch of %d events failed to commit", len(batch))
+            failure = error if isinstance(error, ChatError) else Unavailable(
+                "the write could not be committed; retry"
+            )
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(failure)
+        else:
+            self.batches += 1
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)

@@ -1,0 +1,379 @@
+"""The store port on SQLAlchemy Core: SQLite (aiosqlite) embedded, MySQL (asyncmy) distributed."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Row, bindparam, event, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from graphql_chat.domain import Application, Chat, Event, Message, MessageWritten
+from graphql_chat.errors import Unavailable
+from graphql_chat.ports import IndexedMessage, TokenClash
+from graphql_chat.tables import applications, chats, messages
+
+
+def casefold_contains(body: str | None, term: str | None) -> bool:
+    """SQL function `chat_contains(body, lowered_term)`: Unicode case-insensitive substring."""
+    return body is not None and term is not None and term in body.lower()
+
+
+def _configure_sqlite(engine: AsyncEngine, synchronous: str, immediate: bool) -> None:
+    """WAL, durable commits, and transactions we begin ourselves (BEGIN IMMEDIATE for writes)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+        dbapi_connection.create_function("chat_contains", 2, casefold_contains, deterministic=True)
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
+    """(write engine, read engine). SQLite gets one writer connection and a pool of readers."""
+    if url.startswith("sqlite"):
+        writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        reader = create_async_engine(url, pool_size=4, max_overflow=4)
+        _configure_sqlite(writer, synchronous, immediate=True)
+        _configure_sqlite(reader, synchronous, immediate=False)
+        return writer, reader
+    engine = create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=3600
+    )
+    return engine, engine
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    original = error.orig
+    if isinstance(original, sqlite3.IntegrityError):
+        return "UNIQUE" in str(original)
+    return getattr(original, "args", (None,))[0] == 1062
+
+
+class SqlStore:
+    def __init__(self, url: str, synchronous: str = "FULL") -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.write_engine, self.read_engine = make_engines(url, synchronous)
+
+    async def start(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(select(func.count()).select_from(applications))
+
+    async def close(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.read_engine.connect() as conn:
+                yield conn
+        except (OperationalError, DBAPIError) as error:
+            if isinstance(error, IntegrityError):
+                raise
+            raise Unavailable("the database is unavailable; retry shortly") from error
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.write_engine.begin() as conn:
+                yield conn
+        except (OperationalError, DBAPIError) as error:
+            if isinstance(error, IntegrityError):
+                raise
+            raise Unavailable("the database is unavailable; retry shortly") from error
+
+    # -- applications --------------------------------------------------------------------------
+
+    async def insert_application(self, token: str, name: str) -> Application:
+        try:
+            async with self.write() as conn:
+                result = await conn.execute(
+                    applications.insert().values(token=token, name=name, chats_count=0)
+                )
+                (app_id,) = result.inserted_primary_key or (None,)
+        except IntegrityError as error:
+            if _is_unique_violation(error):
+                raise TokenClash(token) from error
+            raise
+        assert app_id is not None
+        return Application(id=int(app_id), token=token, name=name, chats_count=0)
+
+    async def rename_application(self, token: str, name: str) -> Application | None:
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(applications).where(applications.c.token == token).values(name=name)
+            )
+            if result.rowcount == 0:
+                return None
+            row = (
+                await conn.execute(select(applications).where(applications.c.token == token))
+            ).one()
+        return _application(row)
+
+    async def applications_by_token(self, tokens: Sequence[str]) -> dict[str, Application]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(applications).where(applications.c.token.in_(tokens)))
+            return {row.token: _application(row) for row in rows}
+
+    async def applications_by_id(self, ids: Sequence[int]) -> dict[int, Application]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(applications).where(applications.c.id.in_(ids)))
+            return {row.id: _application(row) for row in rows}
+
+    async def list_applications(self, after_id: int | None, limit: int) -> list[Application]:
+        query = select(applications).order_by(applications.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(applications.c.id > after_id)
+        async with self.read() as conn:
+            return [_application(row) for row in await conn.execute(query)]
+
+    # -- chats and messages --------------------------------------------------------------------
+
+    async def chats_by_number(
+        self, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], Chat]:
+        if not keys:
+            return {}
+        query = select(chats).where(tuple_(chats.c.application_id, chats.c.number).in_(keys))
+        async with self.read() as conn:
+            return {
+                (row.application_id, row.number): _chat(row) for row in await conn.execute(query)
+            }
+
+    async def list_chats(
+        self, application_ids: Sequence[int], after: int | None, limit: int
+    ) -> dict[int, list[Chat]]:
+        rows = await self._pages(chats, chats.c.application_id, application_ids, after, limit)
+        found: dict[int, list[Chat]] = {app_id: [] for app_id in application_ids}
+        for row in rows:
+            found[row.application_id].append(_chat(row))
+        return found
+
+    async def messages_by_number(
+        self, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], Message]:
+        if not keys:
+            return {}
+        query = select(messages.c.chat_id, messages.c.number, messages.c.body).where(
+            tuple_(messages.c.chat_id, messages.c.number).in_(keys)
+        )
+        async with self.read() as conn:
+            return {(row.chat_id, row.number): _message(row) for row in await conn.execute(query)}
+
+    async def list_messages(
+        self, chat_ids: Sequence[int], after: int | None, limit: int
+    ) -> dict[int, list[Message]]:
+        rows = await self._pages(messages, messages.c.chat_id, chat_ids, after, limit)
+        found: dict[int, list[Message]] = {chat_id: [] for chat_id in chat_ids}
+        for row in rows:
+            found[row.chat_id].append(_message(row))
+        return found
+
+    async def _pages(
+        self, table: Any, parent: Any, parent_ids: Sequence[int], after: int | None, limit: int
+    ) -> Sequence[Row[Any]]:
+        """The first `limit` rows after `after` of each parent, in one statement."""
+        if not parent_ids:
+            return []
+        condition = [parent.in_(parent_ids)]
+        if after is not None:
+            condition.append(table.c.number > after)
+        columns = [c for c in table.c if c.name != "revision"]
+        if len(parent_ids) == 1:
+            query = select(*columns).where(*condition).order_by(table.c.number).limit(limit)
+        else:
+            rank = func.row_number().over(partition_by=parent, order_by=table.c.number)
+            ranked = select(*columns, rank.label("rank")).where(*condition).subquery()
+            query = (
+                select(*[ranked.c[c.name] for c in columns])
+                .where(ranked.c.rank <= limit)
+                .order_by(ranked.c[parent.name], ranked.c.number)
+            )
+        async with self.read() as conn:
+            return (await conn.execute(query)).all()
+
+    async def max_chat_number(self, application_id: int) -> int:
+        query = select(func.max(chats.c.number)).where(chats.c.application_id == application_id)
+        async with self.read() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def max_message_number(self, application_id: int, chat_number: int) -> int:
+        query = (
+            select(func.max(messages.c.number))
+            .select_from(messages.join(chats))
+            .where(chats.c.application_id == application_id, chats.c.number == chat_number)
+        )
+        async with self.read() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    # -- the writer's transaction --------------------------------------------------------------
+
+    async def apply(self, events: Sequence[Event]) -> list[IndexedMessage]:
+        chat_keys = {(e.application_id, e.chat_number) for e in events}
+        latest: dict[tuple[int, int, int], MessageWritten] = {}
+        for e in events:
+            if isinstance(e, MessageWritten):
+                key = (e.application_id, e.chat_number, e.number)
+                if key not in latest or latest[key].revision < e.revision:
+                    latest[key] = e
+        async with self.write() as conn:
+            await self._lock_applications(conn, sorted({app_id for app_id, _ in chat_keys}))
+            chat_ids = await self._ensure_chats(conn, chat_keys)
+            return await self._write_messages(conn, chat_ids, latest)
+
+    async def _lock_applications(self, conn: AsyncConnection, app_ids: list[int]) -> None:
+        # Serialises writers per application on MySQL; SQLite's BEGIN IMMEDIATE already did.
+        if not self.is_sqlite and app_ids:
+            query = select(applications.c.id).where(applications.c.id.in_(app_ids))
+            await conn.execute(query.order_by(applications.c.id).with_for_update())
+
+    async def _ensure_chats(
+        self, conn: AsyncConnection, keys: set[tuple[int, int]]
+    ) -> dict[tuple[int, int], int]:
+        """Chat ids for `keys`, inserting the chats not persisted yet (a message may come first)."""
+        ids = await self._chat_ids(conn, keys)
+        missing = sorted(keys - ids.keys())
+        if missing:
+            await conn.execute(
+                chats.insert(),
+                [{"application_id": a, "number": n, "messages_count": 0} for a, n in missing],
+            )
+            per_app = Counter(app_id for app_id, _ in missing)
+            await conn.execute(
+                update(applications)
+                .where(applications.c.id == bindparam("app_id"))
+                .values(chats_count=applications.c.chats_count + bindparam("added")),
+                [{"app_id": a, "added": n} for a, n in sorted(per_app.items())],
+            )
+            ids |= await self._chat_ids(conn, set(missing))
+        return ids
+
+    @staticmethod
+    async def _chat_ids(
+        conn: AsyncConnection, keys: set[tuple[int, int]]
+    ) -> dict[tuple[int, int], int]:
+        if not keys:
+            return {}
+        query = select(chats.c.id, chats.c.application_id, chats.c.number).where(
+            tuple_(chats.c.application_id, chats.c.number).in_(sorted(keys))
+        )
+        return {(r.application_id, r.number): r.id for r in await conn.execute(query)}
+
+    @staticmethod
+    async def _write_messages(
+        conn: AsyncConnection,
+        chat_ids: dict[tuple[int, int], int],
+        latest: dict[tuple[int, int, int], MessageWritten],
+    ) -> list[IndexedMessage]:
+        if not latest:
+            return []
+        wanted = {
+            (chat_ids[(e.application_id, e.chat_number)], e.number): e for e in latest.values()
+        }
+        stored_query = select(messages.c.chat_id, messages.c.number, messages.c.revision).where(
+            tuple_(messages.c.chat_id, messages.c.number).in_(sorted(wanted))
+        )
+        stored = {(r.chat_id, r.number): r.revision for r in await conn.execute(stored_query)}
+        new = [key for key in sorted(wanted) if key not in stored]
+        newer = [key for key in sorted(stored) if stored[key] < wanted[key].revision]
+        if new:
+            await conn.execute(
+                messages.insert(),
+                [
+                    {
+                        "chat_id": c,
+                        "number": n,
+                        "body": wanted[(c, n)].body,
+                        "revision": wanted[(c, n)].revision,
+                    }
+                    for c, n in new
+                ],
+            )
+            per_chat = Counter(chat_id for chat_id, _ in new)
+            await conn.execute(
+                update(chats)
+                .where(chats.c.id == bindparam("chat"))
+                .values(messages_count=chats.c.messages_count + bindparam("added")),
+                [{"chat": c, "added": n} for c, n in sorted(per_chat.items())],
+            )
+        if newer:
+            await conn.execute(
+                update(messages)
+                .where(
+                    messages.c.chat_id == bindparam("chat"),
+                    messages.c.number == bindparam("num"),
+                    messages.c.revision < bindparam("rev"),
+                )
+                .values(body=bindparam("new_body"), revision=bindparam("rev")),
+                [
+                    {
+                        "chat": c,
+                        "num": n,
+                        "new_body": wanted[(c, n)].body,
+                        "rev": wanted[(c, n)].revision,
+                    }
+                    for c, n in newer
+                ],
+            )
+        return [
+            IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
+            for c, n in sorted([*new, *newer])
+        ]
+
+    async def iter_messages(self, batch_size: int) -> AsyncIterator[list[IndexedMessage]]:
+        """Every stored message, in id order, `batch_size` at a time (for reindexing)."""
+        last_id = 0
+        while True:
+            query = (
+                select(messages.c.id, messages.c.chat_id, messages.c.number, messages.c.body,
+                       messages.c.revision)
+                .where(messages.c.id > last_id)
+                .order_by(messages.c.id)
+                .limit(batch_size)
+            )
+            async with self.read() as conn:
+                rows = (await conn.execute(query)).all()
+            if not rows:
+                return
+            last_id = rows[-1].id
+            yield [IndexedMessage(r.chat_id, r.number, r.body, r.revision) for r in rows]
+
+    async def count_messages(self) -> int:
+        async with self.read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
+
+
+def _application(row: Row[Any]) -> Application:
+    return Application(id=row.id, token=row.token, name=row.name, chats_count=row.chats_count)
+
+
+def _chat(row: Row[Any]) -> Chat:
+    return Chat(
+        id=row.id,
+        application_id=row.application_id,
+        number=row.number,
+        messages_count=row.messages_count,
+    )
+
+
+def _message(row: Row[Any]) -> Message:
+    return Message(number=row.number, body=row.body)
+
+

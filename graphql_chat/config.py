@@ -1,0 +1,85 @@
+"""Settings from the environment, and which adapter each port gets."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graphql_chat.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./graphql-chat.db"
+
+
+class Settings(BaseSettings):
+    """Every knob the product has. Names are the environment variables (upper case)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    rabbitmq_url: str | None = None
+    elasticsearch_url: str | None = None
+
+    max_name_length: int = Field(default=255, ge=1, le=255)
+    max_body_length: int = Field(default=65_535, ge=1, le=1_000_000)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    default_page_size: int = Field(default=20, ge=1)
+    max_page_size: int = Field(default=100, ge=1)
+    max_query_depth: int = Field(default=10, ge=2)
+    max_query_aliases: int = Field(default=15, ge=1)
+    max_query_tokens: int = Field(default=2000, ge=50)
+
+    batch_max_events: int = Field(default=1000, ge=1)
+    sqlite_synchronous: str = "FULL"
+    log_level: str = "info"
+
+    @field_validator("redis_url", "rabbitmq_url", "elasticsearch_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _synchronous_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        return value
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def check(self) -> None:
+        """Refuse combinations that cannot be correct, with a message an operator can act on."""
+        if self.default_page_size > self.max_page_size:
+            raise ConfigurationError("DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE")
+        if not (self.is_sqlite or self.database_url.startswith("mysql+asyncmy://")):
+            raise ConfigurationError(
+                "DATABASE_URL must be sqlite+aiosqlite:///PATH or mysql+asyncmy://USER:PASS@HOST/DB"
+            )
+        distributed = [
+            name
+            for name, url in (
+                ("REDIS_URL", self.redis_url),
+                ("RABBITMQ_URL", self.rabbitmq_url),
+                ("ELASTICSEARCH_URL", self.elasticsearch_url),
+            )
+            if url
+        ]
+        if distributed:
+            raise ConfigurationError(
+                f"{', '.join(distributed)} set, but this build runs the embedded mode only; "
+                "unset them to serve with SQLite, in-process numbers, pipeline and FTS5 search"
+            )
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        _, _, path = self.database_url.partition(":///")
+        return None if path in ("", ":memory:") else Path(path)

@@ -1,0 +1,171 @@
+"""Applications, chats, messages, the events that carry writes, and the rules on input. No I/O."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from graphql_chat.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    id: int
+    token: str
+    name: str
+    chats_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    id: int
+    application_id: int
+    number: int
+    messages_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    number: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCreated:
+    """Chat `chat_number` of application `application_id` was accepted."""
+
+    application_id: int
+    chat_number: int
+    kind: Literal["chat"] = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageWritten:
+    """A message body was accepted, by a create or an update.
+
+    `revision` orders the writes of one message: the stored body is the one with the highest
+    revision, whatever order the events reach the writer in. A create and its updates are all
+    `MessageWritten`; whichever arrives first inserts the row.
+    """
+
+    application_id: int
+    chat_number: int
+    number: int
+    body: str
+    revision: int
+    kind: Literal["message"] = "message"
+
+
+Event: TypeAlias = ChatCreated | MessageWritten
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, ChatCreated):
+        return {"kind": "chat", "a": event.application_id, "c": event.chat_number}
+    return {
+        "kind": "message",
+        "a": event.application_id,
+        "c": event.chat_number,
+        "n": event.number,
+        "b": event.body,
+        "r": event.revision,
+    }
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    if data["kind"] == "chat":
+        return ChatCreated(int(data["a"]), int(data["c"]))
+    if data["kind"] == "message":
+        return MessageWritten(
+            int(data["a"]), int(data["c"]), int(data["n"]), str(data["b"]), int(data["r"])
+        )
+    raise ValueError(f"unknown event kind {data['kind']!r}")
+
+
+def new_token() -> str:
+    """A v4 UUID: 122 random bits from the OS's CSPRNG, in the seed's token format."""
+    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+
+
+def clean_name(name: object, max_length: int) -> str:
+    return _clean_text(name, "name", max_length)
+
+
+def clean_body(body: object, max_length: int) -> str:
+    return _clean_text(body, "body", max_length)
+
+
+def _clean_text(value: object, field: str, max_length: int) -> str:
+    if value is None:
+        raise InvalidInput(f"{field} is required", field)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string", field)
+    if not value.strip():
+        raise InvalidInput(f"{field} must not be empty", field)
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} is longer than {max_length} characters", field)
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters", field)
+    return value
+
+
+def parse_number(value: object, field: str) -> int:
+    """A chat or message number from a path or argument: a positive integer, or InvalidInput."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be a positive integer", field)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        number = int(value)
+    else:
+        raise InvalidInput(f"{field} must be a positive integer", field)
+    if not 1 <= number <= 2**53:
+        raise InvalidInput(f"{field} must be a positive integer", field)
+    return number
+
+
+def search_terms(query: object, max_length: int) -> list[str]:
+    """Split a search query on white space; every term must occur in a match (case-insensitive)."""
+    if not isinstance(query, str):
+        raise InvalidInput("query must be a string", "query")
+    if len(query) > max_length:
+        raise InvalidInput(f"query is longer than {max_length} characters", "query")
+    terms = query.split()
+    if not terms:
+        raise InvalidInput("query must contain at least one term", "query")
+    return terms
+
+
+# Cursors are opaque to clients: a kind and a key, base64url-encoded.
+CursorKind = Literal["application", "chat", "message", "search"]
+
+
+def encode_cursor(kind: CursorKind, key: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: CursorKind, cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        found, _, key = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        if found == kind and key.isdigit():
+            return int(key)
+    except (binascii.Error, UnicodeError, ValueError):
+        pass
+    raise InvalidInput("after is not a cursor of this list", "after")
+
+
+def page_size(first: object, default: int, maximum: int) -> int:
+    if first is None:
+        return default
+    if isinstance(first, bool) or not isinstance(first, int):
+        raise InvalidInput("first must be an integer", "first")
+    if not 1 <= first <= maximum:
+        raise InvalidInput(f"first must be between 1 and {maximum}", "first")
+    return first

@@ -1,0 +1,58 @@
+"""The one exception tree of the product.
+
+    ChatError
+    ├── InvalidInput      the caller sent something wrong         (REST 400/422, BAD_USER_INPUT)
+    │   └── MalformedRequest  the body is not the JSON we expect  (REST 400)
+    ├── NotFound          unknown token, chat or message          (REST 404, NOT_FOUND)
+    ├── TooLarge          request body over the configured limit  (REST 413, BAD_USER_INPUT)
+    ├── Unavailable       a dependency failed; retry later        (REST 503, UNAVAILABLE)
+    └── ConfigurationError  refused at start
+
+Driver errors are translated into these at the adapter boundary; nothing else reaches a client.
+"""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    code = "INTERNAL_SERVER_ERROR"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ChatError):
+    code = "BAD_USER_INPUT"
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class MalformedRequest(InvalidInput):
+    status = 400
+
+
+class TooLarge(InvalidInput):
+    status = 413
+
+
+class NotFound(ChatError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class Unavailable(ChatError):
+    code = "UNAVAILABLE"
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(ChatError):
+    pass

@@ -1,0 +1,207 @@
+"""The use cases. GraphQL resolvers and REST handlers call these and nothing below them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from graphql_chat.config import Settings
+from graphql_chat.domain import (
+    Application,
+    Chat,
+    ChatCreated,
+    CursorKind,
+    Message,
+    MessageWritten,
+    clean_body,
+    clean_name,
+    decode_cursor,
+    encode_cursor,
+    new_token,
+    page_size,
+    parse_number,
+    search_terms,
+)
+from graphql_chat.errors import NotFound, Unavailable
+from graphql_chat.ports import Numbers, Pipeline, Search, Store, TokenClash
+
+T = TypeVar("T")
+
+_TOKEN_CACHE_SIZE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A validated `first`/`after` pair: `after` is the key the cursor carried."""
+
+    size: int
+    after: int | None
+
+
+def _page(kind: CursorKind, rows: list[T], size: int, key: Callable[[T], int]) -> Page[T]:
+    items = rows[:size]
+    return Page(items, [encode_cursor(kind, key(item)) for item in items], len(rows) > size)
+
+
+class ChatService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        numbers: Numbers,
+        pipeline: Pipeline,
+        search: Search,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.numbers = numbers
+        self.pipeline = pipeline
+        self.search_index = search
+        self._tokens: dict[str, int] = {}
+
+    def page_request(self, kind: CursorKind, first: object, after: str | None) -> PageRequest:
+        size = page_size(first, self.settings.default_page_size, self.settings.max_page_size)
+        return PageRequest(size, decode_cursor(kind, after))
+
+    # -- applications --------------------------------------------------------------------------
+
+    async def create_application(self, name: object) -> Application:
+        name = clean_name(name, self.settings.max_name_length)
+        for _ in range(5):
+            try:
+                application = await self.store.insert_application(new_token(), name)
+            except TokenClash:
+                continue
+            self._remember(application)
+            return application
+        raise Unavailable("could not allocate a unique token; retry")
+
+    async def update_application(self, token: str, name: object) -> Application:
+        name = clean_name(name, self.settings.max_name_length)
+        application = await self.store.rename_application(token, name)
+        if application is None:
+            raise NotFound("application not found")
+        return application
+
+    async def application(self, token: str) -> Application | None:
+        found = (await self.store.applications_by_token([token])).get(token)
+        if found is not None:
+            self._remember(found)
+        return found
+
+    async def require_application(self, token: str) -> Application:
+        application = await self.application(token)
+        if application is None:
+            raise NotFound("application not found")
+        return application
+
+    async def application_id(self, token: str) -> int:
+        """The application's id, from the process-local cache when possible: tokens never change."""
+        app_id = self._tokens.get(token)
+        if app_id is None:
+            app_id = (await self.require_application(token)).id
+        return app_id
+
+    def _remember(self, application: Application) -> None:
+        if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        self._tokens[application.token] = application.id
+
+    async def list_applications(self, request: PageRequest) -> Page[Application]:
+        rows = await self.store.list_applications(request.after, request.size + 1)
+        return _page("application", rows, request.size, lambda a: a.id)
+
+    # -- chats ---------------------------------------------------------------------------------
+
+    async def create_chat(self, token: str) -> int:
+        app_id = await self.application_id(token)
+        number = await self.numbers.next_chat(app_id)
+        await self.pipeline.submit(ChatCreated(app_id, number))
+        return number
+
+    async def chats(
+        self, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], Chat]:
+        return await self.store.chats_by_number(keys)
+
+    async def require_chat(self, token: str, number: object) -> Chat:
+        chat_number = parse_number(number, "chat number")
+        app_id = await self.application_id(token)
+        chat = (await self.store.chats_by_number([(app_id, chat_number)])).get(
+            (app_id, chat_number)
+        )
+        if chat is None:
+            raise NotFound(f"chat {chat_number} not found")
+        return chat
+
+    async def chat_pages(
+        self, application_ids: Sequence[int], request: PageRequest
+    ) -> dict[int, Page[Chat]]:
+        found = await self.store.list_chats(application_ids, request.after, request.size + 1)
+        return {
+            app_id: _page("chat", rows, request.size, lambda c: c.number)
+            for app_id, rows in found.items()
+        }
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def create_message(self, token: str, chat_number: object, body: object) -> Message:
+        number_in = parse_number(chat_number, "chat number")
+        body = clean_body(body, self.settings.max_body_length)
+        app_id = await self.application_id(token)
+        number = await self.numbers.next_message(app_id, number_in)
+        revision = await self.numbers.next_revision()
+        await self.pipeline.submit(MessageWritten(app_id, number_in, number, body, revision))
+        return Message(number=number, body=body)
+
+    async def update_message(
+        self, token: str, chat_number: object, number: object, body: object
+    ) -> Message:
+        chat_in = parse_number(chat_number, "chat number")
+        number_in = parse_number(number, "message number")
+        body = clean_body(body, self.settings.max_body_length)
+        app_id = await self.application_id(token)
+        if not await self.numbers.message_issued(app_id, chat_in, number_in):
+            raise NotFound(f"message {number_in} not found in chat {chat_in}")
+        revision = await self.numbers.next_revision()
+        await self.pipeline.submit(MessageWritten(app_id, chat_in, number_in, body, revision))
+        return Message(number=number_in, body=body)
+
+    async def messages(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Message]:
+        return await self.store.messages_by_number(keys)
+
+    async def require_message(self, token: str, chat_number: object, number: object) -> Message:
+        chat = await self.require_chat(token, chat_number)
+        number_in = parse_number(number, "message number")
+        message = (await self.store.messages_by_number([(chat.id, number_in)])).get(
+            (chat.id, number_in)
+        )
+        if message is None:
+            raise NotFound(f"message {number_in} not found in chat {chat.number}")
+        return message
+
+    async def message_pages(
+        self, chat_ids: Sequence[int], request: PageRequest
+    ) -> dict[int, Page[Message]]:
+        found = await self.store.list_messages(chat_ids, request.after, request.size + 1)
+        return {
+            chat_id: _page("message", rows, request.size, lambda m: m.number)
+            for chat_id, rows in found.items()
+        }
+
+    async def search(self, chat_id: int, query: object, request: PageRequest) -> Page[Message]:
+        terms = search_terms(query, self.settings.max_body_length)
+        rows = await self.search_index.search(chat_id, terms, request.after, request.size + 1)
+        return _page("search", rows, request.size, lambda m: m.number)

@@ -1,0 +1,74 @@
+"""The relational schema, shared by the store adapter and the Alembic history."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects import mysql
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s_%(column_1_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Accepted by both MySQL 8 and MariaDB; binary so that tokens compare exactly.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
+# SQLite only has one 64-bit INTEGER; it must be spelled INTEGER for a rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# Bodies up to MAX_BODY_LENGTH characters: 4 bytes each in utf8mb4 overflow TEXT's 64 KiB.
+Body = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+applications = Table(
+    "applications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token", String(36), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("chats_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    **MYSQL_TABLE,
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "application_id",
+        Id,
+        ForeignKey("applications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("number", Integer, nullable=False),
+    Column("messages_count", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("application_id", "number"),
+    **MYSQL_TABLE,
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("chat_id", Id, ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("body", Body, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    UniqueConstraint("chat_id", "number"),
+    **MYSQL_TABLE,
+)
