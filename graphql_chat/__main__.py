@@ -1,0 +1,3 @@
+from graphql_chat.cli import main
+
+main()

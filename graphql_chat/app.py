@@ -1,0 +1,174 @@
+"""The Starlette application: /graphql (API and playground), /api/v1 (REST), /health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from graphql_chat import migrations
+from graphql_chat.bootstrap import Container, bootstrap
+from graphql_chat.config import Settings
+from graphql_chat.errors import ChatError, TooLarge, Unavailable
+from graphql_chat.graphql.context import Context
+from graphql_chat.graphql.schema import build_schema, coded
+from graphql_chat.rest.routes import JSONResponse
+from graphql_chat.rest.routes import routes as rest_routes
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context and the offline playground."""
+
+    def __init__(self, container: Container) -> None:
+        super().__init__(build_schema(container.settings), graphql_ide="graphiql")
+        self.container = container
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(self.container.service)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if result.errors:
+            result.errors = [coded(error) for error in result.errors]
+        return await super().process_result(request, result)
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        return FileResponse(STATIC / "graphiql.html", media_type="text/html")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, whether announced or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await _too_large(self.limit)(scope, receive, send)
+                return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise TooLarge(f"the request body is larger than {self.limit} bytes")
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except TooLarge:
+            if started:
+                raise
+            await _too_large(self.limit)(scope, receive, send)
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(TooLarge(f"the request body is larger than {limit} bytes"))
+
+
+def error_response(error: ChatError) -> JSONResponse:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    field = getattr(error, "field", None)
+    if field:
+        body["field"] = field
+    response = JSONResponse({"error": body}, status_code=error.status)
+    if isinstance(error, Unavailable):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+async def _chat_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, ChatError)
+    return error_response(error)
+
+
+async def _http_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "BAD_REQUEST")
+    return JSONResponse(
+        {"error": {"code": code, "message": error.detail}},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse(
+        {"error": {"code": "INTERNAL_SERVER_ERROR", "message": "Internal server error"}},
+        status_code=500,
+    )
+
+
+async def health(request: Request) -> Response:
+    container: Container = request.app.state.container
+    try:
+        await container.store.start()
+    except Unavailable as error:
+        return error_response(error)
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool | None = None) -> Starlette:
+    """The ASGI app. Its lifespan starts the container; embedded databases are migrated first."""
+    container = bootstrap(settings)
+    settings = container.settings
+    should_migrate = settings.is_sqlite if migrate is None else migrate
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if should_migrate:
+            await migrations.upgrade_async(settings.database_url)
+        await container.start()
+        try:
+            yield
+        finally:
+            await container.close()
+
+    graphql = GraphQLView(container)
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/health", health, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            *rest_routes,
+        ],
+        exception_handlers={
+            ChatError: _chat_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    return app

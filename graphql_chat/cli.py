@@ -1,0 +1,95 @@
+"""graphql-chat serve | worker | migrate | reindex"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+from tqdm import tqdm
+
+from graphql_chat import migrations
+from graphql_chat.config import Settings
+from graphql_chat.errors import ConfigurationError
+
+cli = typer.Typer(
+    help="graphql-chat: a chat backend with GraphQL and REST APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.check()
+    except ConfigurationError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as error:
+        typer.echo(f"error: invalid configuration: {error}", err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
+@cli.command()
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind (default: HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default: PORT or 3000)."),
+) -> None:
+    """Serve GraphQL at /graphql and REST at /api/v1; embedded mode also runs the pipeline."""
+    import uvicorn
+
+    from graphql_chat.app import create_app
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database at DATABASE_URL up to the latest schema."""
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+    typer.echo("database is up to date")
+
+
+@cli.command()
+def worker() -> None:
+    """Consume the RabbitMQ write queue and batch-write the store and search (distributed mode)."""
+    settings = _settings()
+    if not settings.rabbitmq_url:
+        typer.echo(
+            "error: RABBITMQ_URL is not set: the embedded mode runs its pipeline inside "
+            "`graphql-chat serve`, there is nothing for a worker to consume",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+@cli.command()
+def reindex() -> None:
+    """Rebuild the search index from the store."""
+    from graphql_chat.bootstrap import running
+
+    settings = _settings()
+
+    async def run() -> int:
+        async with running(settings) as container:
+            with tqdm(unit="messages", desc="reindex") as bar:
+                return await container.search.rebuild(bar.update)
+
+    total = asyncio.run(run())
+    typer.echo(f"reindexed {total} messages")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""The GraphQL interface: Strawberry types, resolvers, loaders and the schema."""

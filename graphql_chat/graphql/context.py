@@ -1,0 +1,67 @@
+"""Per-request context: the service and DataLoaders that batch nested lists into few statements."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info as StrawberryInfo
+
+from graphql_chat.domain import Chat, Message
+from graphql_chat.services import ChatService, Page, PageRequest
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# (parent id, page size, key after which the page starts)
+PageKey = tuple[int, int, int | None]
+
+
+def _pages_loader(
+    fetch: Callable[[Sequence[int], PageRequest], Awaitable[dict[int, Page[V]]]],
+) -> DataLoader[PageKey, Page[V]]:
+    """One statement per distinct (first, after) among the parents asked for, not per parent."""
+
+    async def load(keys: list[PageKey]) -> list[Page[V]]:
+        groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
+        for parent, size, after in keys:
+            groups[(size, after)].append(parent)
+        found: dict[PageKey, Page[V]] = {}
+        for (size, after), parents in groups.items():
+            pages = await fetch(parents, PageRequest(size, after))
+            for parent in parents:
+                found[(parent, size, after)] = pages[parent]
+        return [found[key] for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _lookup_loader(
+    fetch: Callable[[Sequence[tuple[int, int]]], Awaitable[dict[tuple[int, int], V]]],
+) -> DataLoader[tuple[int, int], V | None]:
+    async def load(keys: list[tuple[int, int]]) -> list[V | None]:
+        found = await fetch(list(dict.fromkeys(keys)))
+        return [found.get(key) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+@dataclass
+class Context:
+    service: ChatService
+    chat_pages: DataLoader[PageKey, Page[Chat]] = field(init=False)
+    message_pages: DataLoader[PageKey, Page[Message]] = field(init=False)
+    chats: DataLoader[tuple[int, int], Chat | None] = field(init=False)
+    messages: DataLoader[tuple[int, int], Message | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chat_pages = _pages_loader(self.service.chat_pages)
+        self.message_pages = _pages_loader(self.service.message_pages)
+        self.chats = _lookup_loader(self.service.chats)
+        self.messages = _lookup_loader(self.service.messages)
+
+
+Info = StrawberryInfo[Context, Any]

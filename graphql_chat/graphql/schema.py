@@ -1,0 +1,201 @@
+"""Queries, mutations, and the schema with its caches, limits and error codes."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import strawberry
+from graphql import GraphQLError
+from graphql.error import GraphQLSyntaxError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.types import ExecutionContext
+
+from graphql_chat.config import Settings
+from graphql_chat.errors import ChatError
+from graphql_chat.graphql.context import Info
+from graphql_chat.graphql.types import Application, Chat, Connection, Message, connection
+
+log = logging.getLogger(__name__)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Every application, oldest first.")
+    async def applications(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Application]:
+        service = info.context.service
+        page = await service.list_applications(service.page_request("application", first, after))
+        return connection(page, Application.of)
+
+    @strawberry.field(description="The application with this token, or null when unknown.")
+    async def application(self, info: Info, token: str) -> Application | None:
+        found = await info.context.service.application(token)
+        return Application.of(found) if found else None
+
+
+@strawberry.input
+class CreateApplicationInput:
+    name: str
+
+
+@strawberry.input
+class UpdateApplicationInput:
+    token: str
+    name: str
+
+
+@strawberry.input
+class CreateChatInput:
+    application_token: str
+
+
+@strawberry.input
+class CreateMessageInput:
+    application_token: str
+    chat_number: int
+    body: str
+
+
+@strawberry.input
+class UpdateMessageInput:
+    application_token: str
+    chat_number: int
+    number: int
+    body: str
+
+
+@strawberry.type
+class CreateApplicationPayload:
+    application: Application
+
+
+@strawberry.type
+class UpdateApplicationPayload:
+    application: Application
+
+
+@strawberry.type
+class CreateChatPayload:
+    chat: Chat
+
+
+@strawberry.type
+class CreateMessagePayload:
+    message: Message
+
+
+@strawberry.type
+class UpdateMessagePayload:
+    message: Message
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create an application; the server generates its token.")
+    async def create_application(
+        self, info: Info, input: CreateApplicationInput
+    ) -> CreateApplicationPayload:
+        created = await info.context.service.create_application(input.name)
+        return CreateApplicationPayload(application=Application.of(created))
+
+    @strawberry.mutation(description="Rename an application.")
+    async def update_application(
+        self, info: Info, input: UpdateApplicationInput
+    ) -> UpdateApplicationPayload:
+        updated = await info.context.service.update_application(input.token, input.name)
+        return UpdateApplicationPayload(application=Application.of(updated))
+
+    @strawberry.mutation(description="Create a chat; returns its number in the application.")
+    async def create_chat(self, info: Info, input: CreateChatInput) -> CreateChatPayload:
+        service = info.context.service
+        app_id = await service.application_id(input.application_token)
+        number = await service.create_chat(input.application_token)
+        return CreateChatPayload(
+            chat=Chat(number=number, messages_count=0, application_id=app_id, id=None)
+        )
+
+    @strawberry.mutation(description="Create a message; returns its number in the chat.")
+    async def create_message(self, info: Info, input: CreateMessageInput) -> CreateMessagePayload:
+        created = await info.context.service.create_message(
+            input.application_token, input.chat_number, input.body
+        )
+        return CreateMessagePayload(message=Message.of(created))
+
+    @strawberry.mutation(description="Replace a message's body; the last accepted update wins.")
+    async def update_message(self, info: Info, input: UpdateMessageInput) -> UpdateMessagePayload:
+        updated = await info.context.service.update_message(
+            input.application_token, input.chat_number, input.number, input.body
+        )
+        return UpdateMessagePayload(message=Message.of(updated))
+
+
+def coded(error: GraphQLError) -> GraphQLError:
+    """The error with `extensions.code`; an unexpected error becomes a generic one."""
+    original = error.original_error
+    if isinstance(original, ChatError):
+        code, message = original.code, original.message
+    elif original is None or isinstance(original, GraphQLError):
+        message = error.message
+        if isinstance(original, GraphQLSyntaxError) or message.startswith("Syntax Error"):
+            code = "GRAPHQL_PARSE_FAILED"
+        elif message.startswith(("Variable '$", "Int cannot represent", "String cannot")):
+            code = "BAD_USER_INPUT"
+        elif error.path is None:
+            code = "GRAPHQL_VALIDATION_FAILED"
+        else:
+            code = "BAD_USER_INPUT"
+    else:
+        code, message = "INTERNAL_SERVER_ERROR", "Internal server error"
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+class ChatSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log what is ours to fix; errors a client caused are answered, not logged."""
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, (ChatError, GraphQLError)):
+                log.error("unexpected error in %s", error.path, exc_info=original)
+
+
+def _is_introspection(context: IgnoreContext) -> bool:
+    return context.field_name.startswith("__")
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    return ChatSchema(
+        query=Query,
+        mutation=Mutation,
+        # Factories, not instances: an extension instance must not be shared by requests.
+        extensions=[
+            partial(MaxTokensLimiter, settings.max_query_tokens),
+            partial(ParserCache, maxsize=512),
+            partial(
+                QueryDepthLimiter, settings.max_query_depth, should_ignore=_is_introspection
+            ),
+            partial(MaxAliasesLimiter, settings.max_query_aliases),
+            partial(ValidationCache, maxsize=512),
+        ],
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,140 @@
+"""GraphQL object types and their nested fields. Resolvers parse, call the service, shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import strawberry
+
+from graphql_chat import domain
+from graphql_chat.graphql.context import Info
+from graphql_chat.services import Page
+
+N = TypeVar("N")
+T = TypeVar("T")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[N]):
+    cursor: str
+    node: N
+
+
+@strawberry.type
+class Connection(Generic[N]):
+    edges: list[Edge[N]]
+    nodes: list[N]
+    page_info: PageInfo
+
+
+def connection(page: Page[T], shape: Callable[[T], N]) -> Connection[N]:
+    nodes = [shape(item) for item in page.items]
+    return Connection(
+        edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
+        nodes=nodes,
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+    )
+
+
+@strawberry.type(description="A message of a chat; numbers start at 1 in each chat.")
+class Message:
+    number: int
+    body: str
+
+    @classmethod
+    def of(cls, message: domain.Message) -> Message:
+        return cls(number=message.number, body=message.body)
+
+
+@strawberry.type(description="A chat of an application; numbers start at 1 in each application.")
+class Chat:
+    number: int
+    messages_count: int
+    application_id: strawberry.Private[int]
+    id: strawberry.Private[int | None]
+
+    @classmethod
+    def of(cls, chat: domain.Chat) -> Chat:
+        return cls(
+            number=chat.number,
+            messages_count=chat.messages_count,
+            application_id=chat.application_id,
+            id=chat.id,
+        )
+
+    async def _chat_id(self, info: Info) -> int | None:
+        if self.id is None:
+            stored = await info.context.chats.load((self.application_id, self.number))
+            self.id = stored.id if stored else None
+        return self.id
+
+    @strawberry.field(description="Messages in ascending number order.")
+    async def messages(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Message]:
+        request = info.context.service.page_request("message", first, after)
+        chat_id = await self._chat_id(info)
+        if chat_id is None:
+            return connection(Page[domain.Message]([], [], False), Message.of)
+        page = await info.context.message_pages.load((chat_id, request.size, request.after))
+        return connection(page, Message.of)
+
+    @strawberry.field(description="The message with this number, or null.")
+    async def message(self, info: Info, number: int) -> Message | None:
+        chat_id = await self._chat_id(info)
+        if chat_id is None:
+            return None
+        found = await info.context.messages.load((chat_id, number))
+        return Message.of(found) if found else None
+
+    @strawberry.field(
+        description="Messages containing every white-space separated term of `query` "
+        "(case-insensitive substrings), newest first."
+    )
+    async def search_messages(
+        self, info: Info, query: str, first: int | None = None, after: str | None = None
+    ) -> Connection[Message]:
+        service = info.context.service
+        request = service.page_request("search", first, after)
+        chat_id = await self._chat_id(info)
+        if chat_id is None:
+            domain.search_terms(query, service.settings.max_body_length)
+            return connection(Page[domain.Message]([], [], False), Message.of)
+        return connection(await service.search(chat_id, query, request), Message.of)
+
+
+@strawberry.type(description="An application: the owner of chats, addressed by its token.")
+class Application:
+    token: str
+    name: str
+    chats_count: int
+    id: strawberry.Private[int]
+
+    @classmethod
+    def of(cls, application: domain.Application) -> Application:
+        return cls(
+            token=application.token,
+            name=application.name,
+            chats_count=application.chats_count,
+            id=application.id,
+        )
+
+    @strawberry.field(description="Chats in ascending number order.")
+    async def chats(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Chat]:
+        request = info.context.service.page_request("chat", first, after)
+        page = await info.context.chat_pages.load((self.id, request.size, request.after))
+        return connection(page, Chat.of)
+
+    @strawberry.field(description="The chat with this number, or null.")
+    async def chat(self, info: Info, number: int) -> Chat | None:
+        found = await info.context.chats.load((self.id, number))
+        return Chat.of(found) if found else None

@@ -1,0 +1,208 @@
+"""The seed's REST calls under /api/v1: same paths, methods and JSON keys.
+
+Lists answer plain JSON arrays, as in the seed; the next page is in a `Link` header
+(`<...?limit=N&cursor=C>; rel="next"`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from graphql_chat.domain import Application, Chat, CursorKind, Message
+from graphql_chat.errors import InvalidInput, MalformedRequest
+from graphql_chat.services import ChatService, Page, PageRequest
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _service(request: Request) -> ChatService:
+    service: ChatService = request.app.state.container.service
+    return service
+
+
+async def _json_object(request: Request, required: bool = True) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise MalformedRequest("the request body must be a JSON object")
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise MalformedRequest(f"the request body is not valid JSON: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise MalformedRequest("the request body must be a JSON object")
+    return data
+
+
+def _page_request(request: Request, kind: CursorKind) -> PageRequest:
+    limit: object = request.query_params.get("limit")
+    if isinstance(limit, str):
+        if not (limit.isascii() and limit.isdigit()):
+            raise InvalidInput("limit must be a positive integer", "limit")
+        limit = int(limit)
+    try:
+        return _service(request).page_request(kind, limit, request.query_params.get("cursor"))
+    except InvalidInput as error:
+        field = "limit" if error.field == "first" else "cursor"
+        raise InvalidInput(error.message.replace("first", "limit").replace("after", "cursor"),
+                           field) from None
+
+
+def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
+    response = JSONResponse([shape(item) for item in page.items])
+    if page.has_next and page.end_cursor:
+        url = request.url.include_query_params(
+            limit=len(page.items), cursor=page.end_cursor
+        )
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
+def _application(app: Application) -> dict[str, Any]:
+    return {"name": app.name, "token": app.token, "chats_count": app.chats_count}
+
+
+def _chat(chat: Chat) -> dict[str, Any]:
+    return {"number": chat.number, "messages_count": chat.messages_count}
+
+
+def _message(message: Message) -> dict[str, Any]:
+    return {"number": message.number, "body": message.body}
+
+
+# -- applications ------------------------------------------------------------------------------
+
+
+async def create_application(request: Request) -> Response:
+    data = await _json_object(request)
+    app = await _service(request).create_application(data.get("name"))
+    return JSONResponse(_application(app), status_code=201)
+
+
+async def list_applications(request: Request) -> Response:
+    page_request = _page_request(request, "application")
+    page = await _service(request).list_applications(page_request)
+    return _list(request, page, _application)
+
+
+async def get_application(request: Request) -> Response:
+    app = await _service(request).require_application(request.path_params["token"])
+    return JSONResponse(_application(app))
+
+
+async def update_application(request: Request) -> Response:
+    data = await _json_object(request)
+    await _service(request).update_application(request.path_params["token"], data.get("name"))
+    return JSONResponse({"success": "ok"})
+
+
+# -- chats -------------------------------------------------------------------------------------
+
+
+async def create_chat(request: Request) -> Response:
+    await _json_object(request, required=False)
+    number = await _service(request).create_chat(request.path_params["token"])
+    return JSONResponse({"number": number}, status_code=201)
+
+
+async def list_chats(request: Request) -> Response:
+    service = _service(request)
+    page_request = _page_request(request, "chat")
+    app_id = await service.application_id(request.path_params["token"])
+    pages = await service.chat_pages([app_id], page_request)
+    return _list(request, pages[app_id], _chat)
+
+
+async def get_chat(request: Request) -> Response:
+    params = request.path_params
+    chat = await _service(request).require_chat(params["token"], params["chat"])
+    return JSONResponse(_chat(chat))
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+async def create_message(request: Request) -> Response:
+    data = await _json_object(request)
+    params = request.path_params
+    message = await _service(request).create_message(
+        params["token"], params["chat"], data.get("body")
+    )
+    return JSONResponse({"number": message.number}, status_code=201)
+
+
+async def update_message(request: Request) -> Response:
+    data = await _json_object(request)
+    params = request.path_params
+    message = await _service(request).update_message(
+        params["token"], params["chat"], params["number"], data.get("body")
+    )
+    return JSONResponse(_message(message))
+
+
+async def list_messages(request: Request) -> Response:
+    service = _service(request)
+    params = request.path_params
+    page_request = _page_request(request, "message")
+    chat = await service.require_chat(params["token"], params["chat"])
+    pages = await service.message_pages([chat.id], page_request)
+    return _list(request, pages[chat.id], _message)
+
+
+async def get_message(request: Request) -> Response:
+    params = request.path_params
+    message = await _service(request).require_message(
+        params["token"], params["chat"], params["number"]
+    )
+    return JSONResponse(_message(message))
+
+
+async def search_messages(request: Request) -> Response:
+    """POST with {"body": "..."} as in the seed, or GET with ?q=..."""
+    service = _service(request)
+    params = request.path_params
+    if request.method == "POST":
+        data = await _json_object(request)
+        if "body" not in data:
+            raise InvalidInput("body is required: the text to search for", "body")
+        query = data["body"]
+    else:
+        query = request.query_params.get("q")
+        if query is None:
+            raise InvalidInput("q is required: the text to search for", "q")
+    page_request = _page_request(request, "search")
+    chat = await service.require_chat(params["token"], params["chat"])
+    page = await service.search(chat.id, query, page_request)
+    return _list(request, page, _message)
+
+
+_APP = "/api/v1/applications"
+_CHAT = _APP + "/{token}/chats/{chat}"
+
+routes: list[BaseRoute] = [
+    Route(_APP, create_application, methods=["POST"]),
+    Route(_APP + "/", create_application, methods=["POST"]),
+    Route(_APP, list_applications, methods=["GET"]),
+    Route(_APP + "/", list_applications, methods=["GET"]),
+    Route(_APP + "/{token}", get_application, methods=["GET"]),
+    Route(_APP + "/{token}", update_application, methods=["PUT"]),
+    Route(_APP + "/{token}/chats", create_chat, methods=["POST"]),
+    Route(_APP + "/{token}/chats", list_chats, methods=["GET"]),
+    Route(_CHAT, get_chat, methods=["GET"]),
+    Route(_CHAT + "/messages", create_message, methods=["POST"]),
+    Route(_CHAT + "/messages", list_messages, methods=["GET"]),
+    Route(_CHAT + "/messages/search", search_messages, methods=["GET", "POST"]),
+    Route(_CHAT + "/messages/{number}", get_message, methods=["GET"]),
+    Route(_CHAT + "/messages/{number}", update_message, methods=["PUT"]),
+]
