@@ -1,0 +1,65 @@
+# graphql-chat: `make run` serves the embedded default, `make test` runs every check.
+# Both bootstrap their own virtual environments on a fresh machine with Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CODEGEN_VENV := .venv-codegen
+PORT ?= 3000
+export PORT
+
+.PHONY: run test lint typecheck schema schema-check client client-check browser-deps bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# ariadne-codegen pins an older graphql-core than Strawberry needs: it gets its own venv.
+$(CODEGEN_VENV)/bin/ariadne-codegen:
+	$(PYTHON) -m venv $(CODEGEN_VENV)
+	$(CODEGEN_VENV)/bin/pip install --quiet --upgrade pip
+	$(CODEGEN_VENV)/bin/pip install --quiet 'ariadne-codegen==0.19.0'
+
+run: $(BIN)/.installed
+	$(BIN)/graphql-chat serve
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy graphql_chat workers tests bench
+
+# schema.graphql is exported from the code; schema-check fails when the checked-in file drifts.
+schema: $(BIN)/.installed
+	$(BIN)/strawberry export-schema graphql_chat.graphql.schema:schema --output schema.graphql
+
+schema-check: $(BIN)/.installed
+	$(BIN)/strawberry export-schema graphql_chat.graphql.schema:schema --output $(VENV)/schema.graphql
+	diff -u schema.graphql $(VENV)/schema.graphql
+
+# The typed client in tests/client is generated from schema.graphql; client-check regenerates
+# it into a scratch copy and fails when the checked-in code differs.
+client: $(CODEGEN_VENV)/bin/ariadne-codegen
+	$(CODEGEN_VENV)/bin/ariadne-codegen
+
+client-check: $(CODEGEN_VENV)/bin/ariadne-codegen
+	rm -rf $(VENV)/client-check && mkdir -p $(VENV)/client-check/tests/client
+	cp pyproject.toml schema.graphql $(VENV)/client-check/
+	cp tests/client/operations.graphql $(VENV)/client-check/tests/client/
+	cd $(VENV)/client-check && ../../$(CODEGEN_VENV)/bin/ariadne-codegen >/dev/null
+	diff -ru tests/client/graphql_chat_client $(VENV)/client-check/tests/client/graphql_chat_client -x __pycache__
+
+browser-deps:
+	@command -v chromium >/dev/null || scripts/install-debian-packages.sh chromium
+
+test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps
+	$(BIN)/pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/load.py
+
+clean:
+	rm -rf $(VENV) $(CODEGEN_VENV) build *.egg-info

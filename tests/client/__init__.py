@@ -1,0 +1,1 @@
+"""The typed GraphQL client generated from schema.graphql (see operations.graphql)."""

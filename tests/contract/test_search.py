@@ -1,0 +1,94 @@
+"""The search contract: every term a case-insensitive substring, newest first, one chat."""
+
+from __future__ import annotations
+
+from graphql_chat.adapters.sql_store import SqlStore
+from graphql_chat.domain import ChatCreated, MessageWritten, new_token
+from graphql_chat.ports import Search
+from graphql_chat.writer import Writer
+
+BODIES = [
+    "Hello world",
+    "a café in Paris",
+    "CAFÉ CRÈME",
+    "100% sure_thing",
+    'she said "hi"',
+    "wild*card? back\\slash",
+    "Message in a bottle",
+    "ok",
+]
+
+
+async def _chat(store: SqlStore, writer: Writer, bodies: list[str], chat: int = 1) -> int:
+    app = (await store.insert_application(new_token(), "a")).id
+    await writer.apply(
+        [ChatCreated(app, chat)]
+        + [MessageWritten(app, chat, n, body, n) for n, body in enumerate(bodies, start=1)]
+    )
+    return (await store.chats_by_number([(app, chat)]))[(app, chat)].id
+
+
+async def _numbers(search: Search, chat_id: int, query: str) -> list[int]:
+    return [m.number for m in await search.search(chat_id, query.split(), None, 50)]
+
+
+async def test_terms_are_case_insensitive_substrings(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    chat = await _chat(store, writer, BODIES)
+    assert await _numbers(search, chat, "ssag") == [7]
+    assert await _numbers(search, chat, "WORLD") == [1]
+    assert await _numbers(search, chat, "CAFÉ") == [3, 2]
+    assert await _numbers(search, chat, "café crè") == [3]
+    assert await _numbers(search, chat, "o") == [8, 7, 1]
+    assert await _numbers(search, chat, "OK") == [8]
+    assert await _numbers(search, chat, "hello paris") == []
+
+
+async def test_special_characters_are_literal(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    chat = await _chat(store, writer, BODIES)
+    assert await _numbers(search, chat, "%") == [4]
+    assert await _numbers(search, chat, "_") == [4]
+    assert await _numbers(search, chat, "*") == [6]
+    assert await _numbers(search, chat, "?") == [6]
+    assert await _numbers(search, chat, "\\") == [6]
+    assert await _numbers(search, chat, '"hi"') == [5]
+    assert await _numbers(search, chat, '"') == [5]
+    assert await _numbers(search, chat, "OR") == [1]
+    assert await _numbers(search, chat, "NEAR(a") == []
+
+
+async def test_newest_first_and_paginated(store: SqlStore, writer: Writer, search: Search) -> None:
+    chat = await _chat(store, writer, [f"note {n}" for n in range(1, 26)])
+    first = await search.search(chat, ["note"], None, 10)
+    assert [m.number for m in first] == list(range(25, 15, -1))
+    second = await search.search(chat, ["note"], first[-1].number, 10)
+    assert [m.number for m in second] == list(range(15, 5, -1))
+
+
+async def test_scoped_to_its_chat(store: SqlStore, writer: Writer, search: Search) -> None:
+    one = await _chat(store, writer, ["shared words"])
+    two = await _chat(store, writer, ["shared words", "shared too"])
+    assert await _numbers(search, one, "shared") == [1]
+    assert await _numbers(search, two, "shared") == [2, 1]
+
+
+async def test_updates_replace_the_indexed_body(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    await writer.apply([ChatCreated(app, 1), MessageWritten(app, 1, 1, "before edit", 1)])
+    await writer.apply([MessageWritten(app, 1, 1, "after edit", 2)])
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)].id
+    assert await _numbers(search, chat, "before") == []
+    assert await _numbers(search, chat, "after") == [1]
+
+
+async def test_rebuild_restores_the_index(store: SqlStore, writer: Writer, search: Search) -> None:
+    chat = await _chat(store, writer, BODIES)
+    seen: list[int] = []
+    assert await search.rebuild(seen.append) == len(BODIES)
+    assert sum(seen) == len(BODIES)
+    assert await _numbers(search, chat, "bottle") == [7]
