@@ -38,9 +38,11 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str, immediate: bool) ->
         cursor.close()
         dbapi_connection.create_function("chat_contains", 2, casefold_contains, deterministic=True)
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+        # Readers run in autocommit: each statement reads one consistent WAL snapshot.
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:

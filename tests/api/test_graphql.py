@@ -1,0 +1,226 @@
+"""GraphQL end to end through the typed client generated from schema.graphql."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from graphql_chat.app import create_app
+from graphql_chat.bootstrap import Container
+from graphql_chat.config import Settings
+from tests.client.graphql_chat_client import GraphQLChatClient
+from tests.client.graphql_chat_client.exceptions import GraphQLClientGraphQLMultiError
+
+
+def _codes(error: GraphQLClientGraphQLMultiError) -> list[str]:
+    return [e.extensions["code"] for e in error.errors if e.extensions]
+
+
+async def test_create_read_update_search(gql: GraphQLChatClient) -> None:
+    app = (await gql.create_application("web")).create_application.application
+    assert app.name == "web" and app.chats_count == 0
+    chat = (await gql.create_chat(app.token)).create_chat.chat
+    assert (chat.number, chat.messages_count) == (1, 0)
+    for body in ["Hello there", "General Kenobi", "hello again"]:
+        await gql.create_message(app.token, chat.number, body)
+    updated = await gql.update_message(app.token, 1, 2, "General Grievous")
+    assert updated.update_message.message.body == "General Grievous"
+
+    tree = (await gql.application(app.token)).application
+    assert tree is not None and tree.chats_count == 1
+    [only_chat] = tree.chats.nodes
+    assert only_chat.messages_count == 3
+    assert [m.body for m in only_chat.messages.nodes] == [
+        "Hello there",
+        "General Grievous",
+        "hello again",
+    ]
+
+    found = (await gql.search_messages(app.token, 1, "HELLO")).application
+    assert found is not None and found.chat is not None
+    assert [m.number for m in found.chat.search_messages.nodes] == [3, 1]
+
+    one = (await gql.message(app.token, 1, 2)).application
+    assert one is not None and one.chat is not None and one.chat.message is not None
+    assert one.chat.message.body == "General Grievous"
+
+    renamed = await gql.update_application(app.token, "mobile")
+    assert renamed.update_application.application.name == "mobile"
+    assert (await gql.application("no-such-token")).application is None
+
+
+async def test_cursor_pagination(gql: GraphQLChatClient) -> None:
+    token = (await gql.create_application("pages")).create_application.application.token
+    await gql.create_chat(token)
+    for n in range(1, 12):
+        await gql.create_message(token, 1, f"m{n}")
+    numbers: list[int] = []
+    after: str | None = None
+    while True:
+        app = (await gql.chat_messages(token, 1, first=4, after=after)).application
+        assert app is not None and app.chat is not None
+        page = app.chat.messages
+        numbers += [edge.node.number for edge in page.edges]
+        if not page.page_info.has_next_page:
+            break
+        after = page.page_info.end_cursor
+    assert numbers == list(range(1, 12))
+
+    seen: list[int] = []
+    after = None
+    while True:
+        app2 = (await gql.search_messages(token, 1, "m1", first=1, after=after)).application
+        assert app2 is not None and app2.chat is not None
+        seen += [m.number for m in app2.chat.search_messages.nodes]
+        if not app2.chat.search_messages.page_info.has_next_page:
+            break
+        after = app2.chat.search_messages.page_info.end_cursor
+    assert seen == [11, 10, 1]
+
+    listed = await gql.applications(first=100)
+    assert token in [a.token for a in listed.applications.nodes]
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda c: c.create_application(""), "BAD_USER_INPUT"),
+        (lambda c: c.create_application("x" * 256), "BAD_USER_INPUT"),
+        (lambda c: c.update_application("nope", "x"), "NOT_FOUND"),
+        (lambda c: c.create_chat("nope"), "NOT_FOUND"),
+        (lambda c: c.create_message("nope", 1, "x"), "NOT_FOUND"),
+        (lambda c: c.applications(first=0), "BAD_USER_INPUT"),
+        (lambda c: c.applications(after="!!"), "BAD_USER_INPUT"),
+        (lambda c: c.applications(first=101), "BAD_USER_INPUT"),
+        (lambda c: c.applications(after="bWVzc2FnZTox"), "BAD_USER_INPUT"),
+    ],
+)
+async def test_errors_carry_codes(gql: GraphQLChatClient, call: Any, code: str) -> None:
+    with pytest.raises(GraphQLClientGraphQLMultiError) as raised:
+        await call(gql)
+    assert _codes(raised.value) == [code]
+
+
+async def test_message_errors_change_nothing(gql: GraphQLChatClient) -> None:
+    token = (await gql.create_application("e")).create_application.application.token
+    await gql.create_chat(token)
+    await gql.create_message(token, 1, "kept")
+    for call, code in [
+        (gql.create_message(token, 2, "x"), "NOT_FOUND"),
+        (gql.create_message(token, 1, " "), "BAD_USER_INPUT"),
+        (gql.create_message(token, -1, "x"), "BAD_USER_INPUT"),
+        (gql.update_message(token, 1, 2, "x"), "NOT_FOUND"),
+        (gql.update_message(token, 1, 1, ""), "BAD_USER_INPUT"),
+        (gql.search_messages(token, 1, "   "), "BAD_USER_INPUT"),
+    ]:
+        with pytest.raises(GraphQLClientGraphQLMultiError) as raised:
+            await call
+        assert _codes(raised.value) == [code]
+    app = (await gql.application(token)).application
+    assert app is not None
+    assert [[m.body for m in c.messages.nodes] for c in app.chats.nodes] == [["kept"]]
+
+
+async def _post(http: httpx.AsyncClient, query: str, variables: Any = None) -> dict[str, Any]:
+    response = await http.post("/graphql", json={"query": query, "variables": variables})
+    assert "Traceback" not in response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("{ applications { nodes { token ", "GRAPHQL_PARSE_FAILED"),
+        ("{ applications { nodes { tokn } } }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ " + " ".join(f"a{i}: __typename" for i in range(16)) + " }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ " + "__typename " * 3000 + "}", "GRAPHQL_PARSE_FAILED"),
+        (
+            "{ applications { nodes { chats { nodes { messages { nodes { number } } } } } } }"
+            .replace("nodes { number }", "edges { node { number } } nodes { number }"),
+            None,
+        ),
+    ],
+)
+async def test_limits_and_parse_errors(http: httpx.AsyncClient, query: str, code: str) -> None:
+    result = await _post(http, query)
+    if code is None:
+        assert "errors" not in result
+    else:
+        assert [e["extensions"]["code"] for e in result["errors"]] == [code]
+
+
+DEEPEST = (
+    "{ applications { edges { node { chats { edges { node { messages { edges { node { number "
+    "} } } } } } } } } }"
+)
+
+
+async def test_the_deepest_query_fits_the_default_depth(http: httpx.AsyncClient) -> None:
+    assert "errors" not in await _post(http, DEEPEST)
+
+
+async def test_too_deep_query_is_refused(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"max_query_depth": 6}), migrate=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        result = await _post(http, DEEPEST)
+    assert [e["extensions"]["code"] for e in result["errors"]] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert "exceeds maximum operation depth of 6" in result["errors"][0]["message"]
+
+
+async def test_bad_variables_are_bad_user_input(http: httpx.AsyncClient) -> None:
+    query = "query($n: Int!) { application(token: \"t\") { chat(number: $n) { number } } }"
+    result = await _post(http, query, {"n": "one"})
+    assert [e["extensions"]["code"] for e in result["errors"]] == ["BAD_USER_INPUT"]
+
+
+async def test_playground_is_served(http: httpx.AsyncClient) -> None:
+    page = await http.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "/static/graphiql/graphiql.min.js" in page.text
+    assert "unpkg" not in page.text and "jsdelivr" not in page.text
+    script = await http.get("/static/graphiql/graphiql.min.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+
+
+async def test_nested_lists_cost_a_bounded_number_of_statements(
+    http: httpx.AsyncClient, gql: GraphQLChatClient
+) -> None:
+    for a in range(4):
+        token = (await gql.create_application(f"a{a}")).create_application.application.token
+        for c in range(1, 5):
+            await gql.create_chat(token)
+            for m in range(3):
+                await gql.create_message(token, c, f"message {m}")
+    container: Container = http.app.state.container  # type: ignore[attr-defined]
+    engine = container.store.read_engine.sync_engine
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    def run(n: int) -> str:
+        return (
+            f"{{ applications(first: {n}) {{ nodes {{ name chats(first: {n}) {{ nodes {{ number "
+            f"messages(first: {n}) {{ nodes {{ number body }} }} }} }} }} }} }}"
+        )
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        small = await _post(http, run(2))
+        small_count = len(statements)
+        statements.clear()
+        large = await _post(http, run(100))
+        large_count = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(small["data"]["applications"]["nodes"]) == 2
+    nodes = large["data"]["applications"]["nodes"]
+    assert len(nodes) == 4 and all(len(a["chats"]["nodes"]) == 4 for a in nodes)
+    assert small_count == large_count == 3

@@ -1,0 +1,103 @@
+"""The seed's REST calls, with the seed's paths, methods and JSON shapes."""
+
+from __future__ import annotations
+
+import httpx
+
+JSON = {"content-type": "application/json", "cache-control": "no-cache"}
+
+
+async def _app(http: httpx.AsyncClient, name: str = "app1") -> str:
+    response = await http.post("/api/v1/applications", json={"name": name}, headers=JSON)
+    assert response.status_code == 201
+    token: str = response.json()["token"]
+    return token
+
+
+async def test_the_seed_walkthrough(http: httpx.AsyncClient) -> None:
+    created = await http.post("/api/v1/applications", json={"name": "app1"}, headers=JSON)
+    body = created.json()
+    assert set(body) == {"name", "token", "chats_count"}
+    assert body["name"] == "app1" and body["chats_count"] == 0
+    token = body["token"]
+    assert len(token) == 36
+
+    renamed = await http.put(
+        f"/api/v1/applications/{token}", json={"name": "new name for app1"}, headers=JSON
+    )
+    assert renamed.json() == {"success": "ok"}
+
+    listed = await http.get("/api/v1/applications/", headers=JSON)
+    assert listed.status_code == 200
+    assert {"name": "new name for app1", "token": token, "chats_count": 0} in listed.json()
+
+    chat = await http.post(f"/api/v1/applications/{token}/chats", headers=JSON)
+    assert chat.json() == {"number": 1}
+    assert (await http.get(f"/api/v1/applications/{token}/chats", headers=JSON)).json() == [
+        {"number": 1, "messages_count": 0}
+    ]
+    assert (await http.get(f"/api/v1/applications/{token}/chats/1")).json() == {
+        "number": 1,
+        "messages_count": 0,
+    }
+
+    base = f"/api/v1/applications/{token}/chats/1/messages"
+    message = await http.post(base, json={"body": "message 1 for chat 1 in app 1"}, headers=JSON)
+    assert message.json() == {"number": 1}
+    new_body = "new body :) message 1 for chat 1 in app 1"
+    updated = await http.put(f"{base}/1", json={"body": new_body}, headers=JSON)
+    assert updated.json() == {"number": 1, "body": new_body}
+    assert (await http.get(base)).json() == [{"number": 1, "body": new_body}]
+    assert (await http.get(f"{base}/1")).json() == {"number": 1, "body": new_body}
+    found = await http.post(f"{base}/search", json={"body": "message 1"}, headers=JSON)
+    assert found.json() == [{"number": 1, "body": new_body}]
+    assert (await http.get(f"{base}/search", params={"q": "NEW BODY"})).json() == [
+        {"number": 1, "body": new_body}
+    ]
+
+    assert (await http.get(f"/api/v1/applications/{token}")).json() == {
+        "name": "new name for app1",
+        "token": token,
+        "chats_count": 1,
+    }
+    assert (await http.get(f"/api/v1/applications/{token}/chats/1")).json()[
+        "messages_count"
+    ] == 1
+
+
+async def test_lists_are_paginated_with_a_link_header(http: httpx.AsyncClient) -> None:
+    token = await _app(http)
+    await http.post(f"/api/v1/applications/{token}/chats")
+    base = f"/api/v1/applications/{token}/chats/1/messages"
+    for n in range(1, 8):
+        await http.post(base, json={"body": f"text {n}"})
+    seen: list[int] = []
+    url: str | None = f"{base}?limit=3"
+    while url:
+        response = await http.get(url)
+        page = response.json()
+        assert isinstance(page, list) and len(page) <= 3
+        seen += [m["number"] for m in page]
+        link = response.headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+        if link:
+            assert link.endswith('rel="next"')
+    assert seen == list(range(1, 8))
+
+    found = await http.get(f"{base}/search", params={"q": "text", "limit": 5})
+    assert [m["number"] for m in found.json()] == [7, 6, 5, 4, 3]
+    assert "link" in found.headers
+
+
+async def test_default_and_maximum_page_size(http: httpx.AsyncClient) -> None:
+    token = await _app(http)
+    for _ in range(25):
+        await http.post(f"/api/v1/applications/{token}/chats")
+    assert len((await http.get(f"/api/v1/applications/{token}/chats")).json()) == 20
+    too_many = await http.get(f"/api/v1/applications/{token}/chats", params={"limit": 101})
+    assert too_many.status_code == 422
+    assert too_many.json()["error"]["field"] == "limit"
+
+
+async def test_health(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/health")).json() == {"status": "ok"}
