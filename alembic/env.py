@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from graphql_chat.config import Settings
 from graphql_chat.tables import metadata
 

@@ -43,7 +43,9 @@ def serve(
     from graphql_chat.app import create_app
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -85,7 +87,11 @@ def reindex() -> None:
     async def run() -> int:
         async with running(settings) as container:
             with tqdm(unit="messages", desc="reindex") as bar:
-                return await container.search.rebuild(bar.update)
+
+                def advance(done: int) -> None:
+                    bar.update(done)
+
+                return await container.search.rebuild(advance)
 
     total = asyncio.run(run())
     typer.echo(f"reindexed {total} messages")

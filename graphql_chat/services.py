@@ -131,9 +131,7 @@ class ChatService:
         await self.pipeline.submit(ChatCreated(app_id, number))
         return number
 
-    async def chats(
-        self, keys: Sequence[tuple[int, int]]
-    ) -> dict[tuple[int, int], Chat]:
+    async def chats(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
         return await self.store.chats_by_number(keys)
 
     async def require_chat(self, token: str, number: object) -> Chat:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -27,7 +29,11 @@ metadata = MetaData(
 )
 
 # Accepted by both MySQL 8 and MariaDB; binary so that tokens compare exactly.
-MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+MYSQL_TABLE: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
 
 # SQLite only has one 64-bit INTEGER; it must be spelled INTEGER for a rowid alias.
 Id = BigInteger().with_variant(Integer(), "sqlite")

@@ -48,4 +48,4 @@ async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GraphQLChatClient:
-    return GraphQLChatClient(url="http://testserver/graphql", http_client=http)
+    return GraphQLChatClient(url="http://testserver/graphql", http_client=http)  # type: ignore[arg-type]

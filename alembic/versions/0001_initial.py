@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -17,7 +19,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+MYSQL_TABLE: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

@@ -45,9 +45,7 @@ class Fts5Search:
             params["before"] = before
         long_terms = [t for t in terms if len(t) >= 3]
         if long_terms:
-            where.append(
-                "m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match)"
-            )
+            where.append("m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match)")
             params["match"] = " ".join(_phrase(t) for t in long_terms)
         for i, term in enumerate(t for t in terms if len(t) < 3):
             where.append(f"chat_contains(m.body, :short{i})")

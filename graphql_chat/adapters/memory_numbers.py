@@ -26,9 +26,7 @@ class MemoryNumbers:
         if application_id not in self._chats:
             async with self._lock(("chat", application_id)):
                 if application_id not in self._chats:
-                    self._chats[application_id] = await self._store.max_chat_number(
-                        application_id
-                    )
+                    self._chats[application_id] = await self._store.max_chat_number(application_id)
                     self._seeding.pop(("chat", application_id), None)
         return self._chats[application_id]
 

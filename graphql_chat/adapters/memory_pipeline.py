@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 
 from graphql_chat.domain import Event
 from graphql_chat.errors import ChatError, Unavailable
@@ -24,7 +23,7 @@ class MemoryPipeline:
     def __init__(self, writer: Writer, max_batch: int = 1000) -> None:
         self._writer = writer
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()  # None: stop
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
 
@@ -33,15 +32,12 @@ class MemoryPipeline:
             self._task = asyncio.create_task(self._run(), name="memory-pipeline")
 
     async def close(self) -> None:
-        """Commit what was accepted, then stop."""
+        """Commit everything accepted so far, then stop."""
         if self._task is None:
             return
         task, self._task = self._task, None
-        while not self._queue.empty() and not task.done():
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        self._queue.put_nowait(None)
+        await task
 
     async def submit(self, event: Event) -> None:
         if self._task is None or self._task.done():
@@ -52,18 +48,27 @@ class MemoryPipeline:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            batch: list[_Item] = []
+            item = await self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self._max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._commit(batch)
+            if item is None:
+                return
 
     async def _commit(self, batch: list[_Item]) -> None:
         try:
             await self._writer.apply([event for event, _ in batch])
         except Exception as error:
             log.exception("batch of %d events failed to commit", len(batch))
-            failure = error if isinstance(error, ChatError) else Unavailable(
-                "the write could not be committed; retry"
+            failure = (
+                error
+                if isinstance(error, ChatError)
+                else Unavailable("the write could not be committed; retry")
             )
             for _, done in batch:
                 if not done.done():

@@ -148,9 +148,7 @@ class SqlStore:
 
     # -- chats and messages --------------------------------------------------------------------
 
-    async def chats_by_number(
-        self, keys: Sequence[tuple[int, int]]
-    ) -> dict[tuple[int, int], Chat]:
+    async def chats_by_number(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
         if not keys:
             return {}
         query = select(chats).where(tuple_(chats.c.application_id, chats.c.number).in_(keys))
@@ -344,8 +342,13 @@ class SqlStore:
         last_id = 0
         while True:
             query = (
-                select(messages.c.id, messages.c.chat_id, messages.c.number, messages.c.body,
-                       messages.c.revision)
+                select(
+                    messages.c.id,
+                    messages.c.chat_id,
+                    messages.c.number,
+                    messages.c.body,
+                    messages.c.revision,
+                )
                 .where(messages.c.id > last_id)
                 .order_by(messages.c.id)
                 .limit(batch_size)
@@ -359,7 +362,9 @@ class SqlStore:
 
     async def count_messages(self) -> int:
         async with self.read() as conn:
-            return int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
+            return int(
+                (await conn.execute(select(func.count()).select_from(messages))).scalar_one()
+            )
 
 
 def _application(row: Row[Any]) -> Application:
@@ -375,7 +380,5 @@ def _chat(row: Row[Any]) -> Chat:
     )
 
 
-def _message(row: Row[Any]) -> Message:
+def _message(row: Any) -> Message:
     return Message(number=row.number, body=row.body)
-
-

@@ -189,9 +189,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions=[
             partial(MaxTokensLimiter, settings.max_query_tokens),
             partial(ParserCache, maxsize=512),
-            partial(
-                QueryDepthLimiter, settings.max_query_depth, should_ignore=_is_introspection
-            ),
+            partial(QueryDepthLimiter, settings.max_query_depth, should_ignore=_is_introspection),
             partial(MaxAliasesLimiter, settings.max_query_aliases),
             partial(ValidationCache, maxsize=512),
         ],

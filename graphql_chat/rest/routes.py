@@ -55,16 +55,15 @@ def _page_request(request: Request, kind: CursorKind) -> PageRequest:
         return _service(request).page_request(kind, limit, request.query_params.get("cursor"))
     except InvalidInput as error:
         field = "limit" if error.field == "first" else "cursor"
-        raise InvalidInput(error.message.replace("first", "limit").replace("after", "cursor"),
-                           field) from None
+        raise InvalidInput(
+            error.message.replace("first", "limit").replace("after", "cursor"), field
+        ) from None
 
 
 def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
     response = JSONResponse([shape(item) for item in page.items])
     if page.has_next and page.end_cursor:
-        url = request.url.include_query_params(
-            limit=len(page.items), cursor=page.end_cursor
-        )
+        url = request.url.include_query_params(limit=len(page.items), cursor=page.end_cursor)
         response.headers["Link"] = f'<{url}>; rel="next"'
     return response
 

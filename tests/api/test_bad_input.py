@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -75,7 +76,9 @@ async def test_bad_request_is_refused_and_changes_nothing(
 ) -> None:
     before = await _state(http, token)
     response = await http.request(
-        method, path.format(token=token), content=body,
+        method,
+        path.format(token=token),
+        content=body,
         headers={"content-type": "application/json"},
     )
     assert response.status_code == status, response.text
@@ -102,7 +105,9 @@ async def test_oversized_request_is_413(http: httpx.AsyncClient, token: str) -> 
 async def test_streamed_oversized_request_is_413(http: httpx.AsyncClient, token: str) -> None:
     limit = Settings().max_request_bytes
 
-    async def chunks():  # no content-length: the limit is counted as the body arrives
+    async def chunks() -> AsyncIterator[
+        bytes
+    ]:  # no content-length: the limit is counted as the body arrives
         yield b'{"body": "'
         for _ in range(limit // 65536 + 2):
             yield b"y" * 65536

@@ -16,7 +16,7 @@ from tests.client.graphql_chat_client.exceptions import GraphQLClientGraphQLMult
 
 
 def _codes(error: GraphQLClientGraphQLMultiError) -> list[str]:
-    return [e.extensions["code"] for e in error.errors if e.extensions]
+    return [str(e.extensions["code"]) for e in error.errors if e.extensions]
 
 
 async def test_create_read_update_search(gql: GraphQLChatClient) -> None:
@@ -136,13 +136,12 @@ async def _post(http: httpx.AsyncClient, query: str, variables: Any = None) -> d
     [
         ("{ applications { nodes { token ", "GRAPHQL_PARSE_FAILED"),
         ("{ applications { nodes { tokn } } }", "GRAPHQL_VALIDATION_FAILED"),
-        ("{ " + " ".join(f"a{i}: __typename" for i in range(16)) + " }", "GRAPHQL_VALIDATION_FAILED"),
-        ("{ " + "__typename " * 3000 + "}", "GRAPHQL_PARSE_FAILED"),
         (
-            "{ applications { nodes { chats { nodes { messages { nodes { number } } } } } } }"
-            .replace("nodes { number }", "edges { node { number } } nodes { number }"),
-            None,
+            "{ " + " ".join(f"a{i}: __typename" for i in range(16)) + " }",
+            "GRAPHQL_VALIDATION_FAILED",
         ),
+        ("{ " + "__typename " * 3000 + "}", "GRAPHQL_PARSE_FAILED"),
+        ("{ applications { nodes { chats { nodes { messages { nodes { number } } } } } } }", None),
     ],
 )
 async def test_limits_and_parse_errors(http: httpx.AsyncClient, query: str, code: str) -> None:
@@ -175,7 +174,7 @@ async def test_too_deep_query_is_refused(settings: Settings) -> None:
 
 
 async def test_bad_variables_are_bad_user_input(http: httpx.AsyncClient) -> None:
-    query = "query($n: Int!) { application(token: \"t\") { chat(number: $n) { number } } }"
+    query = 'query($n: Int!) { application(token: "t") { chat(number: $n) { number } } }'
     result = await _post(http, query, {"n": "one"})
     assert [e["extensions"]["code"] for e in result["errors"]] == ["BAD_USER_INPUT"]
 

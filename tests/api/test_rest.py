@@ -60,9 +60,7 @@ async def test_the_seed_walkthrough(http: httpx.AsyncClient) -> None:
         "token": token,
         "chats_count": 1,
     }
-    assert (await http.get(f"/api/v1/applications/{token}/chats/1")).json()[
-        "messages_count"
-    ] == 1
+    assert (await http.get(f"/api/v1/applications/{token}/chats/1")).json()["messages_count"] == 1
 
 
 async def test_lists_are_paginated_with_a_link_header(http: httpx.AsyncClient) -> None:

@@ -18,9 +18,7 @@ async def test_concurrent_allocations_are_unique_and_gapless(
     app = (await store.insert_application(new_token(), "a")).id
     chats = await asyncio.gather(*[numbers.next_chat(app) for _ in range(200)])
     assert sorted(chats) == list(range(1, 201))
-    drawn = await asyncio.gather(
-        *[numbers.next_message(app, 1 + i % 3) for i in range(300)]
-    )
+    drawn = await asyncio.gather(*[numbers.next_message(app, 1 + i % 3) for i in range(300)])
     per_chat = {c: sorted(drawn[i] for i in range(300) if 1 + i % 3 == c) for c in (1, 2, 3)}
     assert per_chat == {c: list(range(1, 101)) for c in (1, 2, 3)}
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, MessageWritten, new_token
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Pipeline
 from graphql_chat.writer import Writer
@@ -43,7 +44,7 @@ async def test_concurrent_submits_share_commits(store: SqlStore, writer: Writer)
 
 
 class _BrokenWriter(Writer):
-    async def apply(self, events: object) -> None:  # type: ignore[override]
+    async def apply(self, events: Sequence[Event]) -> None:
         raise RuntimeError("disk full")
 
 

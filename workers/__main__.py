@@ -1,0 +1,5 @@
+import sys
+
+from graphql_chat.cli import cli
+
+cli(["worker", *sys.argv[1:]])
