@@ -1,0 +1,163 @@
+"""The contract against a real server process over HTTP: numbering, durability, ordering."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.system.conftest import Server
+
+pytestmark = pytest.mark.system
+
+CREATE = """mutation($t: String!, $c: Int!, $b: String!) {
+  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b}) { message { number } }
+}"""
+UPDATE = """mutation($t: String!, $c: Int!, $n: Int!, $b: String!) {
+  updateMessage(input: {applicationToken: $t, chatNumber: $c, number: $n, body: $b}) {
+    message { number body }
+  }
+}"""
+
+
+def _client(server: Server) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=server.url,
+        timeout=30,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+    )
+
+
+async def _application(http: httpx.AsyncClient) -> str:
+    token: str = (await http.post("/api/v1/applications", json={"name": "load"})).json()["token"]
+    return token
+
+
+async def _create_message(http: httpx.AsyncClient, token: str, chat: int, body: str) -> int:
+    """Half over REST, half over GraphQL: both share the numbering."""
+    if random.random() < 0.5:
+        response = await http.post(
+            f"/api/v1/applications/{token}/chats/{chat}/messages", json={"body": body}
+        )
+        assert response.status_code == 201, response.text
+        number: int = response.json()["number"]
+        return number
+    result = (
+        await http.post(
+            "/graphql", json={"query": CREATE, "variables": {"t": token, "c": chat, "b": body}}
+        )
+    ).json()
+    assert "errors" not in result, result
+    number = result["data"]["createMessage"]["message"]["number"]
+    return number
+
+
+async def _gather_bounded(calls: list[Any], limit: int = 100) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def run(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*[run(call) for call in calls])
+
+
+async def test_concurrent_creates_are_numbered_uniquely_without_gaps(server: Server) -> None:
+    async with _client(server) as http:
+        token = await _application(http)
+        chats = await _gather_bounded(
+            [http.post(f"/api/v1/applications/{token}/chats") for _ in range(100)]
+        )
+        assert sorted(r.json()["number"] for r in chats) == list(range(1, 101))
+
+        plan = [(1 + i % 4, f"body {i}") for i in range(1200)]
+        numbers = await _gather_bounded([_create_message(http, token, c, b) for c, b in plan])
+
+        for chat in range(1, 5):
+            drawn = sorted(n for (c, _), n in zip(plan, numbers, strict=True) if c == chat)
+            assert drawn == list(range(1, 301))
+            listed: list[dict[str, Any]] = []
+            url: str | None = f"/api/v1/applications/{token}/chats/{chat}/messages?limit=100"
+            while url:
+                response = await http.get(url)
+                listed += response.json()
+                link = response.headers.get("link")
+                url = link[1 : link.index(">")] if link else None
+            assert [m["number"] for m in listed] == list(range(1, 301))
+            stored = {m["number"]: m["body"] for m in listed}
+            expected = {n: b for (c, b), n in zip(plan, numbers, strict=True) if c == chat}
+            assert stored == expected
+            counted = (await http.get(f"/api/v1/applications/{token}/chats/{chat}")).json()
+            assert counted["messages_count"] == 300
+        app = (await http.get(f"/api/v1/applications/{token}")).json()
+        assert app["chats_count"] == 100
+
+
+async def test_write_before_read_and_last_update_wins(server: Server) -> None:
+    async with _client(server) as http:
+        token = await _application(http)
+
+        async def conversation(i: int) -> tuple[int, int, str]:
+            chat = (await http.post(f"/api/v1/applications/{token}/chats")).json()["number"]
+            number = await _create_message(http, token, chat, f"draft {i}")
+            final = ""
+            for edit in range(3):
+                final = f"edit {edit} of {i}"
+                result = (
+                    await http.post(
+                        "/graphql",
+                        json={
+                            "query": UPDATE,
+                            "variables": {"t": token, "c": chat, "n": number, "b": final},
+                        },
+                    )
+                ).json()
+                assert result["data"]["updateMessage"]["message"]["body"] == final
+            return chat, number, final
+
+        results = await _gather_bounded([conversation(i) for i in range(50)])
+        for chat, number, final in results:
+            url = f"/api/v1/applications/{token}/chats/{chat}/messages/{number}"
+            assert (await http.get(url)).json() == {"number": number, "body": final}
+
+
+async def test_acknowledged_writes_survive_kill_9(server: Server) -> None:
+    acknowledged: dict[int, str] = {}
+    async with _client(server) as http:
+        token = await _application(http)
+        await http.post(f"/api/v1/applications/{token}/chats")
+
+        async def writer(worker: int) -> None:
+            for i in range(10_000):
+                body = f"w{worker} #{i}"
+                try:
+                    number = await _create_message(http, token, 1, body)
+                except (httpx.TransportError, AssertionError, ValueError):
+                    return
+                acknowledged[number] = body
+
+        writers = [asyncio.create_task(writer(w)) for w in range(40)]
+        while len(acknowledged) < 500:
+            await asyncio.sleep(0.01)
+        server.kill()
+        await asyncio.wait_for(asyncio.gather(*writers), timeout=60)
+
+    server.start()
+    async with _client(server) as http:
+        base = f"/api/v1/applications/{token}/chats/1"
+        stored: dict[int, str] = {}
+        url: str | None = f"{base}/messages?limit=100"
+        while url:
+            response = await http.get(url)
+            stored.update({m["number"]: m["body"] for m in response.json()})
+            link = response.headers.get("link")
+            url = link[1 : link.index(">")] if link else None
+        assert len(acknowledged) >= 500
+        missing = {n: b for n, b in acknowledged.items() if stored.get(n) != b}
+        assert missing == {}
+        assert (await http.get(base)).json()["messages_count"] == len(stored)
+        after = await _create_message(http, token, 1, "after restart")
+        assert after == max(stored) + 1
