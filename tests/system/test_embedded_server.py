@@ -138,10 +138,12 @@ async def test_acknowledged_writes_survive_kill_9(server: Server) -> None:
                 except (httpx.TransportError, AssertionError, ValueError):
                     return
                 acknowledged[number] = body
+                if len(acknowledged) >= 500:
+                    enough.set()
 
+        enough = asyncio.Event()
         writers = [asyncio.create_task(writer(w)) for w in range(40)]
-        while len(acknowledged) < 500:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(enough.wait(), timeout=60)
         server.kill()
         await asyncio.wait_for(asyncio.gather(*writers), timeout=60)
 
