@@ -1,0 +1,265 @@
+"""Load the running product with real load generators and print throughput and latency.
+
+    python bench/load.py [--duration 10] [--connections 64]
+
+Starts, in one run and served the same way (uvicorn, one worker, on loopback):
+the product in embedded mode on a fresh database, a bare Starlette JSON endpoint and a bare
+Strawberry mutation with the same parser and validation caches. For each scenario it runs
+`wrk` closed loop (the maximum rate) and then `hey` at half that rate (latency at a fixed
+rate), and prints a Markdown table with the overheads as ratios to the floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Scenario:
+    name: str
+    url: str
+    method: str = "GET"
+    body: str | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve(
+    target: list[str], env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(url + "/", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{target} did not start: {log.read_text()}")
+
+
+def _wrk(scenario: Scenario, duration: int, connections: int, workdir: Path) -> Figures:
+    script = workdir / "request.lua"
+    body = json.dumps(scenario.body) if scenario.body is not None else "nil"
+    script.write_text(
+        f'wrk.method = "{scenario.method}"\n'
+        f"wrk.body = {body}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            scenario.url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return Figures(
+        rps=rps,
+        p50_ms=_wrk_latency(out, "50%"),
+        p99_ms=_wrk_latency(out, "99%"),
+        errors=(int(errors.group(1)) if errors else 0) + (1 if socket_errors else 0),
+    )
+
+
+def _wrk_latency(out: str, percentile: str) -> float:
+    value, unit = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)", out, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _hey(scenario: Scenario, rate: float, duration: int) -> Figures:
+    workers = 32
+    command = [
+        "hey",
+        "-z",
+        f"{duration}s",
+        "-c",
+        str(workers),
+        "-q",
+        f"{max(rate / workers, 1):.2f}",
+        "-m",
+        scenario.method,
+        "-T",
+        "application/json",
+    ]
+    if scenario.body is not None:
+        command += ["-d", scenario.body]
+    out = subprocess.run(
+        [*command, scenario.url], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    statuses = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
+    errors = sum(int(n) for code, n in statuses.items() if not code.startswith("2"))
+    return Figures(rps, _hey_latency(out, "50%"), _hey_latency(out, "99%"), errors)
+
+
+def _hey_latency(out: str, percentile: str) -> float:
+    return float(re.search(rf"{percentile} in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+
+
+def _graphql(query: str, variables: dict[str, object]) -> str:
+    return json.dumps({"query": query, "variables": variables})
+
+
+CREATE = (
+    "mutation($t: String!, $c: Int!, $b: String!) { createMessage(input: "
+    "{applicationToken: $t, chatNumber: $c, body: $b}) { message { number } } }"
+)
+PAGE = (
+    "query($t: String!) { application(token: $t) { chat(number: 1) { messagesCount "
+    "messages(first: 20) { nodes { number body } pageInfo { hasNextPage endCursor } } } } }"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    args = parser.parse_args()
+    for tool in ("wrk", "hey"):
+        if not shutil.which(tool):
+            subprocess.run([str(ROOT / "scripts/install-debian-packages.sh"), tool], check=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="graphql-chat-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        product, url = _serve(
+            ["--factory", "graphql_chat.app:create_app"],
+            {"DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}"},
+            workdir / "product.log",
+        )
+        processes.append(product)
+        starlette, starlette_url = _serve(["bench.baselines:bare_starlette"], {}, workdir / "s.log")
+        processes.append(starlette)
+        strawberry, strawberry_url = _serve(
+            ["bench.baselines:bare_strawberry"], {}, workdir / "g.log"
+        )
+        processes.append(strawberry)
+
+        token = httpx.post(f"{url}/api/v1/applications", json={"name": "bench"}).json()["token"]
+        httpx.post(f"{url}/api/v1/applications/{token}/chats")
+        with httpx.Client() as client:
+            for n in range(200):
+                client.post(
+                    f"{url}/api/v1/applications/{token}/chats/1/messages",
+                    json={"body": f"seed message {n}"},
+                )
+
+        message = {"t": token, "c": 1, "b": "a message from the benchmark"}
+        scenarios = [
+            Scenario("bare Starlette JSON", f"{starlette_url}/json", "POST", '{"body": "x"}'),
+            Scenario(
+                "bare Strawberry mutation (cached)",
+                f"{strawberry_url}/graphql",
+                "POST",
+                _graphql(CREATE, message),
+            ),
+            Scenario("createMessage GraphQL", f"{url}/graphql", "POST", _graphql(CREATE, message)),
+            Scenario(
+                "createMessage REST",
+                f"{url}/api/v1/applications/{token}/chats/1/messages",
+                "POST",
+                json.dumps({"body": message["b"]}),
+            ),
+            Scenario(
+                "messages page GraphQL (20)", f"{url}/graphql", "POST", _graphql(PAGE, {"t": token})
+            ),
+            Scenario(
+                "messages page REST (20)",
+                f"{url}/api/v1/applications/{token}/chats/1/messages?limit=20",
+            ),
+        ]
+        results: dict[str, tuple[Figures, Figures]] = {}
+        for scenario in scenarios:
+            closed = _wrk(scenario, args.duration, args.connections, workdir)
+            fixed = _hey(scenario, closed.rps / 2, args.duration)
+            results[scenario.name] = (closed, fixed)
+            print(f"measured {scenario.name}", file=sys.stderr)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    floor_json = results["bare Starlette JSON"][0].rps
+    floor_graphql = results["bare Strawberry mutation (cached)"][0].rps
+    print(
+        f"\nwrk -t2 -c{args.connections} -d{args.duration}s (closed loop); "
+        f"hey -c32 at half the closed-loop rate for {args.duration}s (fixed rate)\n"
+    )
+    print(
+        "| scenario | max req/s | p50 ms | p99 ms | vs Starlette | vs Strawberry "
+        "| fixed req/s | p50 ms | p99 ms | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (closed, fixed) in results.items():
+        print(
+            f"| {name} | {closed.rps:.0f} | {closed.p50_ms:.1f} | {closed.p99_ms:.1f} "
+            f"| {closed.rps / floor_json:.2f} | {closed.rps / floor_graphql:.2f} "
+            f"| {fixed.rps:.0f} | {fixed.p50_ms:.1f} | {fixed.p99_ms:.1f} "
+            f"| {closed.errors + fixed.errors} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
