@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from graphql_chat.domain import Event
 from graphql_chat.errors import ChatError, Unavailable
@@ -61,6 +62,7 @@ class MemoryPipeline:
                 return
 
     async def _commit(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
         try:
             await self._writer.apply([event for event, _ in batch])
         except Exception as error:
@@ -75,6 +77,9 @@ class MemoryPipeline:
                     done.set_exception(failure)
         else:
             self.batches += 1
+            log.debug(
+                "committed %d events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
+            )
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)

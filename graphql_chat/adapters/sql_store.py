@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, bindparam, event, func, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -24,10 +37,10 @@ def casefold_contains(body: str | None, term: str | None) -> bool:
     return body is not None and term is not None and term in body.lower()
 
 
-def _configure_sqlite(engine: AsyncEngine, synchronous: str, immediate: bool) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str, immediate: bool) -> None:
     """WAL, durable commits, and transactions we begin ourselves (BEGIN IMMEDIATE for writes)."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -40,7 +53,7 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str, immediate: bool) ->
 
     if immediate:
         # Readers run in autocommit: each statement reads one consistent WAL snapshot.
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -49,9 +62,10 @@ def make_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, Asyn
     """(write engine, read engine). SQLite gets one writer connection and a pool of readers."""
     if url.startswith("sqlite"):
         writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-        reader = create_async_engine(url, pool_size=4, max_overflow=4)
-        _configure_sqlite(writer, synchronous, immediate=True)
-        _configure_sqlite(reader, synchronous, immediate=False)
+        # Readers autocommit, so returning one to the pool has nothing to roll back.
+        reader = create_async_engine(url, pool_size=8, max_overflow=0, pool_reset_on_return=None)
+        _configure_sqlite(writer.sync_engine, synchronous, immediate=True)
+        _configure_sqlite(reader.sync_engine, synchronous, immediate=False)
         return writer, reader
     engine = create_async_engine(
         url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=3600
@@ -71,12 +85,25 @@ class SqlStore:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.write_engine, self.read_engine = make_engines(url, synchronous)
+        self._batch_engine: Engine | None = None
+        self._batch_thread: ThreadPoolExecutor | None = None
+        if self.is_sqlite:
+            self._batch_engine = create_engine(
+                url.replace("+aiosqlite", "", 1), pool_size=1, max_overflow=0
+            )
+            _configure_sqlite(self._batch_engine, synchronous, immediate=True)
+            self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     async def start(self) -> None:
         async with self.read() as conn:
             await conn.execute(select(func.count()).select_from(applications))
 
     async def close(self) -> None:
+        if self._batch_engine is not None and self._batch_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._batch_thread, self._batch_engine.dispose
+            )
+            self._batch_thread.shutdown()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
@@ -226,116 +253,21 @@ class SqlStore:
     # -- the writer's transaction --------------------------------------------------------------
 
     async def apply(self, events: Sequence[Event]) -> list[IndexedMessage]:
-        chat_keys = {(e.application_id, e.chat_number) for e in events}
-        latest: dict[tuple[int, int, int], MessageWritten] = {}
-        for e in events:
-            if isinstance(e, MessageWritten):
-                key = (e.application_id, e.chat_number, e.number)
-                if key not in latest or latest[key].revision < e.revision:
-                    latest[key] = e
+        if self._batch_engine is not None:
+            # SQLite: the whole transaction in one hop to the writer thread, instead of a
+            # thread round trip (and an event loop wake-up) per statement.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._batch_thread, self._apply_in_thread, events)
         async with self.write() as conn:
-            await self._lock_applications(conn, sorted({app_id for app_id, _ in chat_keys}))
-            chat_ids = await self._ensure_chats(conn, chat_keys)
-            return await self._write_messages(conn, chat_ids, latest)
+            return await conn.run_sync(_apply_batch, events, True)
 
-    async def _lock_applications(self, conn: AsyncConnection, app_ids: list[int]) -> None:
-        # Serialises writers per application on MySQL; SQLite's BEGIN IMMEDIATE already did.
-        if not self.is_sqlite and app_ids:
-            query = select(applications.c.id).where(applications.c.id.in_(app_ids))
-            await conn.execute(query.order_by(applications.c.id).with_for_update())
-
-    async def _ensure_chats(
-        self, conn: AsyncConnection, keys: set[tuple[int, int]]
-    ) -> dict[tuple[int, int], int]:
-        """Chat ids for `keys`, inserting the chats not persisted yet (a message may come first)."""
-        ids = await self._chat_ids(conn, keys)
-        missing = sorted(keys - ids.keys())
-        if missing:
-            await conn.execute(
-                chats.insert(),
-                [{"application_id": a, "number": n, "messages_count": 0} for a, n in missing],
-            )
-            per_app = Counter(app_id for app_id, _ in missing)
-            await conn.execute(
-                update(applications)
-                .where(applications.c.id == bindparam("app_id"))
-                .values(chats_count=applications.c.chats_count + bindparam("added")),
-                [{"app_id": a, "added": n} for a, n in sorted(per_app.items())],
-            )
-            ids |= await self._chat_ids(conn, set(missing))
-        return ids
-
-    @staticmethod
-    async def _chat_ids(
-        conn: AsyncConnection, keys: set[tuple[int, int]]
-    ) -> dict[tuple[int, int], int]:
-        if not keys:
-            return {}
-        query = select(chats.c.id, chats.c.application_id, chats.c.number).where(
-            tuple_(chats.c.application_id, chats.c.number).in_(sorted(keys))
-        )
-        return {(r.application_id, r.number): r.id for r in await conn.execute(query)}
-
-    @staticmethod
-    async def _write_messages(
-        conn: AsyncConnection,
-        chat_ids: dict[tuple[int, int], int],
-        latest: dict[tuple[int, int, int], MessageWritten],
-    ) -> list[IndexedMessage]:
-        if not latest:
-            return []
-        wanted = {
-            (chat_ids[(e.application_id, e.chat_number)], e.number): e for e in latest.values()
-        }
-        stored_query = select(messages.c.chat_id, messages.c.number, messages.c.revision).where(
-            tuple_(messages.c.chat_id, messages.c.number).in_(sorted(wanted))
-        )
-        stored = {(r.chat_id, r.number): r.revision for r in await conn.execute(stored_query)}
-        new = [key for key in sorted(wanted) if key not in stored]
-        newer = [key for key in sorted(stored) if stored[key] < wanted[key].revision]
-        if new:
-            await conn.execute(
-                messages.insert(),
-                [
-                    {
-                        "chat_id": c,
-                        "number": n,
-                        "body": wanted[(c, n)].body,
-                        "revision": wanted[(c, n)].revision,
-                    }
-                    for c, n in new
-                ],
-            )
-            per_chat = Counter(chat_id for chat_id, _ in new)
-            await conn.execute(
-                update(chats)
-                .where(chats.c.id == bindparam("chat"))
-                .values(messages_count=chats.c.messages_count + bindparam("added")),
-                [{"chat": c, "added": n} for c, n in sorted(per_chat.items())],
-            )
-        if newer:
-            await conn.execute(
-                update(messages)
-                .where(
-                    messages.c.chat_id == bindparam("chat"),
-                    messages.c.number == bindparam("num"),
-                    messages.c.revision < bindparam("rev"),
-                )
-                .values(body=bindparam("new_body"), revision=bindparam("rev")),
-                [
-                    {
-                        "chat": c,
-                        "num": n,
-                        "new_body": wanted[(c, n)].body,
-                        "rev": wanted[(c, n)].revision,
-                    }
-                    for c, n in newer
-                ],
-            )
-        return [
-            IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
-            for c, n in sorted([*new, *newer])
-        ]
+    def _apply_in_thread(self, events: Sequence[Event]) -> list[IndexedMessage]:
+        assert self._batch_engine is not None
+        try:
+            with self._batch_engine.begin() as conn:
+                return _apply_batch(conn, events, False)
+        except OperationalError as error:
+            raise Unavailable("the database is unavailable; retry shortly") from error
 
     async def iter_messages(self, batch_size: int) -> AsyncIterator[list[IndexedMessage]]:
         """Every stored message, in id order, `batch_size` at a time (for reindexing)."""
@@ -365,6 +297,119 @@ class SqlStore:
             return int(
                 (await conn.execute(select(func.count()).select_from(messages))).scalar_one()
             )
+
+
+def _apply_batch(
+    conn: Connection, events: Sequence[Event], lock_applications: bool
+) -> list[IndexedMessage]:
+    """Apply a batch in the caller's transaction: idempotent, order-insensitive, exact counts.
+
+    Sync SQLAlchemy Core, so that one implementation serves a SQLite connection in the writer
+    thread and a MySQL connection through `AsyncConnection.run_sync`.
+    """
+    chat_keys = {(e.application_id, e.chat_number) for e in events}
+    latest: dict[tuple[int, int, int], MessageWritten] = {}
+    for e in events:
+        if isinstance(e, MessageWritten):
+            key = (e.application_id, e.chat_number, e.number)
+            if key not in latest or latest[key].revision < e.revision:
+                latest[key] = e
+    app_ids = sorted({app_id for app_id, _ in chat_keys})
+    if lock_applications and app_ids:
+        # Serialises writers per application (in id order: no deadlocks). SQLite's
+        # BEGIN IMMEDIATE already made this transaction the only writer.
+        query = select(applications.c.id).where(applications.c.id.in_(app_ids))
+        conn.execute(query.order_by(applications.c.id).with_for_update())
+    chat_ids = _ensure_chats(conn, chat_keys)
+    return _write_messages(conn, chat_ids, latest)
+
+
+def _ensure_chats(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Chat ids for `keys`, inserting the chats not persisted yet (a message may come first)."""
+    ids = _chat_ids(conn, keys)
+    missing = sorted(keys - ids.keys())
+    if missing:
+        conn.execute(
+            chats.insert(),
+            [{"application_id": a, "number": n, "messages_count": 0} for a, n in missing],
+        )
+        per_app = Counter(app_id for app_id, _ in missing)
+        conn.execute(
+            update(applications)
+            .where(applications.c.id == bindparam("app_id"))
+            .values(chats_count=applications.c.chats_count + bindparam("added")),
+            [{"app_id": a, "added": n} for a, n in sorted(per_app.items())],
+        )
+        ids |= _chat_ids(conn, set(missing))
+    return ids
+
+
+def _chat_ids(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    if not keys:
+        return {}
+    query = select(chats.c.id, chats.c.application_id, chats.c.number).where(
+        tuple_(chats.c.application_id, chats.c.number).in_(sorted(keys))
+    )
+    return {(r.application_id, r.number): r.id for r in conn.execute(query)}
+
+
+def _write_messages(
+    conn: Connection,
+    chat_ids: dict[tuple[int, int], int],
+    latest: dict[tuple[int, int, int], MessageWritten],
+) -> list[IndexedMessage]:
+    if not latest:
+        return []
+    wanted = {(chat_ids[(e.application_id, e.chat_number)], e.number): e for e in latest.values()}
+    stored_query = select(messages.c.chat_id, messages.c.number, messages.c.revision).where(
+        tuple_(messages.c.chat_id, messages.c.number).in_(sorted(wanted))
+    )
+    stored = {(r.chat_id, r.number): r.revision for r in conn.execute(stored_query)}
+    new = [key for key in sorted(wanted) if key not in stored]
+    newer = [key for key in sorted(stored) if stored[key] < wanted[key].revision]
+    if new:
+        conn.execute(
+            messages.insert(),
+            [
+                {
+                    "chat_id": c,
+                    "number": n,
+                    "body": wanted[(c, n)].body,
+                    "revision": wanted[(c, n)].revision,
+                }
+                for c, n in new
+            ],
+        )
+        per_chat = Counter(chat_id for chat_id, _ in new)
+        conn.execute(
+            update(chats)
+            .where(chats.c.id == bindparam("chat"))
+            .values(messages_count=chats.c.messages_count + bindparam("added")),
+            [{"chat": c, "added": n} for c, n in sorted(per_chat.items())],
+        )
+    if newer:
+        conn.execute(
+            update(messages)
+            .where(
+                messages.c.chat_id == bindparam("chat"),
+                messages.c.number == bindparam("num"),
+                messages.c.revision < bindparam("rev"),
+            )
+            .values(body=bindparam("new_body"), revision=bindparam("rev")),
+            [
+                {
+                    "chat": c,
+                    "num": n,
+                    "new_body": wanted[(c, n)].body,
+                    "rev": wanted[(c, n)].revision,
+                }
+                for c, n in newer
+            ],
+        )
+    return [
+        IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
+        for c, n in sorted([*new, *newer])
+    ]
 
 
 def _application(row: Row[Any]) -> Application:

@@ -6,14 +6,15 @@ import logging
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from graphql.error import GraphQLSyntaxError
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.types import ExecutionContext
@@ -182,6 +183,13 @@ def _is_introspection(context: IgnoreContext) -> bool:
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
+    # The limit rules are built once per schema: the validation cache is keyed by the rule
+    # classes, and QueryDepthLimiter/MaxAliasesLimiter instances would mint new classes per
+    # request, missing the cache every time.
+    limits: list[type[ASTValidationRule]] = [
+        query_depth_limiter.create_validator(settings.max_query_depth, _is_introspection),
+        max_aliases.create_validator(settings.max_query_aliases),
+    ]
     return ChatSchema(
         query=Query,
         mutation=Mutation,
@@ -189,8 +197,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions=[
             partial(MaxTokensLimiter, settings.max_query_tokens),
             partial(ParserCache, maxsize=512),
-            partial(QueryDepthLimiter, settings.max_query_depth, should_ignore=_is_introspection),
-            partial(MaxAliasesLimiter, settings.max_query_aliases),
+            partial(AddValidationRules, limits),
             partial(ValidationCache, maxsize=512),
         ],
     )
