@@ -64,9 +64,16 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await _too_large(self.limit)(scope, receive, send)
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.limit:
+                    await _too_large(self.limit)(scope, receive, send)
+                    return
+                # The server frames the body by its announced length: nothing to count.
+                await self.app(scope, receive, send)
                 return
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
         started = False
 

@@ -189,19 +189,20 @@ async def search_messages(request: Request) -> Response:
 _APP = "/api/v1/applications"
 _CHAT = _APP + "/{token}/chats/{chat}"
 
+# Starlette tries routes in order: the hot writes come first.
 routes: list[BaseRoute] = [
+    Route(_CHAT + "/messages", create_message, methods=["POST"]),
+    Route(_CHAT + "/messages/{number}", update_message, methods=["PUT"]),
+    Route(_APP + "/{token}/chats", create_chat, methods=["POST"]),
+    Route(_CHAT + "/messages", list_messages, methods=["GET"]),
+    Route(_CHAT + "/messages/search", search_messages, methods=["GET", "POST"]),
+    Route(_CHAT + "/messages/{number}", get_message, methods=["GET"]),
+    Route(_CHAT, get_chat, methods=["GET"]),
+    Route(_APP + "/{token}/chats", list_chats, methods=["GET"]),
     Route(_APP, create_application, methods=["POST"]),
     Route(_APP + "/", create_application, methods=["POST"]),
     Route(_APP, list_applications, methods=["GET"]),
     Route(_APP + "/", list_applications, methods=["GET"]),
     Route(_APP + "/{token}", get_application, methods=["GET"]),
     Route(_APP + "/{token}", update_application, methods=["PUT"]),
-    Route(_APP + "/{token}/chats", create_chat, methods=["POST"]),
-    Route(_APP + "/{token}/chats", list_chats, methods=["GET"]),
-    Route(_CHAT, get_chat, methods=["GET"]),
-    Route(_CHAT + "/messages", create_message, methods=["POST"]),
-    Route(_CHAT + "/messages", list_messages, methods=["GET"]),
-    Route(_CHAT + "/messages/search", search_messages, methods=["GET", "POST"]),
-    Route(_CHAT + "/messages/{number}", get_message, methods=["GET"]),
-    Route(_CHAT + "/messages/{number}", update_message, methods=["PUT"]),
 ]
