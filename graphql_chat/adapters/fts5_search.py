@@ -55,13 +55,15 @@ class Fts5Search:
             + " AND ".join(where)
             + " ORDER BY m.number DESC LIMIT :limit"
         )
-        async with self._store.read() as conn:
-            rows = await conn.execute(query, params)
-            return [Message(number=r.number, body=r.body) for r in rows]
+        return await self._store.read(
+            lambda conn: [
+                Message(number=r.number, body=r.body) for r in conn.execute(query, params)
+            ]
+        )
 
     async def rebuild(self, progress: Callable[[int], None]) -> int:
         total = await self._store.count_messages()
-        async with self._store.write() as conn:
-            await conn.execute(text("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')"))
+        rebuild = text("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+        await self._store.write(lambda conn: conn.execute(rebuild))
         progress(total)
         return total

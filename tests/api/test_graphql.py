@@ -198,7 +198,7 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
             for m in range(3):
                 await gql.create_message(token, c, f"message {m}")
     container: Container = http.app.state.container  # type: ignore[attr-defined]
-    engine = container.store.read_engine.sync_engine
+    engines = container.store.sync_engines
     statements: list[str] = []
 
     def count(*args: Any) -> None:
@@ -210,7 +210,8 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
             f"messages(first: {n}) {{ nodes {{ number body }} }} }} }} }} }} }}"
         )
 
-    event.listen(engine, "before_cursor_execute", count)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         small = await _post(http, run(2))
         small_count = len(statements)
@@ -218,7 +219,8 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
         large = await _post(http, run(100))
         large_count = len(statements)
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
     assert len(small["data"]["applications"]["nodes"]) == 2
     nodes = large["data"]["applications"]["nodes"]
     assert len(nodes) == 4 and all(len(a["chats"]["nodes"]) == 4 for a in nodes)
