@@ -58,8 +58,13 @@ browser-deps:
 test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps
 	$(BIN)/pytest -q
 
-bench: $(BIN)/.installed
-	$(BIN)/python bench/load.py
+# wrk (closed loop) comes from Debian; vegeta (open loop) is a Go module, built into .venv/bin.
+$(BIN)/vegeta: $(BIN)/.installed
+	GOBIN=$(abspath $(BIN)) go install github.com/tsenart/vegeta/v12@v12.13.0
+
+bench: $(BIN)/.installed $(BIN)/vegeta
+	@command -v wrk >/dev/null || scripts/install-debian-packages.sh wrk
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) $(CODEGEN_VENV) build *.egg-info

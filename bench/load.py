@@ -5,8 +5,9 @@
 Starts, in one run and served the same way (uvicorn, one worker, on loopback):
 the product in embedded mode on a fresh database, a bare Starlette JSON endpoint and a bare
 Strawberry mutation with the same parser and validation caches. For each scenario it runs
-`wrk` closed loop (the maximum rate) and then `hey` at half that rate (latency at a fixed
-rate), and prints a Markdown table with the overheads as ratios to the floors.
+`wrk` closed loop (the maximum rate) and then `vegeta` open loop at half that rate
+(latency at a fixed rate; the achieved rate is printed too), and prints a Markdown table
+with the overheads as ratios to the floors.
 """
 
 from __future__ import annotations
@@ -125,34 +126,37 @@ def _wrk_latency(out: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def _hey(scenario: Scenario, rate: float, duration: int) -> Figures:
-    workers = 32
-    command = [
-        "hey",
-        "-z",
-        f"{duration}s",
-        "-c",
-        str(workers),
-        "-q",
-        f"{max(rate / workers, 1):.2f}",
-        "-m",
-        scenario.method,
-        "-T",
-        "application/json",
-    ]
+def _vegeta(scenario: Scenario, rate: float, duration: int, workdir: Path) -> Figures:
+    """Open loop: requests leave at `rate` whatever the responses do (no coordinated omission)."""
+    target = [f"{scenario.method} {scenario.url}", "Content-Type: application/json"]
     if scenario.body is not None:
-        command += ["-d", scenario.body]
-    out = subprocess.run(
-        [*command, scenario.url], capture_output=True, text=True, check=True
+        (workdir / "body.json").write_text(scenario.body)
+        target.append(f"@{workdir / 'body.json'}")
+    attack = subprocess.run(
+        [
+            "vegeta",
+            "attack",
+            f"-rate={max(int(rate), 1)}/s",
+            f"-duration={duration}s",
+            "-max-workers=256",
+            "-timeout=10s",
+        ],
+        input=("\n".join(target) + "\n").encode(),
+        capture_output=True,
+        check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    statuses = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
-    errors = sum(int(n) for code, n in statuses.items() if not code.startswith("2"))
-    return Figures(rps, _hey_latency(out, "50%"), _hey_latency(out, "99%"), errors)
-
-
-def _hey_latency(out: str, percentile: str) -> float:
-    return float(re.search(rf"{percentile} in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+    report = json.loads(
+        subprocess.run(
+            ["vegeta", "report", "-type=json"], input=attack, capture_output=True, check=True
+        ).stdout
+    )
+    errors = sum(n for code, n in report["status_codes"].items() if not code.startswith("2"))
+    return Figures(
+        rps=report["throughput"],
+        p50_ms=report["latencies"]["50th"] / 1e6,
+        p99_ms=report["latencies"]["99th"] / 1e6,
+        errors=errors,
+    )
 
 
 def _graphql(query: str, variables: dict[str, object]) -> str:
@@ -176,9 +180,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     args = parser.parse_args()
-    for tool in ("wrk", "hey"):
-        if not shutil.which(tool):
-            subprocess.run([str(ROOT / "scripts/install-debian-packages.sh"), tool], check=True)
+    if not shutil.which("wrk"):
+        subprocess.run([str(ROOT / "scripts/install-debian-packages.sh"), "wrk"], check=True)
+    if not shutil.which("vegeta"):
+        sys.exit("vegeta is not on PATH: `make bench` installs it with `go install`")
 
     workdir = Path(tempfile.mkdtemp(prefix="graphql-chat-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -232,7 +237,7 @@ def main() -> None:
         results: dict[str, tuple[Figures, Figures]] = {}
         for scenario in scenarios:
             closed = _wrk(scenario, args.duration, args.connections, workdir)
-            fixed = _hey(scenario, closed.rps / 2, args.duration)
+            fixed = _vegeta(scenario, closed.rps / 2, args.duration, workdir)
             results[scenario.name] = (closed, fixed)
             print(f"measured {scenario.name}", file=sys.stderr)
     finally:
@@ -244,8 +249,9 @@ def main() -> None:
     floor_json = results["bare Starlette JSON"][0].rps
     floor_graphql = results["bare Strawberry mutation (cached)"][0].rps
     print(
-        f"\nwrk -t2 -c{args.connections} -d{args.duration}s (closed loop); "
-        f"hey -c32 at half the closed-loop rate for {args.duration}s (fixed rate)\n"
+        f"\nwrk -t2 -c{args.connections} -d{args.duration}s --latency (closed loop); "
+        f"vegeta attack -duration={args.duration}s at half the closed-loop rate (open loop, "
+        "fixed rate)\n"
     )
     print(
         "| scenario | max req/s | p50 ms | p99 ms | vs Starlette | vs Strawberry "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,6 +157,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
         if should_migrate:
             await migrations.upgrade_async(settings.database_url)
         await container.start()
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector, whose full passes over it otherwise stall every request ~50 ms.
+        gc.freeze()
         try:
             yield
         finally:
