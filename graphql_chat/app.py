@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -43,6 +44,21 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(self.container.service)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as error:
+            # Not a GraphQL request at all (bad JSON, no query, wrong method): answer in the
+            # GraphQL response shape rather than Strawberry's plain text.
+            response = JSONResponse(
+                {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]},
+                status_code=error.status_code,
+            )
+        await response(scope, receive, send)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         if result.errors:
@@ -120,7 +136,7 @@ async def _chat_error(_: Request, error: Exception) -> Response:
 
 
 async def _http_error(_: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
+    assert isinstance(error, StarletteHTTPException)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "BAD_REQUEST")
     return JSONResponse(
         {"error": {"code": code, "message": error.detail}},
@@ -175,7 +191,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
         ],
         exception_handlers={
             ChatError: _chat_error,
-            HTTPException: _http_error,
+            StarletteHTTPException: _http_error,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,

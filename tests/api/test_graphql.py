@@ -225,3 +225,18 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
     nodes = large["data"]["applications"]["nodes"]
     assert len(nodes) == 4 and all(len(a["chats"]["nodes"]) == 4 for a in nodes)
     assert small_count == large_count == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"nonsense", 400), (b"{}", 400), (b'{"query": 12}', 400)],
+)
+async def test_requests_that_are_not_graphql(
+    http: httpx.AsyncClient, body: bytes, status: int
+) -> None:
+    response = await http.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST" and error["message"]

@@ -1,0 +1,50 @@
+"""Configuration: documented defaults, and combinations refused with a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from graphql_chat.config import Settings
+from graphql_chat.errors import ConfigurationError
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.port == 3000
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.max_body_length >= 65_535
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("MAX_PAGE_SIZE", "50")
+    settings = Settings()
+    assert (settings.port, settings.max_page_size) == (8080, 50)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"database_url": "postgresql://x"},
+        {"default_page_size": 200, "max_page_size": 100},
+        {"rabbitmq_url": "amqp://127.0.0.1"},
+    ],
+)
+def test_impossible_combinations_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings(**changes).check()  # type: ignore[arg-type]
+
+
+def test_cli_refuses_with_a_message_not_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "graphql_chat", "serve"],
+        env={"PATH": "", "REDIS_URL": "redis://127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr and "Traceback" not in result.stderr
