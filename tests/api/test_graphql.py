@@ -240,3 +240,16 @@ async def test_requests_that_are_not_graphql(
     assert response.status_code == status
     [error] = response.json()["errors"]
     assert error["extensions"]["code"] == "BAD_REQUEST" and error["message"]
+
+
+async def test_repeated_queries_skip_parsing_and_validation(http: httpx.AsyncClient) -> None:
+    from strawberry.extensions.parser_cache import _get_parse_cache
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    query = "{ applications(first: 3) { nodes { name } } __typename }"
+    await _post(http, query)
+    parsed, validated = _get_parse_cache(512).cache_info(), _get_validate_cache(512).cache_info()
+    for _ in range(5):
+        assert "errors" not in await _post(http, query)
+    assert _get_parse_cache(512).cache_info().hits == parsed.hits + 5
+    assert _get_validate_cache(512).cache_info().hits == validated.hits + 5
