@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test lint typecheck schema schema-check client client-check browser-deps bench clean
+.PHONY: run test services lint typecheck schema schema-check client client-check browser-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ $(CODEGEN_VENV)/bin/ariadne-codegen:
 
 run: $(BIN)/.installed
 	$(BIN)/graphql-chat serve
+
+# MariaDB, Redis, RabbitMQ and Elasticsearch on loopback (installed when missing; needs root or
+# password-less sudo). Prints the variables to export; `make test` reads them from the same file.
+SERVICES_DIR ?= /var/tmp/graphql-chat-services
+export SERVICES_DIR
+services:
+	scripts/services.sh
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -55,8 +62,10 @@ client-check: $(CODEGEN_VENV)/bin/ariadne-codegen
 browser-deps:
 	@command -v chromium >/dev/null || scripts/install-debian-packages.sh chromium
 
-test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps
-	$(BIN)/pytest -q
+test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps services
+	. $(SERVICES_DIR)/env && TEST_DATABASE_URL=$$DATABASE_URL TEST_REDIS_URL=$$REDIS_URL \
+	  TEST_RABBITMQ_URL=$$RABBITMQ_URL TEST_ELASTICSEARCH_URL=$$ELASTICSEARCH_URL \
+	  DATABASE_URL= REDIS_URL= RABBITMQ_URL= ELASTICSEARCH_URL= $(BIN)/pytest -q
 
 # wrk (closed loop) comes from Debian; vegeta (open loop) is a Go module, built into .venv/bin.
 $(BIN)/vegeta: $(BIN)/.installed
