@@ -128,6 +128,9 @@ def parse_number(value: object, field: str) -> int:
     return number
 
 
+MAX_TERM_LENGTH = 1000  # characters in one search term (the search index chunks bodies by it)
+
+
 def search_terms(query: object, max_length: int) -> list[str]:
     """Split a search query on white space; every term must occur in a match (case-insensitive)."""
     if not isinstance(query, str):
@@ -137,6 +140,8 @@ def search_terms(query: object, max_length: int) -> list[str]:
     terms = query.split()
     if not terms:
         raise InvalidInput("query must contain at least one term", "query")
+    if any(len(term) > MAX_TERM_LENGTH for term in terms):
+        raise InvalidInput(f"a query term is longer than {MAX_TERM_LENGTH} characters", "query")
     return terms
 
 

@@ -89,4 +89,7 @@ class Search(Protocol):
     async def search(
         self, chat_id: int, terms: Sequence[str], before: int | None, limit: int
     ) -> list[Message]: ...
+    async def refresh(self) -> None:
+        """Make everything indexed so far searchable now (tests, reindex)."""
+
     async def rebuild(self, progress: Callable[[int], None]) -> int: ...

@@ -61,6 +61,9 @@ class Fts5Search:
             ]
         )
 
+    async def refresh(self) -> None:
+        """Nothing to do: FTS5 rows are searchable when their transaction commits."""
+
     async def rebuild(self, progress: Callable[[int], None]) -> int:
         total = await self._store.count_messages()
         rebuild = text("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")

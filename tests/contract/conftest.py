@@ -6,31 +6,46 @@ Each fixture yields a started adapter on its own fresh storage, so tests run in 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import pytest
 
+from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.ports import Numbers, Pipeline, Search
 from graphql_chat.writer import Writer
+from tests.engines import engine_url, mysql_database, unique_name
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "mysql"])
 async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[SqlStore]:
-    started = SqlStore(database_url, "NORMAL")
-    await started.start()
-    yield started
-    await started.close()
+    async with AsyncExitStack() as stack:
+        url = database_url
+        if request.param == "mysql":
+            url = await stack.enter_async_context(mysql_database())
+        started = SqlStore(url, "NORMAL")
+        await started.start()
+        stack.push_async_callback(started.close)
+        yield started
 
 
-@pytest.fixture(params=["fts5"])
-async def search(request: pytest.FixtureRequest, store: SqlStore) -> AsyncIterator[Search]:
-    adapter = Fts5Search(store)
-    await adapter.start()
-    yield adapter
-    await adapter.close()
+@pytest.fixture
+async def search(store: SqlStore) -> AsyncIterator[Search]:
+    """FTS5 beside SQLite (embedded), Elasticsearch beside MySQL (distributed)."""
+    if store.is_sqlite:
+        adapter: Search = Fts5Search(store)
+        await adapter.start()
+        yield adapter
+        await adapter.close()
+        return
+    elastic = ElasticSearch(engine_url("ELASTICSEARCH_URL"), unique_name("test"), store)
+    await elastic.start()
+    yield elastic
+    await elastic.drop()
+    await elastic.close()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ async def _chat(store: SqlStore, writer: Writer, bodies: list[str], chat: int = 
         [ChatCreated(app, chat)]
         + [MessageWritten(app, chat, n, body, n) for n, body in enumerate(bodies, start=1)]
     )
+    await writer.search.refresh()
     return (await store.chats_by_number([(app, chat)]))[(app, chat)].id
 
 
@@ -81,9 +82,12 @@ async def test_updates_replace_the_indexed_body(
     app = (await store.insert_application(new_token(), "a")).id
     await writer.apply([ChatCreated(app, 1), MessageWritten(app, 1, 1, "before edit", 1)])
     await writer.apply([MessageWritten(app, 1, 1, "after edit", 2)])
+    await writer.apply([MessageWritten(app, 1, 1, "stale replay", 1)])
+    await search.refresh()
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)].id
     assert await _numbers(search, chat, "before") == []
     assert await _numbers(search, chat, "after") == [1]
+    assert await _numbers(search, chat, "stale") == []
 
 
 async def test_rebuild_restores_the_index(store: SqlStore, writer: Writer, search: Search) -> None:
@@ -92,3 +96,15 @@ async def test_rebuild_restores_the_index(store: SqlStore, writer: Writer, searc
     assert await search.rebuild(seen.append) == len(BODIES)
     assert sum(seen) == len(BODIES)
     assert await _numbers(search, chat, "bottle") == [7]
+
+
+async def test_long_bodies_are_searchable_everywhere(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    filler = "lorem ipsum " * 6000  # 72,000 characters: several index chunks
+    needle = "Ñandú" + "x" * 995  # a 1,000-character term across a chunk boundary
+    body = filler[:7500] + needle + filler[:60000]
+    chat = await _chat(store, writer, [body, "short"])
+    assert await _numbers(search, chat, needle.upper()) == [1]
+    assert await _numbers(search, chat, "IPSUM") == [1]
+    assert await _numbers(search, chat, filler[-50:].strip()) == [1]

@@ -1,0 +1,54 @@
+"""The real engines the tests run against, started by `make services` (scripts/services.sh).
+
+`make test` passes their URLs as TEST_DATABASE_URL, TEST_REDIS_URL, TEST_RABBITMQ_URL and
+TEST_ELASTICSEARCH_URL. A test that needs an engine fails, never skips, when its URL is unset.
+Every test gets its own database, key prefix, queue or index, so tests run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from graphql_chat import migrations
+
+
+def engine_url(name: str) -> str:
+    url = os.environ.get(f"TEST_{name}")
+    if not url:
+        pytest.fail(
+            f"TEST_{name} is not set: run the suite with `make test`, which starts the services "
+            "(or `make services` and export the variables it prints, prefixed with TEST_)"
+        )
+    return url
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+@asynccontextmanager
+async def mysql_database() -> AsyncIterator[str]:
+    """A fresh, migrated MySQL database; dropped afterwards."""
+    server = make_url(engine_url("DATABASE_URL"))
+    name = unique_name("test")
+    admin = create_async_engine(server)
+    async with admin.begin() as conn:
+        await conn.execute(
+            text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        )
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        await migrations.upgrade_async(url)
+        yield url
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        await admin.dispose()
