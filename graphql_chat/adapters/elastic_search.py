@@ -92,6 +92,7 @@ class ElasticSearch:
             )
         except (TransportConnectionError, TransportError) as error:
             raise _unavailable(error) from error
+        assert isinstance(errors, list)
         failed = [e for e in errors if _status(e) != 409]  # 409: a newer revision is indexed
         if failed:
             raise Unavailable(f"search indexing failed for {len(failed)} messages; retry")
@@ -124,7 +125,7 @@ class ElasticSearch:
                 query={"bool": {"filter": filters}},
                 sort=[{"number": "desc"}],
                 size=limit,
-                source=["number", "body"],
+                source_includes=["number", "body"],
                 track_total_hits=False,
             )
         except NotFoundError:

@@ -246,10 +246,13 @@ async def test_repeated_queries_skip_parsing_and_validation(http: httpx.AsyncCli
     from strawberry.extensions.parser_cache import _get_parse_cache
     from strawberry.extensions.validation_cache import _get_validate_cache
 
+    parse_cache: Any = _get_parse_cache(512)
+    validate_cache: Any = _get_validate_cache(512)
+
     query = "{ applications(first: 3) { nodes { name } } __typename }"
     await _post(http, query)
-    parsed, validated = _get_parse_cache(512).cache_info(), _get_validate_cache(512).cache_info()
+    parsed, validated = parse_cache.cache_info(), validate_cache.cache_info()
     for _ in range(5):
         assert "errors" not in await _post(http, query)
-    assert _get_parse_cache(512).cache_info().hits == parsed.hits + 5
-    assert _get_validate_cache(512).cache_info().hits == validated.hits + 5
+    assert parse_cache.cache_info().hits == parsed.hits + 5
+    assert validate_cache.cache_info().hits == validated.hits + 5
