@@ -69,7 +69,8 @@ class Numbers(Protocol):
         """Raises `NotFound` when the chat number was never handed out."""
 
     async def message_issued(self, application_id: int, chat_number: int, number: int) -> bool: ...
-    async def next_revision(self) -> int: ...
+    async def next_revision(self, application_id: int) -> int:
+        """A number ordering the writes of one message: later calls return larger numbers."""
 
 
 class Pipeline(Protocol):
@@ -78,6 +79,9 @@ class Pipeline(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def submit(self, event: Event) -> None: ...
+
+    async def drained(self) -> bool:
+        """True when every accepted write has reached the store (nothing queued or in flight)."""
 
 
 class Search(Protocol):

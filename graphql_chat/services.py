@@ -160,7 +160,7 @@ class ChatService:
         body = clean_body(body, self.settings.max_body_length)
         app_id = await self.application_id(token)
         number = await self.numbers.next_message(app_id, number_in)
-        revision = await self.numbers.next_revision()
+        revision = await self.numbers.next_revision(app_id)
         await self.pipeline.submit(MessageWritten(app_id, number_in, number, body, revision))
         return Message(number=number, body=body)
 
@@ -173,7 +173,7 @@ class ChatService:
         app_id = await self.application_id(token)
         if not await self.numbers.message_issued(app_id, chat_in, number_in):
             raise NotFound(f"message {number_in} not found in chat {chat_in}")
-        revision = await self.numbers.next_revision()
+        revision = await self.numbers.next_revision(app_id)
         await self.pipeline.submit(MessageWritten(app_id, chat_in, number_in, body, revision))
         return Message(number=number_in, body=body)
 

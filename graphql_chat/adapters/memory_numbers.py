@@ -60,7 +60,7 @@ class MemoryNumbers:
             return False
         return number <= await self._message_counter(application_id, chat_number)
 
-    async def next_revision(self) -> int:
+    async def next_revision(self, application_id: int) -> int:
         # Nanoseconds since the epoch, strictly increasing: ordered across restarts too.
         self._revision = max(self._revision + 1, time.time_ns())
         return self._revision

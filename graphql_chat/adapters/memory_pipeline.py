@@ -27,6 +27,7 @@ class MemoryPipeline:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()  # None: stop
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        self._in_flight = 0
 
     async def start(self) -> None:
         if self._task is None:
@@ -47,6 +48,9 @@ class MemoryPipeline:
         self._queue.put_nowait((event, done))
         await done
 
+    async def drained(self) -> bool:
+        return self._queue.empty() and self._in_flight == 0
+
     async def _run(self) -> None:
         while True:
             batch: list[_Item] = []
@@ -63,6 +67,7 @@ class MemoryPipeline:
 
     async def _commit(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
+        self._in_flight = len(batch)
         try:
             await self._writer.apply([event for event, _ in batch])
         except Exception as error:
@@ -72,11 +77,13 @@ class MemoryPipeline:
                 if isinstance(error, ChatError)
                 else Unavailable("the write could not be committed; retry")
             )
+            self._in_flight = 0
             for _, done in batch:
                 if not done.done():
                     done.set_exception(failure)
         else:
             self.batches += 1
+            self._in_flight = 0
             log.debug(
                 "committed %d events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
             )

@@ -14,6 +14,7 @@ from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
+from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.ports import Numbers, Pipeline, Search
 from graphql_chat.writer import Writer
@@ -53,9 +54,21 @@ def writer(store: SqlStore, search: Search) -> Writer:
     return Writer(store, search)
 
 
-@pytest.fixture(params=["memory"])
-async def numbers(request: pytest.FixtureRequest, store: SqlStore) -> Numbers:
-    return MemoryNumbers(store)
+@pytest.fixture
+async def numbers(store: SqlStore) -> AsyncIterator[Numbers]:
+    """In-process beside SQLite (embedded), Redis beside MySQL (distributed)."""
+    if store.is_sqlite:
+        yield MemoryNumbers(store)
+        return
+    redis = RedisNumbers(engine_url("REDIS_URL"), store, _always_drained, unique_name("test"))
+    await redis.recover()
+    yield redis
+    await redis.drop()
+    await redis.close()
+
+
+async def _always_drained() -> bool:
+    return True
 
 
 @pytest.fixture(params=["memory"])

@@ -6,10 +6,12 @@ import asyncio
 
 import pytest
 
+from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, MessageWritten, new_token
-from graphql_chat.errors import NotFound
+from graphql_chat.errors import NotFound, Unavailable
 from graphql_chat.ports import Numbers
+from tests.engines import engine_url, unique_name
 
 
 async def test_concurrent_allocations_are_unique_and_gapless(
@@ -46,5 +48,45 @@ async def test_seeded_from_the_store(store: SqlStore, numbers: Numbers) -> None:
 
 
 async def test_revisions_increase(numbers: Numbers) -> None:
-    revisions = [await numbers.next_revision() for _ in range(1000)]
+    revisions = [await numbers.next_revision(1) for _ in range(1000)]
     assert revisions == sorted(set(revisions))
+
+
+async def test_redis_data_loss_never_reuses_a_number(store: SqlStore) -> None:
+    """Flush Redis while writes are still queued: allocation pauses until they are stored."""
+    queued: list[MessageWritten] = []
+
+    async def drained() -> bool:
+        return not queued
+
+    redis = RedisNumbers(engine_url("REDIS_URL"), store, drained, unique_name("test"))
+    try:
+        await redis.recover()
+        app = (await store.insert_application(new_token(), "a")).id
+        assert await redis.next_chat(app) == 1
+        await store.apply([ChatCreated(app, 1)])
+        for _ in range(5):
+            n = await redis.next_message(app, 1)
+            queued.append(MessageWritten(app, 1, n, f"m{n}", await redis.next_revision(app)))
+        await store.apply(queued[:3])  # 4 and 5 are accepted but still in the queue
+        del queued[:3]
+
+        last_revision = queued[-1].revision
+        await redis.drop()  # Redis comes back empty
+        with pytest.raises(Unavailable):
+            await redis.next_message(app, 1)
+        with pytest.raises(Unavailable):
+            await redis.next_chat(app)
+        await asyncio.sleep(0.5)
+        with pytest.raises(Unavailable):  # still paused: the queue has not drained
+            await redis.next_message(app, 1)
+
+        await store.apply(queued)  # the workers catch up
+        queued.clear()
+        await asyncio.wait_for(redis.recover(), 10)
+        assert await redis.next_message(app, 1) == 6
+        assert await redis.next_chat(app) == 2
+        assert await redis.next_revision(app) > last_revision
+    finally:
+        await redis.drop()
+        await redis.close()
