@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        return DEFAULT_DATABASE_URL if value in ("", None) else value
+
     @field_validator("sqlite_synchronous")
     @classmethod
     def _synchronous_level(cls, value: str) -> str:

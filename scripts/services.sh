@@ -11,6 +11,7 @@ SERVICES_DIR=${SERVICES_DIR:-/var/tmp/graphql-chat-services}
 MYSQL_PORT=${MYSQL_PORT:-3406}
 REDIS_PORT=${REDIS_PORT:-6479}
 RABBITMQ_PORT=${RABBITMQ_PORT:-5772}
+RABBITMQ_MANAGEMENT_PORT=${RABBITMQ_MANAGEMENT_PORT:-15772}
 ELASTICSEARCH_PORT=${ELASTICSEARCH_PORT:-9400}
 # The newest Elasticsearch published as an integ-test zip when this was written; 9.x needs
 # Java 21+, found below (8.19.21 is the fallback for a machine with only Java 17).
@@ -84,12 +85,22 @@ export RABBITMQ_PID_FILE=$SERVICES_DIR/rabbitmq/rabbitmq.pid
 export RABBITMQ_ENABLED_PLUGINS_FILE=$SERVICES_DIR/rabbitmq/enabled_plugins
 export RABBITMQ_CONFIG_FILE=$SERVICES_DIR/rabbitmq/rabbitmq
 export ERL_EPMD_ADDRESS=127.0.0.1
-rabbit_up() { runuser -u rabbitmq -- rabbitmq-diagnostics -q -n "$RABBITMQ_NODENAME" check_port_connectivity; }
+rabbit_up() {
+  runuser -u rabbitmq -- rabbitmq-diagnostics -q -n "$RABBITMQ_NODENAME" check_port_connectivity &&
+    curl -fsS -u guest:guest "http://127.0.0.1:$RABBITMQ_MANAGEMENT_PORT/api/overview"
+}
 if ! rabbit_up >/dev/null 2>&1; then
   mkdir -p "$SERVICES_DIR/rabbitmq/mnesia" "$SERVICES_DIR/rabbitmq/log"
-  echo "[]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
-  printf 'listeners.tcp.default = %s\nloopback_users.guest = true\n' "$RABBITMQ_PORT" \
-    >"$RABBITMQ_CONFIG_FILE.conf"
+  # The management API tells how many writes are still queued or unacknowledged: numbering
+  # recovery after a Redis data loss waits for zero. Statistics every 500 ms keep it fresh.
+  echo "[rabbitmq_management]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+  cat >"$RABBITMQ_CONFIG_FILE.conf" <<EOF
+listeners.tcp.default = $RABBITMQ_PORT
+loopback_users.guest = true
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $RABBITMQ_MANAGEMENT_PORT
+collect_statistics_interval = 500
+EOF
   chown -R rabbitmq:rabbitmq "$SERVICES_DIR/rabbitmq"
   log "starting RabbitMQ on 127.0.0.1:$RABBITMQ_PORT"
   runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq rabbitmq-server -detached \
@@ -137,6 +148,7 @@ cat >"$SERVICES_DIR/env" <<EOF
 export DATABASE_URL=mysql+asyncmy://chat:chat@127.0.0.1:$MYSQL_PORT/graphql_chat
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 export RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/
+export RABBITMQ_MANAGEMENT_URL=http://guest:guest@127.0.0.1:$RABBITMQ_MANAGEMENT_PORT
 export ELASTICSEARCH_URL=http://127.0.0.1:$ELASTICSEARCH_PORT
 EOF
 log "all four are up; to use them:"

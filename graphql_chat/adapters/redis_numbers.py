@@ -176,8 +176,12 @@ class RedisNumbers:
         if self._recovery is None or self._recovery.done():
             self._recovery = asyncio.create_task(self.recover(), name="numbers-recovery")
 
-    async def recover(self, poll: float = 0.2) -> None:
-        """Set the epoch again once the write queue has drained; one process does it at a time."""
+    async def recover(self, poll: float = 0.2, settle: float = 1.5) -> None:
+        """Set the epoch again once the write queue has drained; one process does it at a time.
+
+        Queue statistics are sampled, so "drained" must hold twice, `settle` seconds apart
+        (more than two sampling intervals), before the counters are trusted to the store.
+        """
         lock = f"{self._prefix}:recovering"
         me = secrets.token_hex(8)
         while True:
@@ -186,7 +190,7 @@ class RedisNumbers:
                     return
                 if await self._redis.set(lock, me, nx=True, px=60_000):
                     try:
-                        if await self._drained():
+                        if await self._settled(settle):
                             await self._reset_counters()
                             await self._redis.set(self._epoch, secrets.token_hex(8))
                             log.warning("numbering recovered: counters will reseed from the store")
@@ -197,6 +201,14 @@ class RedisNumbers:
             except (RedisError, Unavailable) as error:
                 log.warning("numbering recovery waiting: %s", error)
             await asyncio.sleep(poll)
+
+    async def _settled(self, settle: float) -> bool:
+        if not await self._drained():
+            return False
+        if settle:
+            await asyncio.sleep(settle)
+            return await self._drained()
+        return True
 
     async def _reset_counters(self) -> None:
         """Counters that survived a partial loss may be behind the store: reseed them all."""

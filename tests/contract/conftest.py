@@ -5,8 +5,10 @@ Each fixture yields a started adapter on its own fresh storage, so tests run in 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import pytest
 
@@ -14,9 +16,11 @@ from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
+from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.ports import Numbers, Pipeline, Search
+from graphql_chat.worker import Worker
 from graphql_chat.writer import Writer
 from tests.engines import engine_url, mysql_database, unique_name
 
@@ -61,7 +65,7 @@ async def numbers(store: SqlStore) -> AsyncIterator[Numbers]:
         yield MemoryNumbers(store)
         return
     redis = RedisNumbers(engine_url("REDIS_URL"), store, _always_drained, unique_name("test"))
-    await redis.recover()
+    await redis.recover(settle=0)
     yield redis
     await redis.drop()
     await redis.close()
@@ -71,9 +75,37 @@ async def _always_drained() -> bool:
     return True
 
 
-@pytest.fixture(params=["memory"])
-async def pipeline(request: pytest.FixtureRequest, writer: Writer) -> AsyncIterator[Pipeline]:
-    adapter = MemoryPipeline(writer, max_batch=1000)
-    await adapter.start()
-    yield adapter
-    await adapter.close()
+@dataclass
+class Harness:
+    """A pipeline with what carries its writes to the store (in process, or a worker)."""
+
+    pipeline: Pipeline
+    batches: Callable[[], int]
+
+
+@pytest.fixture
+async def harness(store: SqlStore, writer: Writer) -> AsyncIterator[Harness]:
+    """In-process beside SQLite (embedded), RabbitMQ and a worker beside MySQL (distributed)."""
+    if store.is_sqlite:
+        memory = MemoryPipeline(writer, max_batch=1000)
+        await memory.start()
+        yield Harness(memory, lambda: memory.batches)
+        await memory.close()
+        return
+    queue = unique_name("test")
+    rabbit = RabbitPipeline(
+        engine_url("RABBITMQ_URL"), queue, engine_url("RABBITMQ_MANAGEMENT_URL")
+    )
+    await rabbit.start()
+    worker = Worker(engine_url("RABBITMQ_URL"), writer, queue, batch_size=200, batch_ms=5)
+    running = asyncio.create_task(worker.run())
+    yield Harness(rabbit, lambda: worker.batches)
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    await rabbit.delete_queues()
+    await rabbit.close()
+
+
+@pytest.fixture
+def pipeline(harness: Harness) -> Pipeline:
+    return harness.pipeline

@@ -61,7 +61,7 @@ async def test_redis_data_loss_never_reuses_a_number(store: SqlStore) -> None:
 
     redis = RedisNumbers(engine_url("REDIS_URL"), store, drained, unique_name("test"))
     try:
-        await redis.recover()
+        await redis.recover(settle=0)
         app = (await store.insert_application(new_token(), "a")).id
         assert await redis.next_chat(app) == 1
         await store.apply([ChatCreated(app, 1)])
@@ -83,7 +83,7 @@ async def test_redis_data_loss_never_reuses_a_number(store: SqlStore) -> None:
 
         await store.apply(queued)  # the workers catch up
         queued.clear()
-        await asyncio.wait_for(redis.recover(), 10)
+        await asyncio.wait_for(redis.recover(settle=0.2), 10)
         assert await redis.next_message(app, 1) == 6
         assert await redis.next_chat(app) == 2
         assert await redis.next_revision(app) > last_revision

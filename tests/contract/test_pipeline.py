@@ -1,46 +1,68 @@
-"""The pipeline contract: `submit` returns once the write is durable; batches share commits."""
+"""The pipeline contract: a submitted write is durable, reaches the store once, in batches."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
+import aio_pika
 import pytest
 
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
+from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Pipeline
+from graphql_chat.ports import IndexedMessage, Pipeline
+from graphql_chat.worker import Worker
 from graphql_chat.writer import Writer
+from tests.contract.conftest import Harness
+from tests.engines import engine_url, unique_name
 
 
-async def test_submit_returns_after_commit(store: SqlStore, pipeline: Pipeline) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "the pipeline did not deliver in time"
+        await asyncio.sleep(0.05)
+
+
+async def _count(store: SqlStore, app: int, chat: int = 1) -> int:
+    found = (await store.chats_by_number([(app, chat)])).get((app, chat))
+    return found.messages_count if found else -1
+
+
+async def test_submitted_writes_reach_the_store(store: SqlStore, pipeline: Pipeline) -> None:
     app = (await store.insert_application(new_token(), "a")).id
     await pipeline.submit(ChatCreated(app, 1))
     await pipeline.submit(MessageWritten(app, 1, 1, "durable", 1))
-    fresh = SqlStore(store.url)
-    try:
-        chat = (await fresh.chats_by_number([(app, 1)]))[(app, 1)]
-        assert (await fresh.messages_by_number([(chat.id, 1)]))[(chat.id, 1)].body == "durable"
-    finally:
-        await fresh.close()
+    await pipeline.submit(MessageWritten(app, 1, 1, "edited", 2))
+
+    async def stored() -> bool:
+        chat = (await store.chats_by_number([(app, 1)])).get((app, 1))
+        if chat is None:
+            return False
+        found = (await store.messages_by_number([(chat.id, 1)])).get((chat.id, 1))
+        return found is not None and found.body == "edited"
+
+    await eventually(stored)
+    assert await _count(store, app) == 1
+    await eventually(pipeline.drained)
 
 
-async def test_concurrent_submits_share_commits(store: SqlStore, writer: Writer) -> None:
-    pipeline = MemoryPipeline(writer, max_batch=1000)
-    await pipeline.start()
-    try:
-        app = (await store.insert_application(new_token(), "a")).id
-        await pipeline.submit(ChatCreated(app, 1))
-        await asyncio.gather(
-            *[pipeline.submit(MessageWritten(app, 1, n, "x", n)) for n in range(1, 501)]
-        )
-        assert pipeline.batches < 100
-        chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
-        assert chat.messages_count == 500
-    finally:
-        await pipeline.close()
+async def test_concurrent_submits_share_commits(store: SqlStore, harness: Harness) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    await harness.pipeline.submit(ChatCreated(app, 1))
+    await asyncio.gather(
+        *[harness.pipeline.submit(MessageWritten(app, 1, n, "x", n)) for n in range(1, 501)]
+    )
+
+    async def all_stored() -> bool:
+        return await _count(store, app) == 500
+
+    await eventually(all_stored)
+    assert harness.batches() < 100
 
 
 class _BrokenWriter(Writer):
@@ -55,4 +77,77 @@ async def test_failed_commit_is_reported_not_acknowledged(store: SqlStore, write
         with pytest.raises(Unavailable):
             await pipeline.submit(ChatCreated(1, 1))
     finally:
+        await pipeline.close()
+
+
+class _FlakyStore:
+    """The real store, failing its first `failures` batches as if the database were down."""
+
+    def __init__(self, store: SqlStore, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+
+    async def apply(self, events: Sequence[Event]) -> list[IndexedMessage]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise Unavailable("database down")
+        return await self._store.apply(events)
+
+
+@pytest.fixture
+async def rabbit_queue() -> tuple[str, RabbitPipeline]:
+    queue = unique_name("test")
+    pipeline = RabbitPipeline(
+        engine_url("RABBITMQ_URL"), queue, engine_url("RABBITMQ_MANAGEMENT_URL")
+    )
+    await pipeline.start()
+    return queue, pipeline
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_worker_retries_while_the_store_is_down(
+    store: SqlStore, writer: Writer, rabbit_queue: tuple[str, RabbitPipeline]
+) -> None:
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    try:
+        await pipeline.submit(ChatCreated(app, 1))
+        for n in range(1, 51):
+            await pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n))
+        flaky = _FlakyStore(store, failures=3)
+        worker = Worker(engine_url("RABBITMQ_URL"), Writer(flaky, writer.search), queue)  # type: ignore[arg-type]
+        await asyncio.wait_for(worker.run(burst=True), 60)
+        assert flaky.failures == 0
+        assert await _count(store, app) == 50
+        await eventually(pipeline.drained)
+    finally:
+        await pipeline.delete_queues()
+        await pipeline.close()
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_poison_messages_are_dead_lettered(
+    store: SqlStore,
+    writer: Writer,
+    rabbit_queue: tuple[str, RabbitPipeline],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    try:
+        await pipeline.publish(queue, {"kind": "nonsense"})
+        await pipeline.submit(ChatCreated(app, 1))
+        await pipeline.submit(MessageWritten(app, 1, 1, "fine", 1))
+        await pipeline.submit(MessageWritten(10**12, 1, 1, "unknown application", 1))
+        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        await asyncio.wait_for(worker.run(burst=True), 60)
+        assert await _count(store, app) == 1
+        connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
+        async with connection:
+            channel = await connection.channel()
+            dead = await channel.declare_queue(f"{queue}.dead", passive=True)
+            assert dead.declaration_result.message_count == 2
+        assert "dead-lettering" in caplog.text
+    finally:
+        await pipeline.delete_queues()
         await pipeline.close()

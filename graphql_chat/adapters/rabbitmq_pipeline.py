@@ -1,0 +1,135 @@
+"""The pipeline port on RabbitMQ (aio-pika): confirmed, persistent publishes to a quorum queue.
+
+`submit` returns once the broker has confirmed the message: from then on the write survives a
+crash of this process, of a worker, or of the broker itself (quorum queues replicate and
+persist before confirming). Workers (`graphql_chat.worker`) apply the queue to the store.
+
+Queues, all durable quorum queues on the default exchange:
+
+    NAME            accepted writes, consumed by workers in batches
+    NAME.search     messages stored while search was unavailable, indexed when it returns
+    NAME.dead       events no worker could apply (poison), kept for an operator
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import httpx
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+
+from graphql_chat.domain import Event, event_to_dict
+from graphql_chat.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+DELIVERY_LIMIT = 5  # redeliveries before a message is dead-lettered (quorum queues count them)
+
+
+def queue_arguments(name: str) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": f"{name}.dead",
+        "x-delivery-limit": DELIVERY_LIMIT,
+    }
+
+
+async def declare_queues(channel: AbstractChannel, name: str) -> AbstractQueue:
+    await channel.declare_queue(f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"})
+    await channel.declare_queue(
+        f"{name}.search", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    return await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
+
+
+def encode(payload: dict[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        orjson.dumps(payload),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type="application/json",
+    )
+
+
+class RabbitPipeline:
+    def __init__(
+        self,
+        url: str,
+        queue: str = "graphql-chat.writes",
+        management_url: str | None = None,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self._url = url
+        self.queue = queue
+        self._management_url = management_url
+        self._timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        try:
+            await self._ensure_channel()
+        except Unavailable:
+            log.warning("RabbitMQ is unavailable at start; writes will fail until it returns")
+
+    async def _ensure_channel(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        async with self._lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            try:
+                if self._connection is None or self._connection.is_closed:
+                    self._connection = await aio_pika.connect_robust(self._url, timeout=5)
+                channel = await self._connection.channel(publisher_confirms=True)
+                await declare_queues(channel, self.queue)
+            except (TimeoutError, AMQPError, OSError) as error:
+                raise Unavailable("the write queue (RabbitMQ) is unavailable; retry") from error
+            self._channel = channel
+            return channel
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+            self._channel = None
+
+    async def submit(self, event: Event) -> None:
+        await self.publish(self.queue, event_to_dict(event))
+
+    async def publish(self, routing_key: str, payload: dict[str, Any]) -> None:
+        channel = await self._ensure_channel()
+        try:
+            await channel.default_exchange.publish(
+                encode(payload), routing_key=routing_key, timeout=self._timeout
+            )
+        except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError) as error:
+            self._channel = None
+            raise Unavailable("the write queue (RabbitMQ) did not confirm; retry") from error
+
+    async def delete_queues(self) -> None:
+        """Remove this pipeline's queues (tests)."""
+        channel = await self._ensure_channel()
+        for name in (self.queue, f"{self.queue}.search", f"{self.queue}.dead"):
+            await channel.queue_delete(name)
+
+    async def drained(self) -> bool:
+        """Nothing ready nor unacknowledged in the write queue (RabbitMQ management API)."""
+        if not self._management_url:
+            raise Unavailable("RABBITMQ_MANAGEMENT_URL is needed to recover numbering")
+        url = f"{self._management_url.rstrip('/')}/api/queues/%2F/{quote(self.queue, safe='')}"
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                response = await client.get(url)
+                response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise Unavailable("RabbitMQ management API unavailable") from error
+        stats = response.json()
+        return int(stats.get("messages", 1)) == 0
