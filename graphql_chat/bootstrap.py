@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
+from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
 from graphql_chat.ports import Numbers, Pipeline, Search
@@ -30,21 +33,42 @@ class Container:
         await self.store.start()
         await self.search.start()
         await self.pipeline.start()
+        if isinstance(self.numbers, RedisNumbers):
+            self.numbers.start_recovery()  # a no-op unless Redis lost (or never had) its epoch
 
     async def close(self) -> None:
         await self.pipeline.close()
+        if isinstance(self.numbers, RedisNumbers):
+            await self.numbers.close()
         await self.search.close()
         await self.store.close()
 
 
 def bootstrap(settings: Settings | None = None) -> Container:
+    """Pick each port's adapter from the settings: an unset URL means the embedded one."""
     settings = settings or Settings()
     settings.check()
     store = SqlStore(settings.database_url, settings.sqlite_synchronous)
-    search = Fts5Search(store)
+    search: Search
+    if settings.elasticsearch_url:
+        search = ElasticSearch(settings.elasticsearch_url, settings.elasticsearch_index, store)
+    else:
+        search = Fts5Search(store)
     writer = Writer(store, search)
-    numbers = MemoryNumbers(store)
-    pipeline = MemoryPipeline(writer, settings.batch_max_events)
+    pipeline: Pipeline
+    if settings.rabbitmq_url:
+        pipeline = RabbitPipeline(
+            settings.rabbitmq_url, settings.queue_name, settings.management_url()
+        )
+    else:
+        pipeline = MemoryPipeline(writer, settings.batch_max_events)
+    numbers: Numbers
+    if settings.redis_url:
+        numbers = RedisNumbers(
+            settings.redis_url, store, pipeline.drained, settings.redis_key_prefix
+        )
+    else:
+        numbers = MemoryNumbers(store)
     service = ChatService(settings, store, numbers, pipeline, search)
     return Container(settings, store, numbers, pipeline, search, writer, service)
 

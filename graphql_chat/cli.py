@@ -32,10 +32,17 @@ def _settings() -> Settings:
     return settings
 
 
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+
+
 @cli.command()
 def serve(
     host: str | None = typer.Option(None, help="Address to bind (default: HOST or 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port to listen on (default: PORT or 3000)."),
+    workers: int = typer.Option(1, min=1, help="API processes (distributed mode only)."),
 ) -> None:
     """Serve GraphQL at /graphql and REST at /api/v1; embedded mode also runs the pipeline."""
     import uvicorn
@@ -43,17 +50,35 @@ def serve(
     from graphql_chat.app import create_app
 
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    if workers > 1 and not settings.distributed:
+        typer.echo(
+            "error: --workers needs the distributed mode (REDIS_URL, RABBITMQ_URL, a MySQL "
+            "DATABASE_URL and ELASTICSEARCH_URL): the embedded mode is one process",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _logging(settings)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    if workers > 1:
+        uvicorn.run(
+            "graphql_chat.app:create_app",
+            factory=True,
+            workers=workers,
+            host=bind_host,
+            port=bind_port,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    else:
+        uvicorn.run(
+            create_app(settings),
+            host=bind_host,
+            port=bind_port,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
 
 
 @cli.command()
@@ -65,8 +90,13 @@ def migrate() -> None:
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    burst: bool = typer.Option(False, help="Exit once the queue is empty instead of waiting."),
+) -> None:
     """Consume the RabbitMQ write queue and batch-write the store and search (distributed mode)."""
+    from graphql_chat.bootstrap import running
+    from graphql_chat.worker import Worker, run_worker
+
     settings = _settings()
     if not settings.rabbitmq_url:
         typer.echo(
@@ -75,6 +105,21 @@ def worker() -> None:
             err=True,
         )
         raise typer.Exit(2)
+    _logging(settings)
+    rabbitmq_url = settings.rabbitmq_url
+
+    async def run() -> None:
+        async with running(settings) as container:
+            consumer = Worker(
+                rabbitmq_url,
+                container.writer,
+                settings.queue_name,
+                batch_size=settings.batch_max_events,
+                batch_ms=settings.worker_batch_ms,
+            )
+            await run_worker(consumer, burst=burst)
+
+    asyncio.run(run())
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rabbitmq_url: str | None = None
     elasticsearch_url: str | None = None
+    rabbitmq_management_url: str | None = None
+    redis_key_prefix: str = "gc"
+    queue_name: str = "graphql-chat.writes"
+    elasticsearch_index: str = "graphql-chat-messages"
 
     max_name_length: int = Field(default=255, ge=1, le=255)
     max_body_length: int = Field(default=65_535, ge=1, le=1_000_000)
@@ -35,10 +40,13 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=2000, ge=50)
 
     batch_max_events: int = Field(default=1000, ge=1)
+    worker_batch_ms: float = Field(default=20, ge=0)
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
 
-    @field_validator("redis_url", "rabbitmq_url", "elasticsearch_url", mode="before")
+    @field_validator(
+        "redis_url", "rabbitmq_url", "elasticsearch_url", "rabbitmq_management_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -68,20 +76,38 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "DATABASE_URL must be sqlite+aiosqlite:///PATH or mysql+asyncmy://USER:PASS@HOST/DB"
             )
-        distributed = [
-            name
-            for name, url in (
-                ("REDIS_URL", self.redis_url),
-                ("RABBITMQ_URL", self.rabbitmq_url),
-                ("ELASTICSEARCH_URL", self.elasticsearch_url),
-            )
-            if url
-        ]
-        if distributed:
+        if self.rabbitmq_url and not self.redis_url:
             raise ConfigurationError(
-                f"{', '.join(distributed)} set, but this build runs the embedded mode only; "
-                "unset them to serve with SQLite, in-process numbers, pipeline and FTS5 search"
+                "RABBITMQ_URL needs REDIS_URL: with several API processes and workers, numbers "
+                "must come from one place (in-process numbers would hand out duplicates)"
             )
+        if self.rabbitmq_url and self.is_sqlite:
+            raise ConfigurationError(
+                "RABBITMQ_URL needs a MySQL DATABASE_URL: workers in other processes cannot share "
+                "the embedded SQLite database"
+            )
+        if not self.is_sqlite and not self.redis_url:
+            raise ConfigurationError(
+                "a MySQL DATABASE_URL needs REDIS_URL: in-process numbers are only correct for "
+                "the embedded single process"
+            )
+        if not self.is_sqlite and not self.elasticsearch_url:
+            raise ConfigurationError(
+                "a MySQL DATABASE_URL needs ELASTICSEARCH_URL: the embedded search (FTS5) lives "
+                "in SQLite"
+            )
+
+    @property
+    def distributed(self) -> bool:
+        return self.rabbitmq_url is not None
+
+    def management_url(self) -> str | None:
+        """RABBITMQ_MANAGEMENT_URL, or the management port beside RABBITMQ_URL's host."""
+        if self.rabbitmq_management_url or not self.rabbitmq_url:
+            return self.rabbitmq_management_url
+        amqp = urlsplit(self.rabbitmq_url)
+        credentials = f"{amqp.username or 'guest'}:{amqp.password or 'guest'}"
+        return f"http://{credentials}@{amqp.hostname or '127.0.0.1'}:15672"
 
     def sqlite_path(self) -> Path | None:
         if not self.is_sqlite:

@@ -54,6 +54,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self.batches = 0
         self.applied = 0
+        self.rejected = 0
         self._publish_channel: Any = None
 
     async def run(self, burst: bool = False) -> None:
@@ -122,6 +123,7 @@ class Worker:
             except (ValueError, KeyError, TypeError) as error:
                 log.error("dead-lettering undecodable message %r: %s", message.body[:200], error)
                 await message.reject(requeue=False)
+                self.rejected += 1
         if usable:
             await self._apply(events, usable)
 
@@ -144,6 +146,7 @@ class Worker:
                 if len(events) == 1:
                     log.exception("dead-lettering event that cannot be applied: %r", events[0])
                     await messages[0].reject(requeue=False)
+                    self.rejected += 1
                     return
                 log.exception("batch of %d failed; applying its events one by one", len(events))
                 for event, message in zip(events, messages, strict=True):
@@ -188,8 +191,9 @@ class Worker:
         await message.nack(requeue=True)
 
 
-async def run_worker(worker: Worker) -> None:
+async def run_worker(worker: Worker, burst: bool = False) -> None:
+    """Run until SIGTERM or SIGINT: stop consuming, finish the batch in hand, close."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    await worker.run()
+    await worker.run(burst=burst)

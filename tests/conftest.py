@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import httpx
 import pytest
+from elasticsearch import AsyncElasticsearch
+from redis.asyncio import Redis
 
 from graphql_chat import migrations
+from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container, running
 from graphql_chat.config import Settings
+from graphql_chat.worker import Worker
 from tests.client.graphql_chat_client import GraphQLChatClient
+from tests.engines import engine_url, mysql_database, unique_name
 
 
 @pytest.fixture
@@ -33,17 +43,98 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         yield started
 
 
-@pytest.fixture
-async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, migrate=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as client,
-    ):
+@pytest.fixture(params=["embedded", "distributed"])
+async def http(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app over the embedded adapters, or over MySQL, Redis, RabbitMQ, Elasticsearch
+    with a worker consuming in the background.
+
+    Reads show persisted state, so in the distributed mode every write request waits, before
+    its response reaches the test, until the worker has applied what was published and search
+    has refreshed: the tests then read as they would after the persistence lag.
+    """
+    async with AsyncExitStack() as stack:
+        worker: Worker | None = None
+        if request.param == "distributed":
+            settings = await stack.enter_async_context(distributed_settings())
+        app = create_app(settings, migrate=False)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        container: Container = app.state.container
+        hooks: dict[str, list[Any]] = {}
+        if request.param == "distributed":
+            worker = Worker(
+                engine_url("RABBITMQ_URL"), container.writer, settings.queue_name, batch_ms=2
+            )
+            task = asyncio.create_task(worker.run())
+            stack.push_async_callback(_stop_worker, worker, task)
+            hooks["response"] = [_settled(worker, container)]
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://testserver",
+                event_hooks=hooks,
+            )
+        )
         client.app = app  # type: ignore[attr-defined]
         yield client
+
+
+@asynccontextmanager
+async def distributed_settings() -> AsyncIterator[Settings]:
+    async with mysql_database() as url:
+        prefix, queue, index = unique_name("t"), unique_name("test"), unique_name("test")
+        redis = Redis.from_url(engine_url("REDIS_URL"))
+        await redis.set(f"{prefix}:epoch", "fresh")  # a new system: nothing queued before it
+        settings = Settings(
+            database_url=url,
+            redis_url=engine_url("REDIS_URL"),
+            redis_key_prefix=prefix,
+            rabbitmq_url=engine_url("RABBITMQ_URL"),
+            rabbitmq_management_url=engine_url("RABBITMQ_MANAGEMENT_URL"),
+            queue_name=queue,
+            elasticsearch_url=engine_url("ELASTICSEARCH_URL"),
+            elasticsearch_index=index,
+        )
+        try:
+            yield settings
+        finally:
+            async for key in redis.scan_iter(match=f"{prefix}:*"):
+                await redis.delete(key)
+            await redis.aclose()
+            await _drop_queues_and_index(settings)
+
+
+async def _drop_queues_and_index(settings: Settings) -> None:
+    assert settings.rabbitmq_url and settings.elasticsearch_url
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        for suffix in ("", ".search", ".dead"):
+            await channel.queue_delete(settings.queue_name + suffix)
+    elastic = AsyncElasticsearch(settings.elasticsearch_url)
+    await elastic.indices.delete(index=settings.elasticsearch_index, ignore_unavailable=True)
+    await elastic.close()
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    worker.stop()
+    await asyncio.wait_for(task, 30)
+
+
+def _settled(worker: Worker, container: Container) -> Any:
+    async def hook(response: httpx.Response) -> None:
+        if response.request.method not in ("POST", "PUT"):
+            return
+        pipeline = container.pipeline
+        assert isinstance(pipeline, RabbitPipeline)
+        deadline = time.monotonic() + 30
+        while worker.applied + worker.rejected < pipeline.published:
+            assert time.monotonic() < deadline, "the worker did not apply the writes in time"
+            await asyncio.sleep(0.005)
+        await container.search.refresh()
+
+    return hook
 
 
 @pytest.fixture

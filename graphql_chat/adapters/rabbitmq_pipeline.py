@@ -72,6 +72,7 @@ class RabbitPipeline:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        self.published = 0
 
     async def start(self) -> None:
         try:
@@ -113,6 +114,7 @@ class RabbitPipeline:
         except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError) as error:
             self._channel = None
             raise Unavailable("the write queue (RabbitMQ) did not confirm; retry") from error
+        self.published += 1
 
     async def delete_queues(self) -> None:
         """Remove this pipeline's queues (tests)."""

@@ -172,6 +172,10 @@ class RedisNumbers:
 
     # -- recovery ------------------------------------------------------------------------------
 
+    def start_recovery(self) -> None:
+        """Recover in the background (allocations answer Unavailable until it is done)."""
+        self._start_recovery()
+
     def _start_recovery(self) -> None:
         if self._recovery is None or self._recovery.done():
             self._recovery = asyncio.create_task(self.recover(), name="numbers-recovery")

@@ -41,10 +41,10 @@ def test_impossible_combinations_are_refused(changes: dict[str, object]) -> None
 def test_cli_refuses_with_a_message_not_a_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "graphql_chat", "serve"],
-        env={"PATH": "", "REDIS_URL": "redis://127.0.0.1:1"},
+        env={"PATH": "", "RABBITMQ_URL": "amqp://127.0.0.1:1"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert "REDIS_URL" in result.stderr and "Traceback" not in result.stderr
+    assert "needs REDIS_URL" in result.stderr and "Traceback" not in result.stderr
