@@ -29,6 +29,8 @@ class Server:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    environment: dict[str, str] | None = None  # instead of the embedded database
+    command: tuple[str, ...] = ("serve",)
 
     @property
     def url(self) -> str:
@@ -41,14 +43,17 @@ class Server:
             "PORT": str(self.port),
             "SQLITE_SYNCHRONOUS": "FULL",
             "LOG_LEVEL": "warning",
+            **(self.environment or {}),
         }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "graphql_chat", "serve"],
+                [sys.executable, "-m", "graphql_chat", *self.command],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        if self.command[0] != "serve":
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

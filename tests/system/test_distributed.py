@@ -1,0 +1,245 @@
+"""Distributed mode for real: two API processes and two workers on MySQL, Redis, RabbitMQ and
+Elasticsearch, driven by concurrent clients over both APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from elasticsearch import AsyncElasticsearch
+from redis.asyncio import Redis
+
+from graphql_chat.config import Settings
+from tests.conftest import distributed_settings
+from tests.system.conftest import Server, free_port
+
+pytestmark = pytest.mark.system
+
+CREATE = """mutation($t: String!, $c: Int!, $b: String!) {
+  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b}) { message { number } }
+}"""
+
+
+class Cluster:
+    def __init__(self, settings: Settings, tmp: Path) -> None:
+        self.settings = settings
+        self.environment = {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": str(settings.redis_url),
+            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            "RABBITMQ_URL": str(settings.rabbitmq_url),
+            "RABBITMQ_MANAGEMENT_URL": str(settings.rabbitmq_management_url),
+            "QUEUE_NAME": settings.queue_name,
+            "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
+            "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
+        }
+        self.tmp = tmp
+        self.apis = [self._process(("serve",), f"api{i}") for i in range(2)]
+        self.workers = [self._process(("worker",), f"worker{i}") for i in range(2)]
+
+    def _process(self, command: tuple[str, ...], name: str) -> Server:
+        return Server(
+            self.tmp / "unused.db",
+            free_port(),
+            self.tmp / f"{name}.log",
+            environment=dict(self.environment),
+            command=command,
+        )
+
+    def start(self) -> None:
+        for api in self.apis:
+            api.start()
+        for worker in self.workers:
+            worker.start()
+
+    def add_worker(self) -> Server:
+        worker = self._process(("worker",), f"worker{len(self.workers)}")
+        self.workers.append(worker)
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        for process in [*self.apis, *self.workers]:
+            process.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with distributed_settings() as settings:
+        started = Cluster(settings, tmp_path)
+        started.start()
+        try:
+            yield started
+        finally:
+            started.stop()
+
+
+async def _create(http: httpx.AsyncClient, api: str, token: str, chat: int, body: str) -> int:
+    if random.random() < 0.5:
+        response = await http.post(
+            f"{api}/api/v1/applications/{token}/chats/{chat}/messages", json={"body": body}
+        )
+        assert response.status_code == 201, f"{response.status_code} {response.text}"
+        number: int = response.json()["number"]
+        return number
+    variables = {"t": token, "c": chat, "b": body}
+    result = (
+        await http.post(f"{api}/graphql", json={"query": CREATE, "variables": variables})
+    ).json()
+    assert "errors" not in result, result
+    number = result["data"]["createMessage"]["message"]["number"]
+    return number
+
+
+async def _bounded(calls: list[Any], limit: int = 64) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def run(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*[run(c) for c in calls])
+
+
+async def _all_messages(http: httpx.AsyncClient, api: str, token: str, chat: int) -> dict[int, str]:
+    found: dict[int, str] = {}
+    url: str | None = f"{api}/api/v1/applications/{token}/chats/{chat}/messages?limit=100"
+    while url:
+        response = await http.get(url)
+        found.update({m["number"]: m["body"] for m in response.json()})
+        link = response.headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+    return found
+
+
+async def _persisted(
+    http: httpx.AsyncClient, api: str, token: str, expected: dict[int, int], within: float = 60
+) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        counts = {
+            chat: (await http.get(f"{api}/api/v1/applications/{token}/chats/{chat}"))
+            .json()
+            .get("messages_count")
+            for chat in expected
+        }
+        if counts == expected:
+            return
+        assert time.monotonic() < deadline, f"not persisted in time: {counts} != {expected}"
+        await asyncio.sleep(0.2)
+
+
+async def _drive(
+    cluster: Cluster, messages: int, chats_with_messages: int, create: Any = None
+) -> tuple[str, list[tuple[int, str, int]]]:
+    create = create or _create
+    apis = [api.url for api in cluster.apis]
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        token = (await http.post(f"{apis[0]}/api/v1/applications", json={"name": "load"})).json()[
+            "token"
+        ]
+        chats = await _bounded(
+            [http.post(f"{apis[i % 2]}/api/v1/applications/{token}/chats") for i in range(100)]
+        )
+        assert sorted(r.json()["number"] for r in chats) == list(range(1, 101))
+        plan = [(1 + i % chats_with_messages, f"body {i} token{i}x") for i in range(messages)]
+        numbers = await _bounded(
+            [create(http, apis[i % 2], token, c, b) for i, (c, b) in enumerate(plan)]
+        )
+    return token, [(c, b, n) for (c, b), n in zip(plan, numbers, strict=True)]
+
+
+async def _verify(cluster: Cluster, token: str, created: list[tuple[int, str, int]]) -> None:
+    api = cluster.apis[1].url
+    chats = sorted({c for c, _, _ in created})
+    per_chat = {c: sorted(n for cc, _, n in created if cc == c) for c in chats}
+    for chat, numbers in per_chat.items():
+        assert numbers == list(range(1, len(numbers) + 1)), f"chat {chat}: gaps or duplicates"
+    async with httpx.AsyncClient(timeout=30) as http:
+        await _persisted(http, api, token, {c: len(n) for c, n in per_chat.items()})
+        for chat in chats:
+            stored = await _all_messages(http, api, token, chat)
+            assert stored == {n: b for c, b, n in created if c == chat}
+        app = (await http.get(f"{api}/api/v1/applications/{token}")).json()
+        assert app["chats_count"] == 100
+        elastic = AsyncElasticsearch(str(cluster.settings.elasticsearch_url))
+        try:
+            index = cluster.settings.elasticsearch_index
+            deadline = time.monotonic() + 60
+            while True:
+                await elastic.indices.refresh(index=index)
+                count = (await elastic.count(index=index))["count"]
+                if count == len(created):
+                    break
+                assert time.monotonic() < deadline, f"{count} documents indexed, not {len(created)}"
+                await asyncio.sleep(0.5)
+        finally:
+            await elastic.close()
+        for chat, body, number in random.sample(created, 20):
+            found = await http.get(
+                f"{api}/api/v1/applications/{token}/chats/{chat}/messages/search",
+                params={"q": body.split()[-1].upper()},
+            )
+            assert found.json() == [{"number": number, "body": body}]
+
+
+async def test_two_apis_two_workers_number_and_persist_exactly_once(cluster: Cluster) -> None:
+    token, created = await _drive(cluster, messages=2000, chats_with_messages=10)
+    await _verify(cluster, token, created)
+
+
+async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster: Cluster) -> None:
+    async def kill_during_load() -> None:
+        await asyncio.sleep(1.5)
+        cluster.workers[0].kill()
+        cluster.add_worker()
+
+    killer = asyncio.create_task(kill_during_load())
+    token, created = await _drive(cluster, messages=2000, chats_with_messages=10)
+    await killer
+    killed = cluster.workers[0].process
+    assert killed is not None and killed.returncode == -9
+    await _verify(cluster, token, created)
+
+
+async def test_redis_flushed_mid_load_never_reuses_a_number(cluster: Cluster) -> None:
+    """Redis loses everything mid-load: creates answer a retryable error until numbering has
+    recovered (queue drained, counters reseeded from MySQL); no number is handed out twice."""
+    prefix = cluster.settings.redis_key_prefix
+    redis = Redis.from_url(str(cluster.settings.redis_url))
+    unavailable = 0
+
+    async def flush_during_load() -> None:
+        await asyncio.sleep(1.5)
+        async for key in redis.scan_iter(match=f"{prefix}:*"):
+            await redis.delete(key)
+
+    original = _create
+
+    async def retrying(http: httpx.AsyncClient, api: str, token: str, chat: int, body: str) -> int:
+        nonlocal unavailable
+        for _ in range(200):
+            try:
+                return await original(http, api, token, chat, body)
+            except AssertionError as error:
+                if "503" not in str(error) and "UNAVAILABLE" not in str(error):
+                    raise
+                unavailable += 1
+                await asyncio.sleep(0.1)
+        raise AssertionError("numbering did not recover")
+
+    flusher = asyncio.create_task(flush_during_load())
+    try:
+        token, created = await _drive(cluster, 2000, 10, create=retrying)
+        await flusher
+    finally:
+        await redis.aclose()
+    assert unavailable > 0, "the flush happened after the load: nothing was exercised"
+    await _verify(cluster, token, created)
