@@ -69,7 +69,7 @@ if ! redis_up >/dev/null 2>&1; then
   mkdir -p "$SERVICES_DIR/redis" && chown redis:redis "$SERVICES_DIR/redis"
   log "starting Redis on 127.0.0.1:$REDIS_PORT"
   runuser -u redis -- redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-    --dir "$SERVICES_DIR/redis" --appendonly yes --appendfsync everysec --save "" \
+    --dir "$SERVICES_DIR/redis" --appendonly yes --appendfsync always --save "" \
     --daemonize yes --logfile "$SERVICES_DIR/redis/redis.log"
   wait_for "Redis" 30 redis_up
 fi

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -39,7 +43,7 @@ async def mysql_database() -> AsyncIterator[str]:
     """A fresh, migrated MySQL database; dropped afterwards."""
     server = make_url(engine_url("DATABASE_URL"))
     name = unique_name("test")
-    admin = create_async_engine(server)
+    admin = create_async_engine(server, pool_pre_ping=True)
     async with admin.begin() as conn:
         await conn.execute(
             text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
@@ -52,3 +56,66 @@ async def mysql_database() -> AsyncIterator[str]:
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         await admin.dispose()
+
+
+# -- stopping and restarting the engines (fault tests) -------------------------------------------
+
+SERVICES_DIR = Path(os.environ.get("SERVICES_DIR", "/var/tmp/graphql-chat-services"))
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "rabbitmq",
+            "--",
+            "env",
+            "HOME=/var/lib/rabbitmq",
+            "rabbitmqctl",
+            "-n",
+            "graphql-chat@localhost",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def stop_rabbitmq() -> None:
+    """Stop the broker application (clients are disconnected; the node stays for restart)."""
+    _rabbitmqctl("stop_app")
+
+
+def start_rabbitmq() -> None:
+    _rabbitmqctl("start_app")
+    _rabbitmqctl("await_startup")
+
+
+def _kill_pid_file(path: Path) -> None:
+    pid = int(path.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(300):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+def stop_elasticsearch() -> None:
+    _kill_pid_file(SERVICES_DIR / "es-logs" / "es.pid")
+
+
+def stop_mysql() -> None:
+    _kill_pid_file(SERVICES_DIR / "mariadb" / "mariadb.pid")
+
+
+def restart_services() -> None:
+    """Start whatever is down again (scripts/services.sh leaves running engines alone)."""
+    subprocess.run(
+        [str(_ROOT / "scripts" / "services.sh")], check=True, capture_output=True, timeout=300
+    )

@@ -14,6 +14,7 @@ replays and out-of-order writes never let an older body replace a newer one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import MAX_TERM_LENGTH, Message
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import IndexedMessage
+
+log = logging.getLogger(__name__)
 
 CHUNK = 8_000  # characters: at most 4 bytes each in UTF-8, under the 32,766-byte term limit
 STEP = CHUNK - MAX_TERM_LENGTH
@@ -64,11 +67,24 @@ def _unavailable(error: Exception) -> Unavailable:
 class ElasticSearch:
     def __init__(self, url: str, index: str, store: SqlStore) -> None:
         self.index_name = index
-        self._client = AsyncElasticsearch(url, request_timeout=10, retry_on_timeout=False)
+        # Fail fast: callers answer a retryable error, and the worker parks the work.
+        self._client = AsyncElasticsearch(
+            url, request_timeout=10, retry_on_timeout=False, max_retries=0
+        )
         self._store = store
+        self._ready = False
 
     async def start(self) -> None:
-        """Create the index with its mapping when missing (tolerating a concurrent creator)."""
+        """Create the index when missing. Search being down must not stop the process: the
+        store goes on, and the index is created on first use once search answers."""
+        try:
+            await self._ensure_index()
+        except Unavailable:
+            log.warning("Elasticsearch is unavailable at start; search will catch up")
+
+    async def _ensure_index(self) -> None:
+        if self._ready:
+            return
         try:
             if not await self._client.indices.exists(index=self.index_name):
                 await self._client.indices.create(
@@ -76,9 +92,10 @@ class ElasticSearch:
                 )
         except TransportConnectionError as error:
             raise _unavailable(error) from error
-        except TransportError as error:
+        except TransportError as error:  # a concurrent creator won the race
             if "resource_already_exists_exception" not in str(error):
-                raise
+                raise _unavailable(error) from error
+        self._ready = True
 
     async def close(self) -> None:
         await self._client.close()
@@ -86,6 +103,7 @@ class ElasticSearch:
     async def index(self, messages: Sequence[IndexedMessage]) -> None:
         if not messages:
             return
+        await self._ensure_index()
         try:
             _, errors = await async_bulk(
                 self._client, self._actions(messages), raise_on_error=False, stats_only=False
@@ -119,6 +137,7 @@ class ElasticSearch:
         if before is not None:
             filters.append({"range": {"number": {"lt": before}}})
         filters += [{"wildcard": {"body_chunks": {"value": _wildcard(t)}}} for t in terms]
+        await self._ensure_index()
         try:
             found = await self._client.search(
                 index=self.index_name,

@@ -91,7 +91,12 @@ class RabbitPipeline:
                     self._connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await self._connection.channel(publisher_confirms=True)
                 await declare_queues(channel, self.queue)
-            except (TimeoutError, AMQPError, OSError) as error:
+            except (
+                TimeoutError,
+                AMQPError,
+                OSError,
+                RuntimeError,
+            ) as error:  # RuntimeError: reconnecting
                 raise Unavailable("the write queue (RabbitMQ) is unavailable; retry") from error
             self._channel = channel
             return channel
@@ -111,7 +116,7 @@ class RabbitPipeline:
             await channel.default_exchange.publish(
                 encode(payload), routing_key=routing_key, timeout=self._timeout
             )
-        except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError) as error:
+        except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
             self._channel = None
             raise Unavailable("the write queue (RabbitMQ) did not confirm; retry") from error
         self.published += 1

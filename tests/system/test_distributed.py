@@ -17,6 +17,13 @@ from redis.asyncio import Redis
 
 from graphql_chat.config import Settings
 from tests.conftest import distributed_settings
+from tests.engines import (
+    restart_services,
+    start_rabbitmq,
+    stop_elasticsearch,
+    stop_mysql,
+    stop_rabbitmq,
+)
 from tests.system.conftest import Server, free_port
 
 pytestmark = pytest.mark.system
@@ -218,8 +225,9 @@ async def test_redis_flushed_mid_load_never_reuses_a_number(cluster: Cluster) ->
 
     async def flush_during_load() -> None:
         await asyncio.sleep(1.5)
-        async for key in redis.scan_iter(match=f"{prefix}:*"):
-            await redis.delete(key)
+        # One DEL: like a restart without persistence, everything goes at once.
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=10_000)]
+        await redis.delete(*keys)
 
     original = _create
 
@@ -243,3 +251,102 @@ async def test_redis_flushed_mid_load_never_reuses_a_number(cluster: Cluster) ->
         await redis.aclose()
     assert unavailable > 0, "the flush happened after the load: nothing was exercised"
     await _verify(cluster, token, created)
+
+
+async def _acknowledged_creates(
+    http: httpx.AsyncClient, api: str, token: str, count: int, label: str
+) -> dict[int, str]:
+    done: dict[int, str] = {}
+    for i in range(count):
+        body = f"{label} {i}"
+        done[await _create(http, api, token, 1, body)] = body
+    return done
+
+
+async def _setup_chat(http: httpx.AsyncClient, api: str) -> str:
+    token: str = (await http.post(f"{api}/api/v1/applications", json={"name": "f"})).json()["token"]
+    assert (await http.post(f"{api}/api/v1/applications/{token}/chats")).status_code == 201
+    return token
+
+
+async def test_rabbitmq_stopped_creates_fail_fast_and_service_resumes(cluster: Cluster) -> None:
+    api = cluster.apis[0].url
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await _setup_chat(http, api)
+        acknowledged = await _acknowledged_creates(http, api, token, 50, "before")
+        stop_rabbitmq()
+        try:
+            started = time.monotonic()
+            refused = await http.post(
+                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "during"}
+            )
+            assert time.monotonic() - started < 10
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"].isdigit()
+            assert refused.json()["error"]["code"] == "UNAVAILABLE"
+            variables = {"t": token, "c": 1, "b": "during"}
+            result = (
+                await http.post(f"{api}/graphql", json={"query": CREATE, "variables": variables})
+            ).json()
+            assert [e["extensions"]["code"] for e in result["errors"]] == ["UNAVAILABLE"]
+            reads = await http.get(f"{api}/api/v1/applications/{token}/chats/1")
+            assert reads.status_code == 200
+        finally:
+            start_rabbitmq()
+        deadline = time.monotonic() + 60
+        while True:
+            response = await http.post(
+                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "after"}
+            )
+            if response.status_code == 201:
+                acknowledged[response.json()["number"]] = "after"
+                break
+            assert time.monotonic() < deadline, "creates did not resume"
+            await asyncio.sleep(0.5)
+        acknowledged.update(await _acknowledged_creates(http, api, token, 20, "later"))
+        await _persisted(http, api, token, {1: len(acknowledged)})
+        assert await _all_messages(http, api, token, 1) == acknowledged
+
+
+async def test_elasticsearch_stopped_persistence_goes_on_and_search_catches_up(
+    cluster: Cluster,
+) -> None:
+    api = cluster.apis[1].url
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await _setup_chat(http, api)
+        acknowledged = await _acknowledged_creates(http, api, token, 20, "before")
+        stop_elasticsearch()
+        try:
+            acknowledged.update(await _acknowledged_creates(http, api, token, 50, "during"))
+            await _persisted(http, api, token, {1: len(acknowledged)})
+            search = f"{api}/api/v1/applications/{token}/chats/1/messages/search"
+            refused = await http.get(search, params={"q": "during"})
+            assert refused.status_code == 503 and "retry-after" in refused.headers
+        finally:
+            restart_services()
+        deadline = time.monotonic() + 90
+        while True:
+            found = await http.get(search, params={"q": "during", "limit": 100})
+            if found.status_code == 200 and len(found.json()) == 50:
+                break
+            assert time.monotonic() < deadline, f"search did not catch up: {found.text[:200]}"
+            await asyncio.sleep(0.5)
+        assert await _all_messages(http, api, token, 1) == acknowledged
+
+
+async def test_mysql_stopped_reads_fail_retryably_and_workers_catch_up(cluster: Cluster) -> None:
+    api = cluster.apis[0].url
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await _setup_chat(http, api)
+        acknowledged = await _acknowledged_creates(http, api, token, 20, "before")
+        await _persisted(http, api, token, {1: 20})
+        stop_mysql()
+        try:
+            refused = await http.get(f"{api}/api/v1/applications/{token}/chats/1")
+            assert refused.status_code == 503 and "retry-after" in refused.headers
+            # Creates touch only Redis and RabbitMQ: they are still accepted.
+            acknowledged.update(await _acknowledged_creates(http, api, token, 30, "during"))
+        finally:
+            restart_services()
+        await _persisted(http, api, token, {1: len(acknowledged)})
+        assert await _all_messages(http, api, token, 1) == acknowledged
