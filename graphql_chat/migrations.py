@@ -8,12 +8,22 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+from graphql_chat.errors import ConfigurationError
+
+
+def _root() -> Path:
+    """The folder holding alembic.ini and alembic/: the source tree, or the working directory
+    of an installed copy (the container image puts them in /app)."""
+    for candidate in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "alembic").is_dir():
+            return candidate
+    raise ConfigurationError("alembic.ini and alembic/ not found beside the package or here")
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    root = _root()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
     config.attributes["database_url"] = database_url
     return config
 
