@@ -154,12 +154,13 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 
 async def health(request: Request) -> Response:
-    container: Container = request.app.state.container
-    try:
-        await container.store.start()
-    except Unavailable as error:
-        return error_response(error)
-    return JSONResponse({"status": "ok"})
+    """200 when every dependency answers; 503 naming the ones that do not."""
+    report = await request.app.state.container.health()
+    if all(state == "ok" for state in report.values()):
+        return JSONResponse({"status": "ok", **report})
+    return JSONResponse(
+        {"status": "unavailable", **report}, status_code=503, headers={"Retry-After": "1"}
+    )
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool | None = None) -> Starlette:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
@@ -14,6 +16,7 @@ from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
+from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Numbers, Pipeline, Search
 from graphql_chat.services import ChatService
 from graphql_chat.writer import Writer
@@ -35,6 +38,26 @@ class Container:
         await self.pipeline.start()
         if isinstance(self.numbers, RedisNumbers):
             self.numbers.start_recovery()  # a no-op unless Redis lost (or never had) its epoch
+
+    async def health(self) -> dict[str, str]:
+        """Each dependency: "ok", or what is wrong with it."""
+        checks: dict[str, Any] = {"store": self.store.start}
+        for name, part in (
+            ("numbers", self.numbers),
+            ("pipeline", self.pipeline),
+            ("search", self.search),
+        ):
+            ping = getattr(part, "ping", None)
+            if ping is not None:
+                checks[name] = ping
+        report: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=5)
+                report[name] = "ok"
+            except (Unavailable, TimeoutError) as error:
+                report[name] = getattr(error, "message", "timed out")
+        return report
 
     async def close(self) -> None:
         await self.pipeline.close()

@@ -156,6 +156,12 @@ class ElasticSearch:
             for hit in found["hits"]["hits"]
         ]
 
+    async def ping(self) -> None:
+        try:
+            await self._client.cluster.health(timeout="2s")
+        except (TransportConnectionError, TransportError) as error:
+            raise _unavailable(error) from error
+
     async def refresh(self) -> None:
         try:
             await self._client.indices.refresh(index=self.index_name)

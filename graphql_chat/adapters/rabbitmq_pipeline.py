@@ -107,6 +107,9 @@ class RabbitPipeline:
             self._connection = None
             self._channel = None
 
+    async def ping(self) -> None:
+        await self._ensure_channel()
+
     async def submit(self, event: Event) -> None:
         await self.publish(self.queue, event_to_dict(event))
 

@@ -109,6 +109,12 @@ class RedisNumbers:
         await self._redis.aclose()
         await self._pool.aclose()
 
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as error:
+            raise Unavailable("Redis is unavailable") from error
+
     async def next_chat(self, application_id: int) -> int:
         keys = [self._epoch, f"{self._app(application_id)}:chats"]
         result = await self._call(self._next_chat, keys, [""])

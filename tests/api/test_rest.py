@@ -98,4 +98,9 @@ async def test_default_and_maximum_page_size(http: httpx.AsyncClient) -> None:
 
 
 async def test_health(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/health")).json() == {"status": "ok"}
+    report = (await http.get("/health")).json()
+    assert report["status"] == "ok" and report["store"] == "ok"
+    assert set(report) in (
+        {"status", "store"},
+        {"status", "store", "numbers", "pipeline", "search"},
+    )

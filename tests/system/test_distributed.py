@@ -291,6 +291,9 @@ async def test_rabbitmq_stopped_creates_fail_fast_and_service_resumes(cluster: C
             assert [e["extensions"]["code"] for e in result["errors"]] == ["UNAVAILABLE"]
             reads = await http.get(f"{api}/api/v1/applications/{token}/chats/1")
             assert reads.status_code == 200
+            health = await http.get(f"{api}/health")
+            assert health.status_code == 503
+            assert health.json()["pipeline"] != "ok" and health.json()["store"] == "ok"
         finally:
             start_rabbitmq()
         deadline = time.monotonic() + 60
