@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test services lint typecheck schema schema-check client client-check browser-deps bench clean
+.PHONY: run test services bench bench-distributed lint typecheck schema schema-check client client-check browser-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ $(BIN)/vegeta: $(BIN)/.installed
 bench: $(BIN)/.installed $(BIN)/vegeta
 	@command -v wrk >/dev/null || scripts/install-debian-packages.sh wrk
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/load.py
+
+bench-distributed: $(BIN)/.installed $(BIN)/vegeta services
+	@command -v wrk >/dev/null || scripts/install-debian-packages.sh wrk
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.distributed
 
 clean:
 	rm -rf $(VENV) $(CODEGEN_VENV) build *.egg-info

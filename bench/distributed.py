@@ -1,0 +1,274 @@
+"""Benchmark the distributed mode on the engines of `make services`.
+
+    python bench/distributed.py [--duration 10] [--lag-samples 200]
+
+Starts, on a fresh database, key prefix, queue and index: two API processes
+(`graphql-chat serve --workers 2`), two workers, and the bare cached Strawberry floor with
+the same process count. Prints createMessage throughput and p50/p99 (wrk closed loop, vegeta
+open loop at half that rate), worker throughput (stored messages per second while the queue
+drains), and persistence lag (accepted until readable over REST, and until searchable) for
+messages created during a fixed-rate load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from bench.load import CREATE, ROOT, Figures, Scenario, _graphql, _serve, _vegeta, _wrk
+
+SERVICES_ENV = Path(os.environ.get("SERVICES_DIR", "/var/tmp/graphql-chat-services")) / "env"
+
+
+def _services() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in SERVICES_ENV.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            found[name] = value
+    return found
+
+
+def _fresh(services: dict[str, str]) -> dict[str, str]:
+    suffix = secrets.token_hex(4)
+    server = make_url(services["DATABASE_URL"])
+    database = f"bench_{suffix}"
+    url = server.set(database=database)
+    subprocess.run(
+        [
+            "mariadb",
+            "-h",
+            str(server.host),
+            "-P",
+            str(server.port),
+            f"-u{server.username}",
+            f"-p{server.password}",
+            "-e",
+            f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        ],
+        check=True,
+    )
+    environment = {
+        **services,
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "REDIS_KEY_PREFIX": f"bench{suffix}",
+        "QUEUE_NAME": f"bench-{suffix}",
+        "ELASTICSEARCH_INDEX": f"bench-{suffix}",
+        "LOG_LEVEL": "warning",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "graphql_chat", "migrate"],
+        env={**os.environ, **environment},
+        check=True,
+        capture_output=True,
+    )
+    return environment
+
+
+def _count(environment: dict[str, str]) -> int:
+    url = make_url(environment["DATABASE_URL"])
+    out = subprocess.run(
+        [
+            "mariadb",
+            "-N",
+            "-h",
+            str(url.host),
+            "-P",
+            str(url.port),
+            f"-u{url.username}",
+            f"-p{url.password}",
+            str(url.database),
+            "-e",
+            "SELECT COUNT(*) FROM messages",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.strip())
+
+
+async def _lag(api: str, token: str, samples: int, rate: float) -> tuple[list[float], list[float]]:
+    """Create `samples` messages at `rate`/s; time each until readable and until searchable."""
+    readable: list[float] = []
+    searchable: list[float] = []
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def one(i: int) -> None:
+            word = f"lag{secrets.token_hex(6)}"
+            started = time.perf_counter()
+            created = await http.post(
+                f"{api}/api/v1/applications/{token}/chats/2/messages", json={"body": word}
+            )
+            number = created.json()["number"]
+            base = f"{api}/api/v1/applications/{token}/chats/2/messages"
+            # Polling is the measurement: the server offers nothing to wait on.
+            while (await http.get(f"{base}/{number}")).status_code != 200:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            readable.append(time.perf_counter() - started)
+            while not (await http.get(f"{base}/search", params={"q": word})).json():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            searchable.append(time.perf_counter() - started)
+
+        tasks = []
+        for i in range(samples):
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+    return readable, searchable
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--lag-samples", type=int, default=200)
+    args = parser.parse_args()
+    environment = _fresh(_services())
+    workdir = Path(tempfile.mkdtemp(prefix="graphql-chat-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        api, url = _serve(
+            ["--factory", "graphql_chat.app:create_app", "--workers", "2"],
+            environment,
+            workdir / "api.log",
+        )
+        processes.append(api)
+        for i in range(2):
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "graphql_chat", "worker"],
+                    cwd=ROOT,
+                    env={**os.environ, **environment},
+                    stdout=(workdir / f"worker{i}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        floor_process, floor_url = _serve(
+            ["bench.baselines:bare_strawberry", "--workers", "2"], {}, workdir / "floor.log"
+        )
+        processes.append(floor_process)
+        time.sleep(3)
+        for _ in range(100):  # numbering starts once recovery saw the fresh queue drained
+            token = httpx.post(f"{url}/api/v1/applications", json={"name": "bench"}).json()["token"]
+            if httpx.post(f"{url}/api/v1/applications/{token}/chats").status_code == 201:
+                break
+            time.sleep(0.5)
+        httpx.post(f"{url}/api/v1/applications/{token}/chats")
+        message = {"t": token, "c": 1, "b": "a message from the benchmark"}
+        scenarios = [
+            Scenario(
+                "bare Strawberry mutation (cached), 2 processes",
+                f"{floor_url}/graphql",
+                "POST",
+                _graphql(CREATE, message),
+            ),
+            Scenario(
+                "createMessage GraphQL, 2 API processes",
+                f"{url}/graphql",
+                "POST",
+                _graphql(CREATE, message),
+            ),
+            Scenario(
+                "createMessage REST, 2 API processes",
+                f"{url}/api/v1/applications/{token}/chats/1/messages",
+                "POST",
+                json.dumps({"body": message["b"]}),
+            ),
+        ]
+        results: dict[str, tuple[Figures, Figures]] = {}
+        drain: list[str] = []
+        for scenario in scenarios:
+            before = _count(environment)
+            closed = _wrk(scenario, args.duration, args.connections, workdir)
+            accepted_at = time.perf_counter()
+            if "createMessage" in scenario.name:
+                target = before + int(closed.rps * args.duration * 0.98)
+                while _count(environment) < target and time.perf_counter() - accepted_at < 120:
+                    time.sleep(0.2)
+                stored = _count(environment) - before
+                elapsed = args.duration + (time.perf_counter() - accepted_at)
+                drain.append(
+                    f"{scenario.name}: {stored} stored in {elapsed:.1f} s "
+                    f"({stored / elapsed:.0f}/s, {time.perf_counter() - accepted_at:.1f} s "
+                    "after the load stopped)"
+                )
+            fixed = _vegeta(scenario, closed.rps / 2, args.duration, workdir)
+            results[scenario.name] = (closed, fixed)
+            print(f"measured {scenario.name}", file=sys.stderr)
+        rest_max = results["createMessage REST, 2 API processes"][0].rps
+        lag_rate = rest_max / 2
+        load = subprocess.Popen(
+            ["vegeta", "attack", f"-rate={int(lag_rate)}/s", f"-duration={args.duration + 5}s"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        attack = (
+            f"POST {url}/api/v1/applications/{token}/chats/1/messages\n"
+            f"Content-Type: application/json\n@{workdir / 'lag.json'}\n"
+        )
+        (workdir / "lag.json").write_text(json.dumps({"body": "background load"}))
+        assert load.stdin is not None
+        load.stdin.write(attack.encode())
+        load.stdin.close()
+        time.sleep(1)
+        readable, searchable = asyncio.run(_lag(url, token, args.lag_samples, 20))
+        load.wait()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+    floor = results["bare Strawberry mutation (cached), 2 processes"][0].rps
+    print(
+        f"\nwrk -t2 -c{args.connections} -d{args.duration}s (closed loop); vegeta at half that "
+        "rate (open loop)\n"
+    )
+    print(
+        "| scenario | max req/s | p50 ms | p99 ms | vs Strawberry | fixed req/s | p50 ms "
+        "| p99 ms | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (closed, fixed) in results.items():
+        print(
+            f"| {name} | {closed.rps:.0f} | {closed.p50_ms:.1f} | {closed.p99_ms:.1f} "
+            f"| {closed.rps / floor:.2f} | {fixed.rps:.0f} | {fixed.p50_ms:.1f} "
+            f"| {fixed.p99_ms:.1f} | {closed.errors + fixed.errors} |"
+        )
+    print("\nworkers (2), stored while and after the closed-loop load:")
+    for line in drain:
+        print(f"- {line}")
+    print(
+        f"\npersistence lag, {len(readable)} messages at 20/s during a {lag_rate:.0f} req/s "
+        "REST load:"
+    )
+    print(
+        f"- readable: p50 {_percentile(readable, 50):.0f} ms, "
+        f"p99 {_percentile(readable, 99):.0f} ms"
+    )
+    print(
+        f"- searchable: p50 {_percentile(searchable, 50):.0f} ms, "
+        f"p99 {_percentile(searchable, 99):.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
