@@ -20,7 +20,7 @@ from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
 from graphql_chat.adapters.sql_store import SqlStore
@@ -92,8 +92,8 @@ class ElasticSearch:
                 )
         except TransportConnectionError as error:
             raise _unavailable(error) from error
-        except TransportError as error:  # a concurrent creator won the race
-            if "resource_already_exists_exception" not in str(error):
+        except (ApiError, TransportError) as error:
+            if "resource_already_exists_exception" not in str(error):  # lost a creation race
                 raise _unavailable(error) from error
         self._ready = True
 
@@ -108,7 +108,7 @@ class ElasticSearch:
             _, errors = await async_bulk(
                 self._client, self._actions(messages), raise_on_error=False, stats_only=False
             )
-        except (TransportConnectionError, TransportError) as error:
+        except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
         assert isinstance(errors, list)
         failed = [e for e in errors if _status(e) != 409]  # 409: a newer revision is indexed
@@ -149,7 +149,7 @@ class ElasticSearch:
             )
         except NotFoundError:
             return []
-        except (TransportConnectionError, TransportError) as error:
+        except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
         return [
             Message(number=hit["_source"]["number"], body=hit["_source"]["body"])
@@ -159,13 +159,13 @@ class ElasticSearch:
     async def ping(self) -> None:
         try:
             await self._client.cluster.health(timeout="2s")
-        except (TransportConnectionError, TransportError) as error:
+        except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
 
     async def refresh(self) -> None:
         try:
             await self._client.indices.refresh(index=self.index_name)
-        except (TransportConnectionError, TransportError) as error:
+        except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
 
     async def rebuild(self, progress: Callable[[int], None]) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, MessageWritten, new_token
-from graphql_chat.ports import Search
+from graphql_chat.ports import IndexedMessage, Search
 from graphql_chat.writer import Writer
+from tests.engines import engine_url, unique_name
 
 BODIES = [
     "Hello world",
@@ -108,3 +114,18 @@ async def test_long_bodies_are_searchable_everywhere(
     assert await _numbers(search, chat, needle.upper()) == [1]
     assert await _numbers(search, chat, "IPSUM") == [1]
     assert await _numbers(search, chat, filler[-50:].strip()) == [1]
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_processes_starting_together_share_one_index(store: SqlStore) -> None:
+    """Elasticsearch creates its index at start; FTS5's comes with the store's migration."""
+    index = unique_name("test")
+    adapters = [ElasticSearch(engine_url("ELASTICSEARCH_URL"), index, store) for _ in range(4)]
+    try:
+        await asyncio.gather(*[a.start() for a in adapters])
+        for adapter in adapters:
+            await adapter.index([IndexedMessage(1, 1, "hello", 1)])  # raises if not ready
+    finally:
+        await adapters[0].drop()
+        for adapter in adapters:
+            await adapter.close()
