@@ -69,6 +69,13 @@ class Numbers(Protocol):
         """Raises `NotFound` when the chat number was never handed out."""
 
     async def message_issued(self, application_id: int, chat_number: int, number: int) -> bool: ...
+
+    async def draw_message(self, application_id: int, chat_number: int) -> tuple[int, int]:
+        """`next_message` and `next_revision` together (one round trip where it matters)."""
+
+    async def revise_message(self, application_id: int, chat_number: int, number: int) -> int:
+        """A revision for updating an issued message; `NotFound` when it was never issued."""
+
     async def next_revision(self, application_id: int) -> int:
         """A number ordering the writes of one message: later calls return larger numbers."""
 

@@ -159,8 +159,7 @@ class ChatService:
         number_in = parse_number(chat_number, "chat number")
         body = clean_body(body, self.settings.max_body_length)
         app_id = await self.application_id(token)
-        number = await self.numbers.next_message(app_id, number_in)
-        revision = await self.numbers.next_revision(app_id)
+        number, revision = await self.numbers.draw_message(app_id, number_in)
         await self.pipeline.submit(MessageWritten(app_id, number_in, number, body, revision))
         return Message(number=number, body=body)
 
@@ -171,9 +170,7 @@ class ChatService:
         number_in = parse_number(number, "message number")
         body = clean_body(body, self.settings.max_body_length)
         app_id = await self.application_id(token)
-        if not await self.numbers.message_issued(app_id, chat_in, number_in):
-            raise NotFound(f"message {number_in} not found in chat {chat_in}")
-        revision = await self.numbers.next_revision(app_id)
+        revision = await self.numbers.revise_message(app_id, chat_in, number_in)
         await self.pipeline.submit(MessageWritten(app_id, chat_in, number_in, body, revision))
         return Message(number=number_in, body=body)
 

@@ -60,6 +60,15 @@ class MemoryNumbers:
             return False
         return number <= await self._message_counter(application_id, chat_number)
 
+    async def draw_message(self, application_id: int, chat_number: int) -> tuple[int, int]:
+        number = await self.next_message(application_id, chat_number)
+        return number, await self.next_revision(application_id)
+
+    async def revise_message(self, application_id: int, chat_number: int, number: int) -> int:
+        if not await self.message_issued(application_id, chat_number, number):
+            raise NotFound(f"message {number} not found in chat {chat_number}")
+        return await self.next_revision(application_id)
+
     async def next_revision(self, application_id: int) -> int:
         # Nanoseconds since the epoch, strictly increasing: ordered across restarts too.
         self._revision = max(self._revision + 1, time.time_ns())

@@ -63,6 +63,31 @@ if ARGV[2] == '1' then return redis.call('INCR', KEYS[3]) end
 return tonumber(redis.call('GET', KEYS[3]))
 """
 
+# The message script and a revision in one round trip. KEYS: as above, plus the revision
+# counter. ARGV: as above, plus the number an update names ("" when allocating).
+# Returns {number or code, revision}; number 0 with a revision of 0: not issued.
+_DRAW_MESSAGE = (
+    _NEXT_MESSAGE.replace("return -1 end", "return {-1, 0} end")
+    .replace("return -2 end", "return {-2, 0} end")
+    .replace("return -3 end", "return {-3, 0} end")
+    .replace("then return 0 end", "then return {0, 0} end")
+    .replace(
+        """if ARGV[2] == '1' then return redis.call('INCR', KEYS[3]) end
+return tonumber(redis.call('GET', KEYS[3]))""",
+        """local n
+if ARGV[2] == '1' then n = redis.call('INCR', KEYS[3]) else
+  n = tonumber(ARGV[5])
+  if n > tonumber(redis.call('GET', KEYS[3])) then return {0, 1} end
+end
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+local rev = math.max(last + 1, clock)
+redis.call('SET', KEYS[4], rev)
+return {n, rev}""",
+    )
+)
+
 # KEYS: revision counter. Strictly increasing, and never behind the server clock.
 _NEXT_REVISION = """
 local now = redis.call('TIME')
@@ -94,6 +119,7 @@ class RedisNumbers:
         self._next_chat = self._redis.register_script(_NEXT_CHAT)
         self._next_message = self._redis.register_script(_NEXT_MESSAGE)
         self._next_revision = self._redis.register_script(_NEXT_REVISION)
+        self._draw_message = self._redis.register_script(_DRAW_MESSAGE)
         self._recovery: asyncio.Task[None] | None = None
 
     @property
@@ -136,6 +162,47 @@ class RedisNumbers:
         return self._number(
             await self._call(self._next_revision, [f"{self._app(application_id)}:rev"], [])
         )
+
+    async def draw_message(self, application_id: int, chat_number: int) -> tuple[int, int]:
+        return await self._drawn(application_id, chat_number, None)
+
+    async def revise_message(self, application_id: int, chat_number: int, number: int) -> int:
+        _, revision = await self._drawn(application_id, chat_number, number)
+        return revision
+
+    async def _drawn(
+        self, application_id: int, chat_number: int, update: int | None
+    ) -> tuple[int, int]:
+        app = self._app(application_id)
+        keys = [self._epoch, f"{app}:chats", f"{app}:c:{chat_number}", f"{app}:rev"]
+        flag = "1" if update is None else "0"
+        wanted = "" if update is None else str(update)
+        chats_seed = messages_seed = ""
+        for _ in range(3):
+            try:
+                number, revision = await self._draw_message(
+                    keys=keys, args=[chat_number, flag, chats_seed, messages_seed, wanted]
+                )
+            except (RedisConnectionError, TimeoutError) as error:
+                raise Unavailable("numbering (Redis) is unavailable; retry shortly") from error
+            except RedisError as error:
+                raise Unavailable(f"numbering failed: {error}") from error
+            if number == _RECOVERING:
+                self._start_recovery()
+                raise Unavailable("numbering is being recovered after a Redis data loss; retry")
+            if number == _UNSEEDED_CHATS:
+                chats_seed = str(await self._store.max_chat_number(application_id))
+            elif number == _UNSEEDED_MESSAGES:
+                messages_seed = str(
+                    await self._store.max_message_number(application_id, chat_number)
+                )
+            elif number == _NO_CHAT and revision == 0:
+                raise NotFound(f"chat {chat_number} not found")
+            elif number == _NO_CHAT:
+                raise NotFound(f"message {update} not found in chat {chat_number}")
+            else:
+                return int(number), int(revision)
+        raise Unavailable("numbering is being recovered; retry shortly")
 
     async def _message(self, application_id: int, chat_number: int, allocate: bool) -> int:
         app = self._app(application_id)

@@ -90,3 +90,17 @@ async def test_redis_data_loss_never_reuses_a_number(store: SqlStore) -> None:
     finally:
         await redis.drop()
         await redis.close()
+
+
+async def test_draw_and_revise_in_one_call(store: SqlStore, numbers: Numbers) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    with pytest.raises(NotFound):
+        await numbers.draw_message(app, 1)
+    await numbers.next_chat(app)
+    first, second = await numbers.draw_message(app, 1), await numbers.draw_message(app, 1)
+    assert (first[0], second[0]) == (1, 2) and second[1] > first[1]
+    assert await numbers.revise_message(app, 1, 2) > second[1]
+    with pytest.raises(NotFound):
+        await numbers.revise_message(app, 1, 3)
+    with pytest.raises(NotFound):
+        await numbers.revise_message(app, 2, 1)
