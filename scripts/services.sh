@@ -47,12 +47,13 @@ if ! mysql_up >/dev/null 2>&1; then
       >"$SERVICES_DIR/mariadb-install.log" 2>&1
   fi
   log "starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+  rm -f "$data/mariadb.sock" "$data/mariadb.pid"  # left behind if it was killed
   runuser -u mysql -- mariadbd --datadir="$data" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
     --socket="$data/mariadb.sock" --pid-file="$data/mariadb.pid" \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=1 \
     --max-connections=500 --skip-name-resolve --log-error="$SERVICES_DIR/mariadb.log" \
     </dev/null >/dev/null 2>&1 &
-  wait_for "MariaDB socket" 60 test -S "$data/mariadb.sock"
+  wait_for "MariaDB socket" 60 mariadb-admin --socket="$data/mariadb.sock" -uroot ping
   mariadb --socket="$data/mariadb.sock" -uroot <<'SQL'
 CREATE USER IF NOT EXISTS 'chat'@'127.0.0.1' IDENTIFIED BY 'chat';
 CREATE USER IF NOT EXISTS 'chat'@'localhost' IDENTIFIED BY 'chat';
@@ -102,6 +103,7 @@ management.tcp.port = $RABBITMQ_MANAGEMENT_PORT
 collect_statistics_interval = 500
 EOF
   chown -R rabbitmq:rabbitmq "$SERVICES_DIR/rabbitmq"
+  rm -f "$RABBITMQ_PID_FILE"  # left behind if it was killed
   log "starting RabbitMQ on 127.0.0.1:$RABBITMQ_PORT"
   runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq rabbitmq-server -detached \
     </dev/null >"$SERVICES_DIR/rabbitmq/start.log" 2>&1 || true
@@ -134,6 +136,7 @@ if ! es_up >/dev/null 2>&1; then
   mkdir -p "$SERVICES_DIR/es-data" "$SERVICES_DIR/es-logs"
   chown -R "$ES_USER" "$home" "$SERVICES_DIR/es-data" "$SERVICES_DIR/es-logs"
   log "starting Elasticsearch $version on 127.0.0.1:$ELASTICSEARCH_PORT (Java at $java_home)"
+  rm -f "$SERVICES_DIR/es-logs/es.pid"  # left behind if it was killed
   runuser -u "$ES_USER" -- env ES_JAVA_HOME="$java_home" ES_JAVA_OPTS="-Xms512m -Xmx512m" \
     "$home/bin/elasticsearch" -d -p "$SERVICES_DIR/es-logs/es.pid" \
     -Ediscovery.type=single-node -Enetwork.host=127.0.0.1 -Ehttp.port="$ELASTICSEARCH_PORT" \
