@@ -4,7 +4,10 @@ Elasticsearch, driven by concurrent clients over both APIs."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +18,10 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
+from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
+from graphql_chat.domain import ChatCreated, MessageWritten, new_token
 from tests.conftest import distributed_settings
 from tests.engines import (
     restart_services,
@@ -353,3 +359,48 @@ async def test_mysql_stopped_reads_fail_retryably_and_workers_catch_up(cluster: 
             restart_services()
         await _persisted(http, api, token, {1: len(acknowledged)})
         assert await _all_messages(http, api, token, 1) == acknowledged
+
+
+async def test_worker_stops_cleanly_on_sigterm_and_hands_back_the_rest(tmp_path: Path) -> None:
+    """SIGTERM: the worker stops consuming, finishes its batch and exits 0; what it did not
+    take stays queued for the next worker; nothing is lost or applied twice."""
+    async with distributed_settings() as settings:
+        cluster = Cluster(settings, tmp_path)
+        store = SqlStore(settings.database_url)
+        pipeline = RabbitPipeline(str(settings.rabbitmq_url), settings.queue_name)
+        await pipeline.start()
+        try:
+            app = (await store.insert_application(new_token(), "sigterm")).id
+            await pipeline.submit(ChatCreated(app, 1))
+            await asyncio.gather(
+                *[pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n)) for n in range(1, 20_001)]
+            )
+            worker = cluster.add_worker()
+            deadline = time.monotonic() + 60
+            while not (await store.chats_by_number([(app, 1)])).get((app, 1)):
+                assert time.monotonic() < deadline, "the worker did not start consuming"
+                await asyncio.sleep(0.05)
+            assert worker.process is not None
+            worker.process.send_signal(signal.SIGTERM)
+            assert worker.process.wait(timeout=30) == 0
+            stored = (await store.chats_by_number([(app, 1)]))[(app, 1)].messages_count
+            assert stored < 20_000, "the worker finished everything before the signal"
+            drain = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "graphql_chat",
+                "worker",
+                "--burst",
+                env={**os.environ, **cluster.environment, "LOG_LEVEL": "warning"},
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, errors = await asyncio.wait_for(drain.communicate(), 180)
+            assert drain.returncode == 0, errors.decode()[-2000:]
+            chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+            assert chat.messages_count == 20_000
+            page = (await store.list_messages([chat.id], 19_990, 100))[chat.id]
+            assert [m.number for m in page] == list(range(19_991, 20_001))
+        finally:
+            cluster.stop()
+            await pipeline.close()
+            await store.close()
