@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -88,3 +91,51 @@ def server(tmp_path: Path) -> Iterator[Server]:
     started.start()
     yield started
     started.stop()
+
+
+CREATE = """mutation($t: String!, $c: Int!, $b: String!) {
+  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b}) { message { number } }
+}"""
+
+
+async def create_message(
+    http: httpx.AsyncClient, api: str, token: str, chat: int, body: str
+) -> int:
+    """Half over REST, half over GraphQL: both share the numbering. `api` prefixes the paths."""
+    if random.random() < 0.5:
+        response = await http.post(
+            f"{api}/api/v1/applications/{token}/chats/{chat}/messages", json={"body": body}
+        )
+        assert response.status_code == 201, f"{response.status_code} {response.text}"
+        number: int = response.json()["number"]
+        return number
+    variables = {"t": token, "c": chat, "b": body}
+    result = (
+        await http.post(f"{api}/graphql", json={"query": CREATE, "variables": variables})
+    ).json()
+    assert "errors" not in result, result
+    number = result["data"]["createMessage"]["message"]["number"]
+    return number
+
+
+async def bounded(calls: list[Any], limit: int = 100) -> list[Any]:
+    """Await `calls` concurrently, at most `limit` at a time."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*[run(call) for call in calls])
+
+
+async def all_messages(http: httpx.AsyncClient, api: str, token: str, chat: int) -> dict[int, str]:
+    """Every stored message of a chat, following the REST `Link` pages."""
+    found: dict[int, str] = {}
+    url: str | None = f"{api}/api/v1/applications/{token}/chats/{chat}/messages?limit=100"
+    while url:
+        response = await http.get(url)
+        found.update({m["number"]: m["body"] for m in response.json()})
+        link = response.headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+    return found

@@ -30,13 +30,16 @@ from tests.engines import (
     stop_mysql,
     stop_rabbitmq,
 )
-from tests.system.conftest import Server, free_port
+from tests.system.conftest import (
+    CREATE,
+    Server,
+    all_messages,
+    bounded,
+    create_message,
+    free_port,
+)
 
 pytestmark = pytest.mark.system
-
-CREATE = """mutation($t: String!, $c: Int!, $b: String!) {
-  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b}) { message { number } }
-}"""
 
 
 class Cluster:
@@ -93,44 +96,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             started.stop()
 
 
-async def _create(http: httpx.AsyncClient, api: str, token: str, chat: int, body: str) -> int:
-    if random.random() < 0.5:
-        response = await http.post(
-            f"{api}/api/v1/applications/{token}/chats/{chat}/messages", json={"body": body}
-        )
-        assert response.status_code == 201, f"{response.status_code} {response.text}"
-        number: int = response.json()["number"]
-        return number
-    variables = {"t": token, "c": chat, "b": body}
-    result = (
-        await http.post(f"{api}/graphql", json={"query": CREATE, "variables": variables})
-    ).json()
-    assert "errors" not in result, result
-    number = result["data"]["createMessage"]["message"]["number"]
-    return number
-
-
-async def _bounded(calls: list[Any], limit: int = 64) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(call: Any) -> Any:
-        async with gate:
-            return await call
-
-    return await asyncio.gather(*[run(c) for c in calls])
-
-
-async def _all_messages(http: httpx.AsyncClient, api: str, token: str, chat: int) -> dict[int, str]:
-    found: dict[int, str] = {}
-    url: str | None = f"{api}/api/v1/applications/{token}/chats/{chat}/messages?limit=100"
-    while url:
-        response = await http.get(url)
-        found.update({m["number"]: m["body"] for m in response.json()})
-        link = response.headers.get("link")
-        url = link[1 : link.index(">")] if link else None
-    return found
-
-
 async def _persisted(
     http: httpx.AsyncClient, api: str, token: str, expected: dict[int, int], within: float = 60
 ) -> None:
@@ -151,19 +116,19 @@ async def _persisted(
 async def _drive(
     cluster: Cluster, messages: int, chats_with_messages: int, create: Any = None
 ) -> tuple[str, list[tuple[int, str, int]]]:
-    create = create or _create
+    create = create or create_message
     apis = [api.url for api in cluster.apis]
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         token = (await http.post(f"{apis[0]}/api/v1/applications", json={"name": "load"})).json()[
             "token"
         ]
-        chats = await _bounded(
+        chats = await bounded(
             [http.post(f"{apis[i % 2]}/api/v1/applications/{token}/chats") for i in range(100)]
         )
         assert sorted(r.json()["number"] for r in chats) == list(range(1, 101))
         plan = [(1 + i % chats_with_messages, f"body {i} token{i}x") for i in range(messages)]
-        numbers = await _bounded(
+        numbers = await bounded(
             [create(http, apis[i % 2], token, c, b) for i, (c, b) in enumerate(plan)]
         )
     return token, [(c, b, n) for (c, b), n in zip(plan, numbers, strict=True)]
@@ -178,7 +143,7 @@ async def _verify(cluster: Cluster, token: str, created: list[tuple[int, str, in
     async with httpx.AsyncClient(timeout=30) as http:
         await _persisted(http, api, token, {c: len(n) for c, n in per_chat.items()})
         for chat in chats:
-            stored = await _all_messages(http, api, token, chat)
+            stored = await all_messages(http, api, token, chat)
             assert stored == {n: b for c, b, n in created if c == chat}
         app = (await http.get(f"{api}/api/v1/applications/{token}")).json()
         assert app["chats_count"] == 100
@@ -235,7 +200,7 @@ async def test_redis_flushed_mid_load_never_reuses_a_number(cluster: Cluster) ->
         keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=10_000)]
         await redis.delete(*keys)
 
-    original = _create
+    original = create_message
 
     async def retrying(http: httpx.AsyncClient, api: str, token: str, chat: int, body: str) -> int:
         nonlocal unavailable
@@ -265,7 +230,7 @@ async def _acknowledged_creates(
     done: dict[int, str] = {}
     for i in range(count):
         body = f"{label} {i}"
-        done[await _create(http, api, token, 1, body)] = body
+        done[await create_message(http, api, token, 1, body)] = body
     return done
 
 
@@ -314,7 +279,7 @@ async def test_rabbitmq_stopped_creates_fail_fast_and_service_resumes(cluster: C
             await asyncio.sleep(0.5)
         acknowledged.update(await _acknowledged_creates(http, api, token, 20, "later"))
         await _persisted(http, api, token, {1: len(acknowledged)})
-        assert await _all_messages(http, api, token, 1) == acknowledged
+        assert await all_messages(http, api, token, 1) == acknowledged
 
 
 async def test_elasticsearch_stopped_persistence_goes_on_and_search_catches_up(
@@ -340,7 +305,7 @@ async def test_elasticsearch_stopped_persistence_goes_on_and_search_catches_up(
                 break
             assert time.monotonic() < deadline, f"search did not catch up: {found.text[:200]}"
             await asyncio.sleep(0.5)
-        assert await _all_messages(http, api, token, 1) == acknowledged
+        assert await all_messages(http, api, token, 1) == acknowledged
 
 
 async def test_mysql_stopped_reads_fail_retryably_and_workers_catch_up(cluster: Cluster) -> None:
@@ -358,7 +323,7 @@ async def test_mysql_stopped_reads_fail_retryably_and_workers_catch_up(cluster: 
         finally:
             restart_services()
         await _persisted(http, api, token, {1: len(acknowledged)})
-        assert await _all_messages(http, api, token, 1) == acknowledged
+        assert await all_messages(http, api, token, 1) == acknowledged
 
 
 async def test_worker_stops_cleanly_on_sigterm_and_hands_back_the_rest(tmp_path: Path) -> None:

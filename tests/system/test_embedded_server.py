@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import random
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.system.conftest import Server
+from tests.system.conftest import Server, all_messages, bounded, create_message
 
 pytestmark = pytest.mark.system
 
-CREATE = """mutation($t: String!, $c: Int!, $b: String!) {
-  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b}) { message { number } }
-}"""
+
 UPDATE = """mutation($t: String!, $c: Int!, $n: Int!, $b: String!) {
   updateMessage(input: {applicationToken: $t, chatNumber: $c, number: $n, body: $b}) {
     message { number body }
@@ -37,57 +33,25 @@ async def _application(http: httpx.AsyncClient) -> str:
 
 
 async def _create_message(http: httpx.AsyncClient, token: str, chat: int, body: str) -> int:
-    """Half over REST, half over GraphQL: both share the numbering."""
-    if random.random() < 0.5:
-        response = await http.post(
-            f"/api/v1/applications/{token}/chats/{chat}/messages", json={"body": body}
-        )
-        assert response.status_code == 201, response.text
-        number: int = response.json()["number"]
-        return number
-    result = (
-        await http.post(
-            "/graphql", json={"query": CREATE, "variables": {"t": token, "c": chat, "b": body}}
-        )
-    ).json()
-    assert "errors" not in result, result
-    number = result["data"]["createMessage"]["message"]["number"]
-    return number
-
-
-async def _gather_bounded(calls: list[Any], limit: int = 100) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(call: Any) -> Any:
-        async with gate:
-            return await call
-
-    return await asyncio.gather(*[run(call) for call in calls])
+    return await create_message(http, "", token, chat, body)
 
 
 async def test_concurrent_creates_are_numbered_uniquely_without_gaps(server: Server) -> None:
     async with _client(server) as http:
         token = await _application(http)
-        chats = await _gather_bounded(
+        chats = await bounded(
             [http.post(f"/api/v1/applications/{token}/chats") for _ in range(100)]
         )
         assert sorted(r.json()["number"] for r in chats) == list(range(1, 101))
 
         plan = [(1 + i % 4, f"body {i}") for i in range(1200)]
-        numbers = await _gather_bounded([_create_message(http, token, c, b) for c, b in plan])
+        numbers = await bounded([_create_message(http, token, c, b) for c, b in plan])
 
         for chat in range(1, 5):
             drawn = sorted(n for (c, _), n in zip(plan, numbers, strict=True) if c == chat)
             assert drawn == list(range(1, 301))
-            listed: list[dict[str, Any]] = []
-            url: str | None = f"/api/v1/applications/{token}/chats/{chat}/messages?limit=100"
-            while url:
-                response = await http.get(url)
-                listed += response.json()
-                link = response.headers.get("link")
-                url = link[1 : link.index(">")] if link else None
-            assert [m["number"] for m in listed] == list(range(1, 301))
-            stored = {m["number"]: m["body"] for m in listed}
+            stored = await all_messages(http, "", token, chat)
+            assert list(stored) == list(range(1, 301))
             expected = {n: b for (c, b), n in zip(plan, numbers, strict=True) if c == chat}
             assert stored == expected
             counted = (await http.get(f"/api/v1/applications/{token}/chats/{chat}")).json()
@@ -118,7 +82,7 @@ async def test_write_before_read_and_last_update_wins(server: Server) -> None:
                 assert result["data"]["updateMessage"]["message"]["body"] == final
             return chat, number, final
 
-        results = await _gather_bounded([conversation(i) for i in range(50)])
+        results = await bounded([conversation(i) for i in range(50)])
         for chat, number, final in results:
             url = f"/api/v1/applications/{token}/chats/{chat}/messages/{number}"
             assert (await http.get(url)).json() == {"number": number, "body": final}
@@ -150,13 +114,7 @@ async def test_acknowledged_writes_survive_kill_9(server: Server) -> None:
     server.start()
     async with _client(server) as http:
         base = f"/api/v1/applications/{token}/chats/1"
-        stored: dict[int, str] = {}
-        url: str | None = f"{base}/messages?limit=100"
-        while url:
-            response = await http.get(url)
-            stored.update({m["number"]: m["body"] for m in response.json()})
-            link = response.headers.get("link")
-            url = link[1 : link.index(">")] if link else None
+        stored = await all_messages(http, "", token, 1)
         assert len(acknowledged) >= 500
         missing = {n: b for n, b in acknowledged.items() if stored.get(n) != b}
         assert missing == {}
