@@ -56,7 +56,8 @@ class Store(Protocol):
     async def apply(self, events: Sequence[Event]) -> list[IndexedMessage]:
         """Apply a batch in one transaction: idempotent, order-insensitive, counts bumped.
 
-        Returns the messages whose stored body changed, for the search index.
+        Returns every message the batch names, as stored after it, for the search index:
+        replays included, so search catches up on a batch committed but never indexed.
         """
 
 

@@ -380,10 +380,11 @@ def _write_messages(
     if not latest:
         return []
     wanted = {(chat_ids[(e.application_id, e.chat_number)], e.number): e for e in latest.values()}
-    stored_query = select(messages.c.chat_id, messages.c.number, messages.c.revision).where(
-        tuple_(messages.c.chat_id, messages.c.number).in_(sorted(wanted))
-    )
-    stored = {(r.chat_id, r.number): r.revision for r in conn.execute(stored_query)}
+    stored_query = select(
+        messages.c.chat_id, messages.c.number, messages.c.revision, messages.c.body
+    ).where(tuple_(messages.c.chat_id, messages.c.number).in_(sorted(wanted)))
+    rows = {(r.chat_id, r.number): r for r in conn.execute(stored_query)}
+    stored = {key: row.revision for key, row in rows.items()}
     new = [key for key in sorted(wanted) if key not in stored]
     newer = [key for key in sorted(stored) if stored[key] < wanted[key].revision]
     if new:
@@ -425,9 +426,15 @@ def _write_messages(
                 for c, n in newer
             ],
         )
+    # Every message of the batch as it now stands, written or not: a replay after a worker
+    # died between the commit and the indexing must index again (external versions make a
+    # repeat harmless).
+    written = {*new, *newer}
     return [
         IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
-        for c, n in sorted([*new, *newer])
+        if (c, n) in written
+        else IndexedMessage(c, n, rows[(c, n)].body, rows[(c, n)].revision)
+        for c, n in sorted(wanted)
     ]
 
 

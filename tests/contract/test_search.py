@@ -8,7 +8,7 @@ import pytest
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, MessageWritten, new_token
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.ports import IndexedMessage, Search
 from graphql_chat.writer import Writer
 from tests.engines import engine_url, unique_name
@@ -129,3 +129,18 @@ async def test_processes_starting_together_share_one_index(store: SqlStore) -> N
         await adapters[0].drop()
         for adapter in adapters:
             await adapter.close()
+
+
+async def test_a_replayed_batch_indexes_what_was_committed_but_not_indexed(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    """A worker killed between its commit and its indexing: the redelivered batch, a no-op for
+    the store, must still reach the index."""
+    app = (await store.insert_application(new_token(), "a")).id
+    batch: list[Event] = [ChatCreated(app, 1), MessageWritten(app, 1, 1, "committed only", 1)]
+    await store.apply(batch)  # the commit happened; the indexing did not
+    await writer.apply(batch)  # the redelivery
+    await search.refresh()
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    assert await _numbers(search, chat.id, "committed") == [1]
+    assert chat.messages_count == 1
