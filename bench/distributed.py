@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
+from bench import cpu
 from bench.load import CREATE, ROOT, Figures, Scenario, _graphql, _serve, _vegeta, _wrk
 
 SERVICES_ENV = Path(os.environ.get("SERVICES_DIR", "/var/tmp/graphql-chat-services")) / "env"
@@ -152,6 +153,7 @@ def main() -> None:
             workdir / "api.log",
         )
         processes.append(api)
+        trees = {api.pid: "API processes"}
         for i in range(2):
             processes.append(
                 subprocess.Popen(
@@ -162,10 +164,12 @@ def main() -> None:
                     stderr=subprocess.STDOUT,
                 )
             )
+            trees[processes[-1].pid] = "workers"
         floor_process, floor_url = _serve(
             ["bench.baselines:bare_strawberry", "--workers", "2"], {}, workdir / "floor.log"
         )
         processes.append(floor_process)
+        trees[floor_process.pid] = "floor"
         time.sleep(3)
         for _ in range(100):  # numbering starts once recovery saw the fresh queue drained
             token = httpx.post(f"{url}/api/v1/applications", json={"name": "bench"}).json()["token"]
@@ -196,9 +200,15 @@ def main() -> None:
         ]
         results: dict[str, tuple[Figures, Figures]] = {}
         drain: list[str] = []
+        usage: dict[str, tuple[float, dict[str, float]]] = {}
         for scenario in scenarios:
             before = _count(environment)
+            started = cpu.snapshot(trees)
             closed = _wrk(scenario, args.duration, args.connections, workdir)
+            usage[scenario.name] = (
+                closed.rps * args.duration,
+                cpu.spent(started, cpu.snapshot(trees)),
+            )
             accepted_at = time.perf_counter()
             if "createMessage" in scenario.name:
                 target = before + int(closed.rps * args.duration * 0.98)
@@ -253,6 +263,14 @@ def main() -> None:
             f"| {closed.rps / floor:.2f} | {fixed.rps:.0f} | {fixed.p50_ms:.1f} "
             f"| {fixed.p99_ms:.1f} | {closed.errors + fixed.errors} |"
         )
+    print("\nCPU per request during the closed-loop load, ms (2 cores: 2,000 ms per second):")
+    for name, (requests, spent) in usage.items():
+        shares = ", ".join(
+            f"{component} {seconds * 1000 / requests:.2f}"
+            for component, seconds in spent.items()
+            if seconds > 0.005 * args.duration
+        )
+        print(f"- {name}: {shares}")
     print("\nworkers (2), stored while and after the closed-loop load:")
     for line in drain:
         print(f"- {line}")

@@ -1,16 +1,21 @@
 """The RabbitMQ worker: consume accepted writes in batches and apply them with the Writer.
 
-- prefetch bounds what is in flight; a batch closes at `batch_size` events or `batch_ms`
-  after its first one;
-- one store transaction per batch, acknowledged (`multiple=True`) only after it commits, so a
-  worker killed mid-batch loses nothing: the broker redelivers and the writer's upserts make
-  the replay a no-op;
-- a store failure keeps the batch unacknowledged and retries it with backoff;
-- an event that cannot be applied even alone is rejected to the dead-letter queue with a log
-  line naming it;
-- when search is down the store still commits; the stored messages go to the search queue,
-  which a second consumer indexes once search answers again;
-- SIGTERM/SIGINT: stop consuming, finish the batch in hand, close.
+Two stages, so the store and search work at the same time:
+
+- **commit**: a batch closes at `batch_size` events or `batch_ms` after its first delivery;
+  its events are applied in one store transaction. A store failure keeps the batch and
+  retries it with backoff. An event that cannot be applied even alone goes to the
+  dead-letter queue with a log line naming it; the rest of its delivery is applied.
+- **index**: everything committed while the previous bulk request ran goes to search in one
+  bulk request; when search is down the stored messages are parked in the search queue
+  instead, which a second consumer indexes once search answers again. Only then are the
+  deliveries acknowledged (`multiple=True`, in delivery order).
+
+So a worker killed at any point loses nothing: the broker redelivers what was not
+acknowledged, and the writer's upserts and the index's external versions make the replay a
+no-op. Prefetch bounds what is in flight. SIGTERM/SIGINT: stop consuming, finish the batch
+being committed and index what was committed, acknowledge it, and close; deliveries not yet
+in a batch go back to the queue for the next worker.
 """
 
 from __future__ import annotations
@@ -20,19 +25,35 @@ import logging
 import signal
 from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from graphql_chat.adapters.rabbitmq_pipeline import declare_queues, encode
-from graphql_chat.domain import Event, event_from_dict
+from graphql_chat.adapters.rabbitmq_pipeline import declare_queues, decode_events, encode
+from graphql_chat.domain import Event, event_to_dict
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import IndexedMessage
 from graphql_chat.writer import Writer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Delivery:
+    message: AbstractIncomingMessage
+    events: list[Event]
+
+
+@dataclass
+class _Committed:
+    """Deliveries whose events are in the store, waiting for search before their ack."""
+
+    deliveries: list[_Delivery]
+    changed: list[IndexedMessage] = field(default_factory=list)
 
 
 class Worker:
@@ -49,13 +70,17 @@ class Worker:
         self._queue_name = queue
         self._batch_size = batch_size
         self._batch_delay = batch_ms / 1000
-        self._pending: list[AbstractIncomingMessage] = []
+        self._pending: list[_Delivery] = []
+        self._pending_events = 0
+        self._committed: list[_Committed] = []
         self._wakeup = asyncio.Event()
+        self._indexable = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._closing = False  # nothing more will be committed: the index stage may end
+        self._channel: AbstractChannel | None = None
         self.batches = 0
         self.applied = 0
         self.rejected = 0
-        self._publish_channel: Any = None
 
     async def run(self, burst: bool = False) -> None:
         """Consume until stopped; with `burst`, return once the queue is empty (tests, drains)."""
@@ -69,70 +94,98 @@ class Worker:
             search_channel = await connection.channel()
             await search_channel.set_qos(prefetch_count=1)
             search_queue = await search_channel.get_queue(f"{self._queue_name}.search")
-            self._publish_channel = channel
+            self._channel = channel
+            indexer = asyncio.create_task(self._index_stage(), name="worker-index")
             tag = await queue.consume(self._receive)
             search_tag = await search_queue.consume(self._reindex)
             try:
-                await self._batches(burst, queue)
+                await self._commit_stage(burst, queue)
                 log.debug("consuming stopped")
             finally:
                 with suppress(Exception):
                     await queue.cancel(tag)
                     await search_queue.cancel(search_tag)
-                if self._pending:  # consumer cancelled: finish what we hold
-                    await self._flush()
+                if self._pending:  # not taken into a batch: the broker gives them to others
+                    log.info("handing back %d deliveries", len(self._pending))
+                self._closing = True
+                self._indexable.set()
+                await indexer  # raises what stopped it, if anything did
         finally:
             await connection.close()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wakeup.set()
+        self._indexable.set()
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
-        self._pending.append(message)
+        try:
+            events = decode_events(message.body)
+        except (ValueError, KeyError, TypeError) as error:
+            log.error("dead-lettering undecodable message %r: %s", message.body[:200], error)
+            await message.reject(requeue=False)
+            self.rejected += 1
+            return
+        self._pending.append(_Delivery(message, events))
+        self._pending_events += len(events)
         self._wakeup.set()
 
-    async def _batches(self, burst: bool, queue: Any) -> None:
+    # -- commit stage --------------------------------------------------------------------------
+
+    async def _commit_stage(self, burst: bool, queue: Any) -> None:
         while not self._stopping.is_set():
             if not self._pending:
                 self._wakeup.clear()
-                if burst:
-                    # Straight to the AMQP channel: a robust channel answers a repeated
-                    # declare from its cache, with the count of the first declaration.
-                    raw = await queue.channel.get_underlay_channel()
-                    declared = await raw.queue_declare(self._queue_name, passive=True)
-                    ready = declared.message_count
-                    log.debug("burst check: %s ready, %d pending", ready, len(self._pending))
-                    if ready == 0 and not self._pending:
-                        return
+                if burst and await self._queue_empty(queue):
+                    return
                 with suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=0.5)
                 continue
-            if len(self._pending) < self._batch_size:
+            if self._pending_events < self._batch_size:
                 await asyncio.sleep(self._batch_delay)
-            await self._flush()
+            await self._commit_batch()
 
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
-        events: list[Event] = []
-        usable: list[AbstractIncomingMessage] = []
-        for message in batch:
-            try:
-                events.append(event_from_dict(orjson.loads(message.body)))
-                usable.append(message)
-            except (ValueError, KeyError, TypeError) as error:
-                log.error("dead-lettering undecodable message %r: %s", message.body[:200], error)
-                await message.reject(requeue=False)
-                self.rejected += 1
-        if usable:
-            await self._apply(events, usable)
+    async def _queue_empty(self, queue: Any) -> bool:
+        if self._committed:
+            return False
+        # Straight to the AMQP channel: a robust channel answers a repeated declare from
+        # its cache, with the count of the first declaration.
+        raw = await queue.channel.get_underlay_channel()
+        declared = await raw.queue_declare(self._queue_name, passive=True)
+        log.debug("burst check: %s ready, %d pending", declared.message_count, len(self._pending))
+        return declared.message_count == 0 and not self._pending and not self._committed
 
-    async def _apply(self, events: list[Event], messages: list[AbstractIncomingMessage]) -> None:
+    async def _commit_batch(self) -> None:
+        taken = 0
+        while taken < len(self._pending) and (
+            taken == 0 or self._events_in(taken) < self._batch_size
+        ):
+            taken += 1
+        batch, self._pending = self._pending[:taken], self._pending[taken:]
+        self._pending_events -= sum(len(d.events) for d in batch)
+        events = [event for delivery in batch for event in delivery.events]
+        committed = _Committed(batch)
+        try:
+            committed.changed = await self._apply(events)
+        except Exception:
+            log.exception("batch of %d events failed; applying them one by one", len(events))
+            committed.changed = []
+            for delivery in batch:
+                for event in delivery.events:
+                    committed.changed += await self._apply_alone(event)
+        self.batches += 1
+        self._committed.append(committed)
+        self._indexable.set()
+
+    def _events_in(self, deliveries: int) -> int:
+        return sum(len(d.events) for d in self._pending[:deliveries])
+
+    async def _apply(self, events: list[Event]) -> list[IndexedMessage]:
+        """Apply in one transaction; while the store is unavailable, wait and try again."""
         delay = 0.1
         while True:
             try:
-                changed = await self._writer.store.apply(events)
-                break
+                return list(await self._writer.store.apply(events))
             except Unavailable as error:
                 log.warning(
                     "store unavailable, retrying batch of %d in %.1fs: %s",
@@ -142,21 +195,45 @@ class Worker:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except Exception:
-                if len(events) == 1:
-                    log.exception("dead-lettering event that cannot be applied: %r", events[0])
-                    await messages[0].reject(requeue=False)
-                    self.rejected += 1
-                    return
-                log.exception("batch of %d failed; applying its events one by one", len(events))
-                for event, message in zip(events, messages, strict=True):
-                    await self._apply([event], [message])
-                return
-        await self._index(changed)
-        # Deliveries are settled in order, so this acknowledges exactly this batch.
-        await messages[-1].ack(multiple=True)
-        self.batches += 1
-        self.applied += len(events)
+
+    async def _apply_alone(self, event: Event) -> list[IndexedMessage]:
+        try:
+            return await self._apply([event])
+        except Exception:
+            log.exception("dead-lettering event that cannot be applied: %r", event)
+            await self._publish(f"{self._queue_name}.dead", event_to_dict(event))
+            self.rejected += 1
+            return []
+
+    # -- index stage ---------------------------------------------------------------------------
+
+    async def _index_stage(self) -> None:
+        try:
+            while True:
+                if not self._committed:
+                    if self._closing:
+                        return
+                    await self._indexable.wait()
+                    self._indexable.clear()
+                    continue
+                ready, self._committed = self._committed, []
+                await self._index([message for c in ready for message in c.changed])
+                await self._acknowledge([delivery for c in ready for delivery in c.deliveries])
+        except Exception:
+            log.exception("the index stage failed; stopping (unacknowledged work is redelivered)")
+            self.stop()
+            raise
+
+    async def _acknowledge(self, deliveries: list[_Delivery]) -> None:
+        try:
+            # Deliveries are settled in order, so this acknowledges exactly these.
+            await deliveries[-1].message.ack(multiple=True)
+        except (AMQPError, ChannelInvalidStateError, RuntimeError) as error:
+            # The channel they came on is gone; the broker delivers them again, and applying
+            # them again changes nothing.
+            log.warning("could not acknowledge %d deliveries (%s)", len(deliveries), error)
+            return
+        self.applied += sum(len(d.events) for d in deliveries)
 
     async def _index(self, changed: Sequence[IndexedMessage]) -> None:
         """Search after the commit; while search is down, park the work in the search queue."""
@@ -166,10 +243,12 @@ class Worker:
             await self._writer.search.index(changed)
         except Unavailable:
             payload = [[m.chat_id, m.number, m.body, m.revision] for m in changed]
-            await self._publish_channel.default_exchange.publish(
-                encode({"messages": payload}), routing_key=f"{self._queue_name}.search"
-            )
+            await self._publish(f"{self._queue_name}.search", {"messages": payload})
             log.warning("search unavailable: %d messages parked for indexing", len(changed))
+
+    async def _publish(self, routing_key: str, payload: dict[str, Any]) -> None:
+        assert self._channel is not None
+        await self._channel.default_exchange.publish(encode(payload), routing_key=routing_key)
 
     async def _reindex(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -1,8 +1,14 @@
 """The pipeline port on RabbitMQ (aio-pika): confirmed, persistent publishes to a quorum queue.
 
-`submit` returns once the broker has confirmed the message: from then on the write survives a
-crash of this process, of a worker, or of the broker itself (quorum queues replicate and
-persist before confirming). Workers (`graphql_chat.worker`) apply the queue to the store.
+`submit` returns once the broker has confirmed the message holding the event: from then on
+the write survives a crash of this process, of a worker, or of the broker itself (quorum
+queues replicate and persist before confirming). Workers (`graphql_chat.worker`) apply the
+queue to the store.
+
+Submits coalesce (`graphql_chat.batching`): events submitted while a publish awaits its
+confirm leave together as the next message, `{"events": [...]}`. Under load one confirmed
+message carries the writes of many requests, which is what the broker and the workers pay
+for; alone, a write is published at once.
 
 Queues, all durable quorum queues on the default exchange:
 
@@ -24,12 +30,15 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from graphql_chat.domain import Event, event_to_dict
+from graphql_chat.batching import Coalescer
+from graphql_chat.domain import Event, event_from_dict, event_to_dict
 from graphql_chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 5  # redeliveries before a message is dead-lettered (quorum queues count them)
+MAX_EVENTS_PER_MESSAGE = 500
+PUBLISH_LANES = 2  # publishes awaiting their confirm at once, per process
 
 
 def queue_arguments(name: str) -> dict[str, Any]:
@@ -47,6 +56,17 @@ async def declare_queues(channel: AbstractChannel, name: str) -> AbstractQueue:
         f"{name}.search", durable=True, arguments={"x-queue-type": "quorum"}
     )
     return await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
+
+
+def decode_events(body: bytes) -> list[Event]:
+    """The events of one message: `{"events": [...]}`, or a single event (older publishers).
+
+    Raises ValueError, KeyError or TypeError when the body is not that.
+    """
+    payload = orjson.loads(body)
+    if isinstance(payload, dict) and "events" in payload:
+        return [event_from_dict(item) for item in payload["events"]]
+    return [event_from_dict(payload)]
 
 
 def encode(payload: dict[str, Any]) -> aio_pika.Message:
@@ -72,7 +92,10 @@ class RabbitPipeline:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
-        self.published = 0
+        self._submit: Coalescer[Event, None] = Coalescer(
+            self._publish_events, max_batch=MAX_EVENTS_PER_MESSAGE, lanes=PUBLISH_LANES
+        )
+        self.published = 0  # events confirmed by the broker
 
     async def start(self) -> None:
         try:
@@ -111,7 +134,12 @@ class RabbitPipeline:
         await self._ensure_channel()
 
     async def submit(self, event: Event) -> None:
-        await self.publish(self.queue, event_to_dict(event))
+        await self._submit(event)
+
+    async def _publish_events(self, events: list[Event]) -> list[None]:
+        await self.publish(self.queue, {"events": [event_to_dict(e) for e in events]})
+        self.published += len(events)
+        return [None] * len(events)
 
     async def publish(self, routing_key: str, payload: dict[str, Any]) -> None:
         channel = await self._ensure_channel()
@@ -122,7 +150,6 @@ class RabbitPipeline:
         except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
             self._channel = None
             raise Unavailable("the write queue (RabbitMQ) did not confirm; retry") from error
-        self.published += 1
 
     async def delete_queues(self) -> None:
         """Remove this pipeline's queues (tests)."""

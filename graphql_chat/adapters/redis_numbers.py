@@ -15,6 +15,9 @@ drained with allocation paused. So when Redis comes back empty (restart without 
 failover to a replica that never saw the epoch), every allocation answers `Unavailable` until
 one process has waited for the queue to drain, cleared the counters and set the epoch again.
 
+Message draws coalesce (`graphql_chat.batching`): the draws of concurrent requests go to Redis
+as one pipeline of script calls, one round trip for all of them.
+
 Revisions order the writes of a message. They come from the Redis server's clock (in
 microseconds, strictly increasing per application), so they keep increasing across a Redis
 data loss without any seeding.
@@ -29,8 +32,9 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, TimeoutError
+from redis.exceptions import NoScriptError, RedisError, TimeoutError
 
+from graphql_chat.batching import Coalescer
 from graphql_chat.errors import NotFound, Unavailable
 from graphql_chat.ports import Store
 
@@ -40,6 +44,9 @@ _RECOVERING = -1
 _UNSEEDED_CHATS = -2
 _UNSEEDED_MESSAGES = -3
 _NO_CHAT = 0
+
+_DRAW_LANES = 4  # pipelines in flight at once, per process
+_Draw = tuple[list[str], list[str | int]]  # the keys and arguments of one script call
 
 # KEYS: epoch, chats counter. ARGV: seed (or "") for the chats counter.
 _NEXT_CHAT = """
@@ -120,6 +127,7 @@ class RedisNumbers:
         self._next_message = self._redis.register_script(_NEXT_MESSAGE)
         self._next_revision = self._redis.register_script(_NEXT_REVISION)
         self._draw_message = self._redis.register_script(_DRAW_MESSAGE)
+        self._draw: Coalescer[_Draw, list[int]] = Coalescer(self._draws, lanes=_DRAW_LANES)
         self._recovery: asyncio.Task[None] | None = None
 
     @property
@@ -179,14 +187,9 @@ class RedisNumbers:
         wanted = "" if update is None else str(update)
         chats_seed = messages_seed = ""
         for _ in range(3):
-            try:
-                number, revision = await self._draw_message(
-                    keys=keys, args=[chat_number, flag, chats_seed, messages_seed, wanted]
-                )
-            except (RedisConnectionError, TimeoutError) as error:
-                raise Unavailable("numbering (Redis) is unavailable; retry shortly") from error
-            except RedisError as error:
-                raise Unavailable(f"numbering failed: {error}") from error
+            number, revision = await self._draw(
+                (keys, [chat_number, flag, chats_seed, messages_seed, wanted])
+            )
             if number == _RECOVERING:
                 self._start_recovery()
                 raise Unavailable("numbering is being recovered after a Redis data loss; retry")
@@ -203,6 +206,27 @@ class RedisNumbers:
             else:
                 return int(number), int(revision)
         raise Unavailable("numbering is being recovered; retry shortly")
+
+    async def _draws(self, draws: list[_Draw]) -> list[list[int] | BaseException]:
+        """One pipeline of draw scripts; loads the script once if the server lost it."""
+        for attempt in range(2):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys, args in draws:
+                        pipe.evalsha(self._draw_message.sha, len(keys), *keys, *args)
+                    results: list[object] = await pipe.execute(raise_on_error=False)
+            except (RedisConnectionError, TimeoutError) as error:
+                raise Unavailable("numbering (Redis) is unavailable; retry shortly") from error
+            except RedisError as error:
+                raise Unavailable(f"numbering failed: {error}") from error
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                await self._redis.script_load(_DRAW_MESSAGE)
+                continue
+            break
+        return [
+            Unavailable(f"numbering failed: {r}") if isinstance(r, BaseException) else r  # type: ignore[misc]
+            for r in results
+        ]
 
     async def _message(self, application_id: int, chat_number: int, allocate: bool) -> int:
         app = self._app(application_id)

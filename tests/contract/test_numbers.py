@@ -104,3 +104,27 @@ async def test_draw_and_revise_in_one_call(store: SqlStore, numbers: Numbers) ->
         await numbers.revise_message(app, 1, 3)
     with pytest.raises(NotFound):
         await numbers.revise_message(app, 2, 1)
+
+
+async def test_concurrent_draws_each_get_their_own_answer(
+    store: SqlStore, numbers: Numbers
+) -> None:
+    """Draws made together (one Redis pipeline) are answered one by one: counters seeded from
+    the store on the way, an unknown chat refused without failing its neighbours."""
+    app = (await store.insert_application(new_token(), "a")).id
+    await store.apply(
+        [ChatCreated(app, c) for c in (1, 2, 3)]
+        + [MessageWritten(app, 2, n, f"m{n}", n) for n in range(1, 6)]
+    )
+    results = await asyncio.gather(
+        *[numbers.draw_message(app, 1 + i % 4) for i in range(400)], return_exceptions=True
+    )
+    refused = [r for i, r in enumerate(results) if 1 + i % 4 == 4]
+    assert all(isinstance(r, NotFound) for r in refused)
+    drawn = {
+        c: sorted(r[0] for i, r in enumerate(results) if 1 + i % 4 == c and isinstance(r, tuple))
+        for c in (1, 2, 3)
+    }
+    assert drawn == {1: list(range(1, 101)), 2: list(range(6, 106)), 3: list(range(1, 101))}
+    revisions = [r[1] for r in results if isinstance(r, tuple)]
+    assert len(set(revisions)) == 300

@@ -7,12 +7,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
+import orjson
 import pytest
 
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, event_to_dict, new_token
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import IndexedMessage, Pipeline
 from graphql_chat.worker import Worker
@@ -137,17 +138,60 @@ async def test_poison_messages_are_dead_lettered(
     try:
         await pipeline.publish(queue, {"kind": "nonsense"})
         await pipeline.submit(ChatCreated(app, 1))
-        await pipeline.submit(MessageWritten(app, 1, 1, "fine", 1))
-        await pipeline.submit(MessageWritten(10**12, 1, 1, "unknown application", 1))
+        poison = MessageWritten(10**12, 1, 1, "unknown application", 1)
+        # Submitted together, so they share one broker message.
+        await asyncio.gather(
+            pipeline.submit(MessageWritten(app, 1, 1, "fine", 1)),
+            pipeline.submit(poison),
+            pipeline.submit(MessageWritten(app, 1, 2, "also fine", 2)),
+        )
         worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
-        assert await _count(store, app) == 1
+        assert await _count(store, app) == 2
         connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
         async with connection:
             channel = await connection.channel()
             dead = await channel.declare_queue(f"{queue}.dead", passive=True)
             assert dead.declaration_result.message_count == 2
+            bodies = []
+            for _ in range(2):
+                message = await dead.get(timeout=5)
+                assert message is not None
+                bodies.append(orjson.loads(message.body))
+                await message.ack()
+        # The undecodable message as it was; the poison event alone, not its neighbours.
+        assert bodies == [{"kind": "nonsense"}, event_to_dict(poison)]
         assert "dead-lettering" in caplog.text
+        assert worker.rejected == 2
+    finally:
+        await pipeline.delete_queues()
+        await pipeline.close()
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_concurrent_submits_share_broker_messages_and_single_events_still_apply(
+    store: SqlStore, writer: Writer, rabbit_queue: tuple[str, RabbitPipeline]
+) -> None:
+    """Writes submitted together travel in few messages; a message holding one bare event
+    (as published before coalescing) is applied too."""
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    try:
+        await pipeline.publish(queue, event_to_dict(ChatCreated(app, 1)))
+        await asyncio.gather(
+            *[pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n)) for n in range(1, 1001)]
+        )
+        assert pipeline.published == 1000
+        connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
+        async with connection:
+            channel = await connection.channel()
+            queued = await channel.declare_queue(queue, passive=True)
+            count = queued.declaration_result.message_count
+            assert count is not None and 1 < count <= 11
+        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        await asyncio.wait_for(worker.run(burst=True), 60)
+        assert await _count(store, app) == 1000
+        assert worker.applied == 1001
     finally:
         await pipeline.delete_queues()
         await pipeline.close()
