@@ -29,7 +29,9 @@ from sqlalchemy.engine import make_url
 
 from bench import cpu
 from bench.load import CREATE, ROOT, Figures, Scenario, _graphql, _serve, _vegeta, _wrk
+from graphql_chat.domain import encode_cursor
 
+POLL = 0.01  # seconds between two polls of the persistence lag measurement
 SERVICES_ENV = Path(os.environ.get("SERVICES_DIR", "/var/tmp/graphql-chat-services")) / "env"
 
 
@@ -102,33 +104,59 @@ def _count(environment: dict[str, str]) -> int:
 
 
 async def _lag(api: str, token: str, samples: int, rate: float) -> tuple[list[float], list[float]]:
-    """Create `samples` messages at `rate`/s; time each until readable and until searchable."""
-    readable: list[float] = []
-    searchable: list[float] = []
+    """Create `samples` messages at `rate`/s in chat 2; time each until readable and searchable.
+
+    Two pollers, each one request every `POLL` seconds whatever the number of messages in
+    flight, so the measurement adds a fixed, small load: one lists chat 2 from just before
+    the oldest message not yet readable, the other searches chat 2 for the word all the
+    samples share (newest first, so the page holds every sample still in flight).
+    """
+    base = f"{api}/api/v1/applications/{token}/chats/2/messages"
+    accepted: dict[int, float] = {}
+    readable: dict[int, float] = {}
+    searchable: dict[int, float] = {}
+    done = asyncio.Event()
     async with httpx.AsyncClient(timeout=30) as http:
 
-        async def one(i: int) -> None:
-            word = f"lag{secrets.token_hex(6)}"
+        async def one() -> None:
             started = time.perf_counter()
-            created = await http.post(
-                f"{api}/api/v1/applications/{token}/chats/2/messages", json={"body": word}
-            )
-            number = created.json()["number"]
-            base = f"{api}/api/v1/applications/{token}/chats/2/messages"
-            # Polling is the measurement: the server offers nothing to wait on.
-            while (await http.get(f"{base}/{number}")).status_code != 200:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            readable.append(time.perf_counter() - started)
-            while not (await http.get(f"{base}/search", params={"q": word})).json():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            searchable.append(time.perf_counter() - started)
+            created = await http.post(base, json={"body": f"lagprobe {secrets.token_hex(6)}"})
+            accepted[created.json()["number"]] = started
 
+        async def poll_readable() -> None:
+            while not done.is_set() or len(readable) < samples:
+                waiting = [n for n in accepted if n not in readable]
+                if waiting:
+                    after = encode_cursor("message", min(waiting) - 1)
+                    page = await http.get(base, params={"limit": 100, "cursor": after})
+                    now = time.perf_counter()
+                    for message in page.json():
+                        if message["number"] in accepted:
+                            readable.setdefault(message["number"], now)
+                await asyncio.sleep(POLL)
+
+        async def poll_searchable() -> None:
+            while not done.is_set() or len(searchable) < samples:
+                if len(searchable) < len(accepted):
+                    found = await http.get(f"{base}/search", params={"q": "lagprobe", "limit": 100})
+                    now = time.perf_counter()
+                    for message in found.json():
+                        if message["number"] in accepted:
+                            searchable.setdefault(message["number"], now)
+                await asyncio.sleep(POLL)
+
+        pollers = [asyncio.create_task(poll_readable()), asyncio.create_task(poll_searchable())]
         tasks = []
-        for i in range(samples):
-            tasks.append(asyncio.create_task(one(i)))
+        for _ in range(samples):
+            tasks.append(asyncio.create_task(one()))
             await asyncio.sleep(1 / rate)
         await asyncio.gather(*tasks)
-    return readable, searchable
+        done.set()
+        await asyncio.wait_for(asyncio.gather(*pollers), 60)
+    return (
+        [readable[n] - accepted[n] for n in accepted],
+        [searchable[n] - accepted[n] for n in accepted],
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:

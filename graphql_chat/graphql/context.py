@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -49,19 +49,27 @@ def _lookup_loader(
     return DataLoader(load_fn=load)
 
 
-@dataclass
 class Context:
-    service: ChatService
-    chat_pages: DataLoader[PageKey, Page[Chat]] = field(init=False)
-    message_pages: DataLoader[PageKey, Page[Message]] = field(init=False)
-    chats: DataLoader[tuple[int, int], Chat | None] = field(init=False)
-    messages: DataLoader[tuple[int, int], Message | None] = field(init=False)
+    """Loaders are made on first use: a mutation, which uses none, pays for none."""
 
-    def __post_init__(self) -> None:
-        self.chat_pages = _pages_loader(self.service.chat_pages)
-        self.message_pages = _pages_loader(self.service.message_pages)
-        self.chats = _lookup_loader(self.service.chats)
-        self.messages = _lookup_loader(self.service.messages)
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+
+    @cached_property
+    def chat_pages(self) -> DataLoader[PageKey, Page[Chat]]:
+        return _pages_loader(self.service.chat_pages)
+
+    @cached_property
+    def message_pages(self) -> DataLoader[PageKey, Page[Message]]:
+        return _pages_loader(self.service.message_pages)
+
+    @cached_property
+    def chats(self) -> DataLoader[tuple[int, int], Chat | None]:
+        return _lookup_loader(self.service.chats)
+
+    @cached_property
+    def messages(self) -> DataLoader[tuple[int, int], Message | None]:
+        return _lookup_loader(self.service.messages)
 
 
 Info = StrawberryInfo[Context, Any]
