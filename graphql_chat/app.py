@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,6 +43,17 @@ class GraphQLView(GraphQL[Context, None]):
     def __init__(self, container: Container) -> None:
         super().__init__(build_schema(container.settings), graphql_ide="graphiql")
         self.container = container
+
+    def parse_json(self, data: str | bytes) -> object:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # orjson refuses integers beyond 64 bits; the standard parser takes them, so a
+            # huge number is answered as a GraphQL input error, not as malformed JSON.
+            return json.loads(data)
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(self.container.service)

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=2000, ge=50)
 
     batch_max_events: int = Field(default=1000, ge=1)
-    worker_batch_ms: float = Field(default=20, ge=0)
+    worker_batch_ms: float = Field(default=50, ge=0)
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
 

@@ -63,7 +63,7 @@ class Worker:
         writer: Writer,
         queue: str = "graphql-chat.writes",
         batch_size: int = 500,
-        batch_ms: float = 20,
+        batch_ms: float = 50,
     ) -> None:
         self._url = url
         self._writer = writer

@@ -6,22 +6,16 @@ import logging
 from functools import partial
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-    max_aliases,
-    query_depth_limiter,
-)
+from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.types import ExecutionContext
 
 from graphql_chat.config import Settings
 from graphql_chat.errors import ChatError
 from graphql_chat.graphql.context import Info
+from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.types import Application, Chat, Connection, Message, connection
 
 log = logging.getLogger(__name__)
@@ -183,23 +177,16 @@ def _is_introspection(context: IgnoreContext) -> bool:
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    # The limit rules are built once per schema: the validation cache is keyed by the rule
-    # classes, and QueryDepthLimiter/MaxAliasesLimiter instances would mint new classes per
-    # request, missing the cache every time.
-    limits: list[type[ASTValidationRule]] = [
-        query_depth_limiter.create_validator(settings.max_query_depth, _is_introspection),
-        max_aliases.create_validator(settings.max_query_aliases),
-    ]
-    return ChatSchema(
-        query=Query,
-        mutation=Mutation,
-        # Factories, not instances: an extension instance must not be shared by requests.
-        extensions=[
-            partial(MaxTokensLimiter, settings.max_query_tokens),
-            partial(ParserCache, maxsize=512),
-            partial(AddValidationRules, limits),
-            partial(ValidationCache, maxsize=512),
+    documents = Documents(
+        max_tokens=settings.max_query_tokens,
+        rules=[
+            query_depth_limiter.create_validator(settings.max_query_depth, _is_introspection),
+            max_aliases.create_validator(settings.max_query_aliases),
         ],
+    )
+    # A factory, not an instance: an extension instance must not be shared by requests.
+    return ChatSchema(
+        query=Query, mutation=Mutation, extensions=[partial(DocumentCache, documents)]
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container
 from graphql_chat.config import Settings
+from graphql_chat.graphql.documents import Documents
 from tests.client.graphql_chat_client import GraphQLChatClient
 from tests.client.graphql_chat_client.exceptions import GraphQLClientGraphQLMultiError
 
@@ -173,9 +174,10 @@ async def test_too_deep_query_is_refused(settings: Settings) -> None:
     assert "exceeds maximum operation depth of 6" in result["errors"][0]["message"]
 
 
-async def test_bad_variables_are_bad_user_input(http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("value", ["one", 10**30, 2**31])
+async def test_bad_variables_are_bad_user_input(http: httpx.AsyncClient, value: object) -> None:
     query = 'query($n: Int!) { application(token: "t") { chat(number: $n) { number } } }'
-    result = await _post(http, query, {"n": "one"})
+    result = await _post(http, query, {"n": value})
     assert [e["extensions"]["code"] for e in result["errors"]] == ["BAD_USER_INPUT"]
 
 
@@ -243,16 +245,23 @@ async def test_requests_that_are_not_graphql(
 
 
 async def test_repeated_queries_skip_parsing_and_validation(http: httpx.AsyncClient) -> None:
-    from strawberry.extensions.parser_cache import _get_parse_cache
-    from strawberry.extensions.validation_cache import _get_validate_cache
-
-    parse_cache: Any = _get_parse_cache(512)
-    validate_cache: Any = _get_validate_cache(512)
-
+    documents = _documents(http)
     query = "{ applications(first: 3) { nodes { name } } __typename }"
     await _post(http, query)
-    parsed, validated = parse_cache.cache_info(), validate_cache.cache_info()
+    hits, misses = documents.hits, documents.misses
     for _ in range(5):
         assert "errors" not in await _post(http, query)
-    assert parse_cache.cache_info().hits == parsed.hits + 5
-    assert validate_cache.cache_info().hits == validated.hits + 5
+    assert (documents.hits, documents.misses) == (hits + 5, misses)
+    # An invalid query is validated once too, and answered the same each time.
+    bad = "{ applications { nodes { nope } } }"
+    first = await _post(http, bad)
+    assert first == await _post(http, bad)
+    assert first["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert documents.misses == misses + 1
+
+
+def _documents(http: httpx.AsyncClient) -> Documents:
+    schema = http.app.routes[0].endpoint.schema  # type: ignore[attr-defined]
+    [factory] = schema.extensions
+    documents: Documents = factory.args[0]
+    return documents
