@@ -48,8 +48,8 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            # orjson refuses integers beyond 64 bits; the standard parser takes them, so a
-            # huge number is answered as a GraphQL input error, not as malformed JSON.
+            # orjson is stricter than the standard parser (NaN, Infinity): what it refuses
+            # gets the standard parser's answer, as before.
             return json.loads(data)
 
     def encode_json(self, data: object) -> bytes:
