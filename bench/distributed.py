@@ -5,9 +5,10 @@
 Starts, on a fresh database, key prefix, queue and index: two API processes
 (`graphql-chat serve --workers 2`), two workers, and the bare cached Strawberry floor with
 the same process count. Prints createMessage throughput and p50/p99 (wrk closed loop, vegeta
-open loop at half that rate), worker throughput (stored messages per second while the queue
-drains), and persistence lag (accepted until readable over REST, and until searchable) for
-messages created during a fixed-rate load.
+open loop at half that rate), both with everything running and for the API tier alone
+(workers paused), the CPU each component spent per request, worker throughput (a paused
+backlog drained), and persistence lag (accepted until readable over REST, and until
+searchable) for messages created during a fixed-rate load.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -159,6 +161,13 @@ async def _lag(api: str, token: str, samples: int, rate: float) -> tuple[list[fl
     )
 
 
+def _stored(environment: dict[str, str], target: int, within: float = 180) -> None:
+    """Wait until the store holds `target` messages."""
+    deadline = time.perf_counter() + within
+    while _count(environment) < target and time.perf_counter() < deadline:
+        time.sleep(0.1)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else 0.0
 
@@ -227,8 +236,10 @@ def main() -> None:
             ),
         ]
         results: dict[str, tuple[Figures, Figures]] = {}
+        alone: dict[str, Figures] = {}
         drain: list[str] = []
         usage: dict[str, tuple[float, dict[str, float]]] = {}
+        workers = [p for p in processes if trees.get(p.pid) == "workers"]
         for scenario in scenarios:
             before = _count(environment)
             started = cpu.snapshot(trees)
@@ -237,17 +248,22 @@ def main() -> None:
                 closed.rps * args.duration,
                 cpu.spent(started, cpu.snapshot(trees)),
             )
-            accepted_at = time.perf_counter()
             if "createMessage" in scenario.name:
-                target = before + int(closed.rps * args.duration * 0.98)
-                while _count(environment) < target and time.perf_counter() - accepted_at < 120:
-                    time.sleep(0.2)
-                stored = _count(environment) - before
-                elapsed = args.duration + (time.perf_counter() - accepted_at)
+                _stored(environment, before + int(closed.rps * args.duration * 0.98))
+                # The API tier alone: workers paused, accepted writes wait in the queue.
+                for worker in workers:
+                    worker.send_signal(signal.SIGSTOP)
+                before = _count(environment)
+                alone[scenario.name] = _wrk(scenario, args.duration, args.connections, workdir)
+                backlog = int(alone[scenario.name].rps * args.duration * 0.98)
+                resumed = time.perf_counter()
+                for worker in workers:
+                    worker.send_signal(signal.SIGCONT)
+                _stored(environment, before + backlog)
+                took = time.perf_counter() - resumed
                 drain.append(
-                    f"{scenario.name}: {stored} stored in {elapsed:.1f} s "
-                    f"({stored / elapsed:.0f}/s, {time.perf_counter() - accepted_at:.1f} s "
-                    "after the load stopped)"
+                    f"{scenario.name}: a backlog of {backlog} writes stored in {took:.1f} s "
+                    f"({backlog / took:.0f}/s)"
                 )
             fixed = _vegeta(scenario, closed.rps / 2, args.duration, workdir)
             results[scenario.name] = (closed, fixed)
@@ -281,15 +297,27 @@ def main() -> None:
         "rate (open loop)\n"
     )
     print(
-        "| scenario | max req/s | p50 ms | p99 ms | vs Strawberry | fixed req/s | p50 ms "
-        "| p99 ms | errors |"
+        "Everything on the machine: the API processes share the 2 cores with the workers "
+        "and the four engines. API tier alone: the same load with the workers paused (the "
+        "queue keeps what is accepted), as when persistence runs on other machines.\n"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| scenario | max req/s | p50 ms | p99 ms | vs Strawberry | API tier alone req/s "
+        "| p50 ms | p99 ms | vs Strawberry | fixed req/s | p50 ms | p99 ms | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (closed, fixed) in results.items():
+        own = alone.get(name)
+        tier = (
+            f"{own.rps:.0f} | {own.p50_ms:.1f} | {own.p99_ms:.1f} | {own.rps / floor:.2f}"
+            if own
+            else " | | | "
+        )
+        errors = closed.errors + fixed.errors + (own.errors if own else 0)
         print(
             f"| {name} | {closed.rps:.0f} | {closed.p50_ms:.1f} | {closed.p99_ms:.1f} "
-            f"| {closed.rps / floor:.2f} | {fixed.rps:.0f} | {fixed.p50_ms:.1f} "
-            f"| {fixed.p99_ms:.1f} | {closed.errors + fixed.errors} |"
+            f"| {closed.rps / floor:.2f} | {tier} | {fixed.rps:.0f} | {fixed.p50_ms:.1f} "
+            f"| {fixed.p99_ms:.1f} | {errors} |"
         )
     print("\nCPU per request during the closed-loop load, ms (2 cores: 2,000 ms per second):")
     for name, (requests, spent) in usage.items():
@@ -299,7 +327,7 @@ def main() -> None:
             if seconds > 0.005 * args.duration
         )
         print(f"- {name}: {shares}")
-    print("\nworkers (2), stored while and after the closed-loop load:")
+    print("\nworkers (2), resumed after the API-tier-alone load:")
     for line in drain:
         print(f"- {line}")
     print(
