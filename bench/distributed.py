@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+from redis import Redis
 from sqlalchemy.engine import make_url
 
 from bench import cpu
@@ -80,6 +81,35 @@ def _fresh(services: dict[str, str]) -> dict[str, str]:
         capture_output=True,
     )
     return environment
+
+
+def _remove(environment: dict[str, str]) -> None:
+    """Drop what the run created: its database, queues, index and keys."""
+    url = make_url(environment["DATABASE_URL"])
+    subprocess.run(
+        [
+            "mariadb",
+            "-h",
+            str(url.host),
+            "-P",
+            str(url.port),
+            f"-u{url.username}",
+            f"-p{url.password}",
+            "-e",
+            f"DROP DATABASE IF EXISTS {url.database}",
+        ],
+        check=True,
+    )
+    httpx.delete(f"{environment['ELASTICSEARCH_URL']}/{environment['ELASTICSEARCH_INDEX']}")
+    management = make_url(environment["RABBITMQ_MANAGEMENT_URL"])
+    api = f"http://{management.host}:{management.port}/api/queues/%2F"
+    auth = (management.username or "guest", management.password or "guest")
+    for suffix in ("", ".search", ".dead"):
+        httpx.delete(f"{api}/{environment['QUEUE_NAME']}{suffix}", auth=auth)
+    keys = Redis.from_url(environment["REDIS_URL"])
+    for key in keys.scan_iter(match=f"{environment['REDIS_KEY_PREFIX']}:*", count=1000):
+        keys.delete(key)
+    keys.close()
 
 
 def _count(environment: dict[str, str]) -> int:
@@ -290,6 +320,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+        _remove(environment)
 
     floor = results["bare Strawberry mutation (cached), 2 processes"][0].rps
     print(
