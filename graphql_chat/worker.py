@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 class _Delivery:
     message: AbstractIncomingMessage
     events: list[Event]
+    arrived: float  # event loop time
 
 
 @dataclass
@@ -126,7 +127,7 @@ class Worker:
             await message.reject(requeue=False)
             self.rejected += 1
             return
-        self._pending.append(_Delivery(message, events))
+        self._pending.append(_Delivery(message, events, asyncio.get_running_loop().time()))
         self._pending_events += len(events)
         self._wakeup.set()
 
@@ -142,7 +143,11 @@ class Worker:
                     await asyncio.wait_for(self._wakeup.wait(), timeout=0.5)
                 continue
             if self._pending_events < self._batch_size:
-                await asyncio.sleep(self._batch_delay)
+                # The window opened when the oldest delivery arrived, often during the
+                # previous commit: wait only for what is left of it.
+                waited = asyncio.get_running_loop().time() - self._pending[0].arrived
+                if waited < self._batch_delay:
+                    await asyncio.sleep(self._batch_delay - waited)
             await self._commit_batch()
 
     async def _queue_empty(self, queue: Any) -> bool:
@@ -156,10 +161,12 @@ class Worker:
         return declared.message_count == 0 and not self._pending and not self._committed
 
     async def _commit_batch(self) -> None:
-        taken = 0
-        while taken < len(self._pending) and (
-            taken == 0 or self._events_in(taken) < self._batch_size
+        taken, events_taken = 1, len(self._pending[0].events)  # a delivery is never split
+        while (
+            taken < len(self._pending)
+            and events_taken + len(self._pending[taken].events) <= self._batch_size
         ):
+            events_taken += len(self._pending[taken].events)
             taken += 1
         batch, self._pending = self._pending[:taken], self._pending[taken:]
         self._pending_events -= sum(len(d.events) for d in batch)
@@ -176,9 +183,6 @@ class Worker:
         self.batches += 1
         self._committed.append(committed)
         self._indexable.set()
-
-    def _events_in(self, deliveries: int) -> int:
-        return sum(len(d.events) for d in self._pending[:deliveries])
 
     async def _apply(self, events: list[Event]) -> list[IndexedMessage]:
         """Apply in one transaction; while the store is unavailable, wait and try again."""
