@@ -136,7 +136,8 @@ def _count(environment: dict[str, str]) -> int:
 
 
 async def _lag(api: str, token: str, samples: int, rate: float) -> tuple[list[float], list[float]]:
-    """Create `samples` messages at `rate`/s in chat 2; time each until readable and searchable.
+    """Create `samples` messages at `rate`/s in chat 2; time each from its acceptance (the
+    response) until readable and until searchable.
 
     Two pollers, each one request every `POLL` seconds whatever the number of messages in
     flight, so the measurement adds a fixed, small load: one lists chat 2 from just before
@@ -151,9 +152,8 @@ async def _lag(api: str, token: str, samples: int, rate: float) -> tuple[list[fl
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def one() -> None:
-            started = time.perf_counter()
             created = await http.post(base, json={"body": f"lagprobe {secrets.token_hex(6)}"})
-            accepted[created.json()["number"]] = started
+            accepted[created.json()["number"]] = time.perf_counter()
 
         async def poll_readable() -> None:
             while not done.is_set() or len(readable) < samples:

@@ -172,6 +172,7 @@ class Worker:
         self._pending_events -= sum(len(d.events) for d in batch)
         events = [event for delivery in batch for event in delivery.events]
         committed = _Committed(batch)
+        started = asyncio.get_running_loop().time()
         try:
             committed.changed = await self._apply(events)
         except Exception:
@@ -181,6 +182,13 @@ class Worker:
                 for event in delivery.events:
                     committed.changed += await self._apply_alone(event)
         self.batches += 1
+        now = asyncio.get_running_loop().time()
+        log.debug(
+            "committed %d events in %.1f ms, %.1f ms after the first arrived",
+            len(events),
+            (now - started) * 1000,
+            (now - batch[0].arrived) * 1000,
+        )
         self._committed.append(committed)
         self._indexable.set()
 
@@ -221,7 +229,13 @@ class Worker:
                     self._indexable.clear()
                     continue
                 ready, self._committed = self._committed, []
+                started = asyncio.get_running_loop().time()
                 await self._index([message for c in ready for message in c.changed])
+                log.debug(
+                    "indexed %d batches in %.1f ms",
+                    len(ready),
+                    (asyncio.get_running_loop().time() - started) * 1000,
+                )
                 await self._acknowledge([delivery for c in ready for delivery in c.deliveries])
         except Exception:
             log.exception("the index stage failed; stopping (unacknowledged work is redelivered)")
