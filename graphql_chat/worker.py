@@ -4,8 +4,9 @@ Two stages, so the store and search work at the same time:
 
 - **commit**: a batch closes at `batch_size` events or `batch_ms` after its first delivery;
   its events are applied in one store transaction. A store failure keeps the batch and
-  retries it with backoff. An event that cannot be applied even alone goes to the
-  dead-letter queue with a log line naming it; the rest of its delivery is applied.
+  retries it with backoff (a stop meanwhile hands the batch back to the broker). An event
+  that cannot be applied even alone goes to the dead-letter queue with a log line naming
+  it; the rest of its delivery is applied.
 - **index**: everything committed while the previous bulk request ran goes to search in one
   bulk request; when search is down the stored messages are parked in the search queue
   instead, which a second consumer indexes once search answers again. Only then are the
@@ -55,6 +56,10 @@ class _Committed:
 
     deliveries: list[_Delivery]
     changed: list[IndexedMessage] = field(default_factory=list)
+
+
+class _HandedBack(Exception):
+    """Stopping while the store is unavailable: the batch goes back to the broker."""
 
 
 class Worker:
@@ -174,13 +179,20 @@ class Worker:
         committed = _Committed(batch)
         started = asyncio.get_running_loop().time()
         try:
-            committed.changed = await self._apply(events)
-        except Exception:
-            log.exception("batch of %d events failed; applying them one by one", len(events))
-            committed.changed = []
-            for delivery in batch:
-                for event in delivery.events:
+            try:
+                committed.changed = await self._apply(events)
+            except _HandedBack:
+                raise
+            except Exception:
+                log.exception("batch of %d events failed; applying them one by one", len(events))
+                committed.changed = []
+                for event in events:
                     committed.changed += await self._apply_alone(event)
+        except _HandedBack:
+            # Unacknowledged, so the broker redelivers all of it; what was applied alone
+            # meanwhile changes nothing when applied again.
+            log.warning("stopping with the store unavailable: handing back %d events", len(events))
+            return
         self.batches += 1
         now = asyncio.get_running_loop().time()
         log.debug(
@@ -199,18 +211,23 @@ class Worker:
             try:
                 return list(await self._writer.store.apply(events))
             except Unavailable as error:
+                if self._stopping.is_set():
+                    raise _HandedBack from error
                 log.warning(
                     "store unavailable, retrying batch of %d in %.1fs: %s",
                     len(events),
                     delay,
                     error,
                 )
-                await asyncio.sleep(delay)
+                with suppress(asyncio.TimeoutError):  # a stop ends the wait
+                    await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, 5.0)
 
     async def _apply_alone(self, event: Event) -> list[IndexedMessage]:
         try:
             return await self._apply([event])
+        except _HandedBack:
+            raise
         except Exception:
             log.exception("dead-lettering event that cannot be applied: %r", event)
             await self._publish(f"{self._queue_name}.dead", event_to_dict(event))

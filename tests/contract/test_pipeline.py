@@ -195,3 +195,36 @@ async def test_concurrent_submits_share_broker_messages_and_single_events_still_
     finally:
         await pipeline.delete_queues()
         await pipeline.close()
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_stop_while_the_store_is_down_hands_the_batch_back(
+    store: SqlStore, writer: Writer, rabbit_queue: tuple[str, RabbitPipeline]
+) -> None:
+    """A worker told to stop does not wait for the store: the batch it was retrying stays
+    queued for the next worker, nothing is dead-lettered."""
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    try:
+        await pipeline.submit(ChatCreated(app, 1))
+        await asyncio.gather(
+            *[pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n)) for n in range(1, 21)]
+        )
+        down = _FlakyStore(store, failures=10**6)
+        worker = Worker(engine_url("RABBITMQ_URL"), Writer(down, writer.search), queue)  # type: ignore[arg-type]
+        running = asyncio.create_task(worker.run())
+
+        async def tried() -> bool:
+            return down.failures < 10**6
+
+        await eventually(tried)
+        worker.stop()
+        await asyncio.wait_for(running, 5)
+        assert (worker.applied, worker.rejected) == (0, 0)
+        await asyncio.wait_for(
+            Worker(engine_url("RABBITMQ_URL"), writer, queue).run(burst=True), 60
+        )
+        assert await _count(store, app) == 20
+    finally:
+        await pipeline.delete_queues()
+        await pipeline.close()
