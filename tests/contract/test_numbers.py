@@ -128,3 +128,17 @@ async def test_concurrent_draws_each_get_their_own_answer(
     assert drawn == {1: list(range(1, 101)), 2: list(range(6, 106)), 3: list(range(1, 101))}
     revisions = [r[1] for r in results if isinstance(r, tuple)]
     assert len(set(revisions)) == 300
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_draws_survive_redis_forgetting_its_scripts(
+    store: SqlStore, numbers: Numbers
+) -> None:
+    """A restarted Redis has no scripts cached: the pipeline of draws loads it again."""
+    app = (await store.insert_application(new_token(), "a")).id
+    await numbers.next_chat(app)
+    assert (await numbers.draw_message(app, 1))[0] == 1
+    assert isinstance(numbers, RedisNumbers)
+    await numbers._redis.script_flush()
+    drawn = await asyncio.gather(*[numbers.draw_message(app, 1) for _ in range(10)])
+    assert sorted(number for number, _ in drawn) == list(range(2, 12))
