@@ -42,6 +42,8 @@ from graphql_chat.writer import Writer
 
 log = logging.getLogger(__name__)
 
+PREFETCH = 256  # broker messages in hand (committing, indexing, waiting): about 64 MB at most
+
 
 @dataclass
 class _Delivery:
@@ -93,7 +95,8 @@ class Worker:
         connection: AbstractRobustConnection = await aio_pika.connect_robust(self._url)
         try:
             channel = await connection.channel(publisher_confirms=True)
-            await channel.set_qos(prefetch_count=self._batch_size * 2)
+            # Messages, not events: at most PREFETCH times MAX_MESSAGE_BYTES held at once.
+            await channel.set_qos(prefetch_count=PREFETCH)
             queue = await declare_queues(channel, self._queue_name)
             # Search catch-up on its own channel: acks with multiple=True on the writes
             # channel must never cover its deliveries.

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 5  # redeliveries before a message is dead-lettered (quorum queues count them)
 MAX_EVENTS_PER_MESSAGE = 500
+# A message closes once its body passes this size (a larger event travels alone), so what a
+# worker holds is bounded: its prefetch times this.
+MAX_MESSAGE_BYTES = 256 * 1024
 PUBLISH_LANES = 1  # publishes awaiting their confirm at once, per process (2 measured no faster)
 
 
@@ -70,11 +73,31 @@ def decode_events(body: bytes) -> list[Event]:
 
 
 def encode(payload: dict[str, Any]) -> aio_pika.Message:
+    return _message(orjson.dumps(payload))
+
+
+def _message(body: bytes) -> aio_pika.Message:
     return aio_pika.Message(
-        orjson.dumps(payload),
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        content_type="application/json",
+        body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
     )
+
+
+def event_bodies(events: list[Event], limit: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
+    """The events as message bodies `{"events": [...]}` of about `limit` bytes at most, in
+    order, each with how many events it holds."""
+    bodies: list[tuple[int, bytes]] = []
+    encoded: list[bytes] = []
+    size = 0
+    for event in events:
+        item = orjson.dumps(event_to_dict(event))
+        if encoded and size + len(item) > limit:
+            bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
+            encoded, size = [], 0
+        encoded.append(item)
+        size += len(item) + 1
+    if encoded:
+        bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
+    return bodies
 
 
 class RabbitPipeline:
@@ -136,16 +159,29 @@ class RabbitPipeline:
     async def submit(self, event: Event) -> None:
         await self._submit(event)
 
-    async def _publish_events(self, events: list[Event]) -> list[None]:
-        await self.publish(self.queue, {"events": [event_to_dict(e) for e in events]})
-        self.published += len(events)
-        return [None] * len(events)
+    async def _publish_events(self, events: list[Event]) -> list[BaseException | None]:
+        """One message per `MAX_MESSAGE_BYTES` of events, published together; each event
+        succeeds or fails with the message that holds it."""
+        bodies = event_bodies(events)
+        outcomes = await asyncio.gather(
+            *[self._publish(self.queue, _message(body)) for _, body in bodies],
+            return_exceptions=True,
+        )
+        results: list[BaseException | None] = []
+        for (count, _), outcome in zip(bodies, outcomes, strict=True):
+            if outcome is None:
+                self.published += count
+            results += [outcome] * count
+        return results
 
     async def publish(self, routing_key: str, payload: dict[str, Any]) -> None:
+        await self._publish(routing_key, encode(payload))
+
+    async def _publish(self, routing_key: str, message: aio_pika.Message) -> None:
         channel = await self._ensure_channel()
         try:
             await channel.default_exchange.publish(
-                encode(payload), routing_key=routing_key, timeout=self._timeout
+                message, routing_key=routing_key, timeout=self._timeout
             )
         except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
             self._channel = None

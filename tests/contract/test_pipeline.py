@@ -228,3 +228,32 @@ async def test_a_stop_while_the_store_is_down_hands_the_batch_back(
     finally:
         await pipeline.delete_queues()
         await pipeline.close()
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_large_writes_travel_in_bounded_messages(
+    store: SqlStore, writer: Writer, rabbit_queue: tuple[str, RabbitPipeline]
+) -> None:
+    """Writes submitted together but too large for one message are split, all applied."""
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    body = "é" * 60_000  # 120 kB in UTF-8: two fit in a message, not three
+    try:
+        await pipeline.submit(ChatCreated(app, 1))
+        await asyncio.gather(
+            *[pipeline.submit(MessageWritten(app, 1, n, body, n)) for n in range(1, 11)]
+        )
+        connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
+        async with connection:
+            channel = await connection.channel()
+            queued = await channel.declare_queue(queue, passive=True)
+            assert queued.declaration_result.message_count == 1 + 5
+        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        await asyncio.wait_for(worker.run(burst=True), 60)
+        assert await _count(store, app) == 10
+        chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+        stored = await store.messages_by_number([(chat.id, n) for n in range(1, 11)])
+        assert {m.body for m in stored.values()} == {body}
+    finally:
+        await pipeline.delete_queues()
+        await pipeline.close()
