@@ -99,8 +99,11 @@ class Search(Protocol):
     async def close(self) -> None: ...
     async def index(self, messages: Sequence[IndexedMessage]) -> None: ...
     async def search(
-        self, chat_id: int, terms: Sequence[str], before: int | None, limit: int
-    ) -> list[Message]: ...
+        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+    ) -> dict[int, list[Message]]:
+        """Per chat asked for (every one a key), up to `limit` matches newest first, numbered
+        below `before` when given: one round trip for all the chats."""
+
     async def refresh(self) -> None:
         """Make everything indexed so far searchable now (tests, reindex)."""
 

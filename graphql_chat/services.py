@@ -196,7 +196,19 @@ class ChatService:
             for chat_id, rows in found.items()
         }
 
+    def search_terms(self, query: object) -> tuple[str, ...]:
+        return tuple(search_terms(query, self.settings.max_body_length))
+
     async def search(self, chat_id: int, query: object, request: PageRequest) -> Page[Message]:
-        terms = search_terms(query, self.settings.max_body_length)
-        rows = await self.search_index.search(chat_id, terms, request.after, request.size + 1)
-        return _page("search", rows, request.size, lambda m: m.number)
+        pages = await self.search_pages([chat_id], self.search_terms(query), request)
+        return pages[chat_id]
+
+    async def search_pages(
+        self, chat_ids: Sequence[int], terms: Sequence[str], request: PageRequest
+    ) -> dict[int, Page[Message]]:
+        """The same search in each chat, one round trip for all (`terms` from `search_terms`)."""
+        found = await self.search_index.search(chat_ids, terms, request.after, request.size + 1)
+        return {
+            chat_id: _page("search", rows, request.size, lambda m: m.number)
+            for chat_id, rows in found.items()
+        }

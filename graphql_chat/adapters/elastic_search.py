@@ -131,30 +131,48 @@ class ElasticSearch:
             }
 
     async def search(
-        self, chat_id: int, terms: Sequence[str], before: int | None, limit: int
-    ) -> list[Message]:
-        filters: list[dict[str, Any]] = [{"term": {"chat_id": chat_id}}]
+        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+    ) -> dict[int, list[Message]]:
+        """One `_msearch` request for every chat."""
+        wanted = list(dict.fromkeys(chat_ids))
+        if not wanted:
+            return {}
+        common: list[dict[str, Any]] = []
         if before is not None:
-            filters.append({"range": {"number": {"lt": before}}})
-        filters += [{"wildcard": {"body_chunks": {"value": _wildcard(t)}}} for t in terms]
+            common.append({"range": {"number": {"lt": before}}})
+        common += [{"wildcard": {"body_chunks": {"value": _wildcard(t)}}} for t in terms]
+        bodies = [
+            {
+                "query": {"bool": {"filter": [{"term": {"chat_id": chat_id}}, *common]}},
+                "sort": [{"number": "desc"}],
+                "size": limit,
+                "_source": ["number", "body"],
+                "track_total_hits": False,
+            }
+            for chat_id in wanted
+        ]
         await self._ensure_index()
+        searches: list[dict[str, Any]] = []
+        for body in bodies:
+            searches += [{}, body]
         try:
-            found = await self._client.search(
-                index=self.index_name,
-                query={"bool": {"filter": filters}},
-                sort=[{"number": "desc"}],
-                size=limit,
-                source_includes=["number", "body"],
-                track_total_hits=False,
-            )
+            found = await self._client.msearch(index=self.index_name, searches=searches)
         except NotFoundError:
-            return []
+            return {chat_id: [] for chat_id in wanted}
         except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
-        return [
-            Message(number=hit["_source"]["number"], body=hit["_source"]["body"])
-            for hit in found["hits"]["hits"]
-        ]
+        results: dict[int, list[Message]] = {}
+        for chat_id, response in zip(wanted, found["responses"], strict=True):
+            if "error" in response:
+                if response["error"].get("type") == "index_not_found_exception":
+                    results[chat_id] = []
+                    continue
+                raise Unavailable(f"search failed: {response['error'].get('type', 'error')}")
+            results[chat_id] = [
+                Message(number=hit["_source"]["number"], body=hit["_source"]["body"])
+                for hit in response["hits"]["hits"]
+            ]
+        return results
 
     async def ping(self) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import Message
@@ -36,9 +36,9 @@ class Fts5Search:
         """Nothing to do: the triggers indexed these rows when the store committed them."""
 
     async def search(
-        self, chat_id: int, terms: Sequence[str], before: int | None, limit: int
-    ) -> list[Message]:
-        params: dict[str, object] = {"chat": chat_id, "limit": limit}
+        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+    ) -> dict[int, list[Message]]:
+        params: dict[str, object] = {"limit": limit}
         where = ["m.chat_id = :chat"]
         if before is not None:
             where.append("m.number < :before")
@@ -55,11 +55,18 @@ class Fts5Search:
             + " AND ".join(where)
             + " ORDER BY m.number DESC LIMIT :limit"
         )
-        return await self._store.read(
-            lambda conn: [
-                Message(number=r.number, body=r.body) for r in conn.execute(query, params)
-            ]
-        )
+
+        def run(conn: Connection) -> dict[int, list[Message]]:
+            # One thread hop for every chat; each query is the index lookup for one chat.
+            return {
+                chat_id: [
+                    Message(number=r.number, body=r.body)
+                    for r in conn.execute(query, {**params, "chat": chat_id})
+                ]
+                for chat_id in dict.fromkeys(chat_ids)
+            }
+
+        return await self._store.read(run)
 
     async def refresh(self) -> None:
         """Nothing to do: FTS5 rows are searchable when their transaction commits."""

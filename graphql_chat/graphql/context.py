@@ -18,6 +18,8 @@ V = TypeVar("V")
 
 # (parent id, page size, key after which the page starts)
 PageKey = tuple[int, int, int | None]
+# (chat id, search terms, page size, key after which the page starts)
+SearchKey = tuple[int, tuple[str, ...], int, int | None]
 
 
 def _pages_loader(
@@ -25,15 +27,39 @@ def _pages_loader(
 ) -> DataLoader[PageKey, Page[V]]:
     """One statement per distinct (first, after) among the parents asked for, not per parent."""
 
-    async def load(keys: list[PageKey]) -> list[Page[V]]:
-        groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
-        for parent, size, after in keys:
-            groups[(size, after)].append(parent)
-        found: dict[PageKey, Page[V]] = {}
-        for (size, after), parents in groups.items():
-            pages = await fetch(parents, PageRequest(size, after))
+    async def grouped(parents: Sequence[int], rest: tuple[Any, ...]) -> dict[int, Page[V]]:
+        size, after = rest
+        return await fetch(parents, PageRequest(size, after))
+
+    return _grouped_loader(grouped)
+
+
+def _search_loader(
+    fetch: Callable[[Sequence[int], Sequence[str], PageRequest], Awaitable[dict[int, Page[V]]]],
+) -> DataLoader[SearchKey, Page[V]]:
+    """One search request per distinct (terms, first, after) among the chats asked for."""
+
+    async def grouped(chat_ids: Sequence[int], rest: tuple[Any, ...]) -> dict[int, Page[V]]:
+        terms, size, after = rest
+        return await fetch(chat_ids, terms, PageRequest(size, after))
+
+    return _grouped_loader(grouped)
+
+
+def _grouped_loader(
+    fetch: Callable[[Sequence[int], tuple[Any, ...]], Awaitable[dict[int, Page[V]]]],
+) -> DataLoader[Any, Page[V]]:
+    """Keys are (parent, *rest): one fetch per distinct rest, for all its parents at once."""
+
+    async def load(keys: list[tuple[Any, ...]]) -> list[Page[V]]:
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for key in keys:
+            groups[key[1:]].append(key[0])
+        found: dict[tuple[Any, ...], Page[V]] = {}
+        for rest, parents in groups.items():
+            pages = await fetch(parents, rest)
             for parent in parents:
-                found[(parent, size, after)] = pages[parent]
+                found[(parent, *rest)] = pages[parent]
         return [found[key] for key in keys]
 
     return DataLoader(load_fn=load)
@@ -62,6 +88,10 @@ class Context:
     @cached_property
     def message_pages(self) -> DataLoader[PageKey, Page[Message]]:
         return _pages_loader(self.service.message_pages)
+
+    @cached_property
+    def search_pages(self) -> DataLoader[SearchKey, Page[Message]]:
+        return _search_loader(self.service.search_pages)
 
     @cached_property
     def chats(self) -> DataLoader[tuple[int, int], Chat | None]:

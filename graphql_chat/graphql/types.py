@@ -103,11 +103,12 @@ class Chat:
     ) -> Connection[Message]:
         service = info.context.service
         request = service.page_request("search", first, after)
+        terms = service.search_terms(query)
         chat_id = await self._chat_id(info)
         if chat_id is None:
-            domain.search_terms(query, service.settings.max_body_length)
             return connection(Page[domain.Message]([], [], False), Message.of)
-        return connection(await service.search(chat_id, query, request), Message.of)
+        page = await info.context.search_pages.load((chat_id, terms, request.size, request.after))
+        return connection(page, Message.of)
 
 
 @strawberry.type(description="An application: the owner of chats, addressed by its token.")

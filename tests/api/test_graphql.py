@@ -229,6 +229,47 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
     assert small_count == large_count == 3
 
 
+async def test_search_under_a_list_of_chats_is_one_search_request(
+    http: httpx.AsyncClient, gql: GraphQLChatClient
+) -> None:
+    token = (await gql.create_application("search")).create_application.application.token
+    for chat in range(1, 5):
+        await gql.create_chat(token)
+        for m in range(chat):
+            await gql.create_message(token, chat, f"needle {m} in chat {chat}")
+        await gql.create_message(token, chat, "hay")
+    container: Container = http.app.state.container  # type: ignore[attr-defined]
+    search = container.search
+    calls: list[list[int]] = []
+    original = search.search
+
+    async def counted(chat_ids: Any, *args: Any) -> Any:
+        calls.append(list(chat_ids))
+        return await original(chat_ids, *args)
+
+    search.search = counted  # type: ignore[method-assign,assignment]
+    try:
+        result = await _post(
+            http,
+            "query($t: String!) { application(token: $t) { chats(first: 10) { nodes { number "
+            'searchMessages(query: "NEEDLE", first: 2) { nodes { number } '
+            "pageInfo { hasNextPage } } } } } }",
+            {"t": token},
+        )
+    finally:
+        del search.search
+    chats = result["data"]["application"]["chats"]["nodes"]
+    found = {
+        c["number"]: (
+            [m["number"] for m in c["searchMessages"]["nodes"]],
+            c["searchMessages"]["pageInfo"]["hasNextPage"],
+        )
+        for c in chats
+    }
+    assert found == {1: ([1], False), 2: ([2, 1], False), 3: ([3, 2], True), 4: ([4, 3], True)}
+    assert len(calls) == 1 and len(calls[0]) == 4
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [(b"nonsense", 400), (b"{}", 400), (b'{"query": 12}', 400)],

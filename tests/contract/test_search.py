@@ -36,7 +36,8 @@ async def _chat(store: SqlStore, writer: Writer, bodies: list[str], chat: int = 
 
 
 async def _numbers(search: Search, chat_id: int, query: str) -> list[int]:
-    return [m.number for m in await search.search(chat_id, query.split(), None, 50)]
+    found = await search.search([chat_id], query.split(), None, 50)
+    return [m.number for m in found[chat_id]]
 
 
 async def test_terms_are_case_insensitive_substrings(
@@ -69,9 +70,9 @@ async def test_special_characters_are_literal(
 
 async def test_newest_first_and_paginated(store: SqlStore, writer: Writer, search: Search) -> None:
     chat = await _chat(store, writer, [f"note {n}" for n in range(1, 26)])
-    first = await search.search(chat, ["note"], None, 10)
+    first = (await search.search([chat], ["note"], None, 10))[chat]
     assert [m.number for m in first] == list(range(25, 15, -1))
-    second = await search.search(chat, ["note"], first[-1].number, 10)
+    second = (await search.search([chat], ["note"], first[-1].number, 10))[chat]
     assert [m.number for m in second] == list(range(15, 5, -1))
 
 
@@ -144,3 +145,19 @@ async def test_a_replayed_batch_indexes_what_was_committed_but_not_indexed(
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
     assert await _numbers(search, chat.id, "committed") == [1]
     assert chat.messages_count == 1
+
+
+async def test_many_chats_in_one_call(store: SqlStore, writer: Writer, search: Search) -> None:
+    """Each chat gets what searching it alone gets; a chat without a match gets an empty list."""
+    one = await _chat(store, writer, [f"note {n}" for n in range(1, 8)])
+    two = await _chat(store, writer, ["no match here", "a note", "another note"])
+    three = await _chat(store, writer, ["nothing"])
+    found = await search.search([one, two, three, one], ["note"], 6, 3)
+    assert {chat: [m.number for m in rows] for chat, rows in found.items()} == {
+        one: [5, 4, 3],
+        two: [3, 2],
+        three: [],
+    }
+    for chat in (one, two, three):
+        assert (await search.search([chat], ["note"], 6, 3))[chat] == found[chat]
+    assert await search.search([], ["note"], None, 3) == {}
