@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 from redis import Redis
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from bench import cpu
 from bench.load import CREATE, ROOT, Figures, Scenario, _graphql, _serve, _vegeta, _wrk
@@ -52,19 +52,9 @@ def _fresh(services: dict[str, str]) -> dict[str, str]:
     server = make_url(services["DATABASE_URL"])
     database = f"bench_{suffix}"
     url = server.set(database=database)
-    subprocess.run(
-        [
-            "mariadb",
-            "-h",
-            str(server.host),
-            "-P",
-            str(server.port),
-            f"-u{server.username}",
-            f"-p{server.password}",
-            "-e",
-            f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-        ],
-        check=True,
+    _sql(
+        server.set(database=None),
+        f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
     )
     environment = {
         **services,
@@ -86,20 +76,7 @@ def _fresh(services: dict[str, str]) -> dict[str, str]:
 def _remove(environment: dict[str, str]) -> None:
     """Drop what the run created: its database, queues, index and keys."""
     url = make_url(environment["DATABASE_URL"])
-    subprocess.run(
-        [
-            "mariadb",
-            "-h",
-            str(url.host),
-            "-P",
-            str(url.port),
-            f"-u{url.username}",
-            f"-p{url.password}",
-            "-e",
-            f"DROP DATABASE IF EXISTS {url.database}",
-        ],
-        check=True,
-    )
+    _sql(url.set(database=None), f"DROP DATABASE IF EXISTS {url.database}")
     httpx.delete(f"{environment['ELASTICSEARCH_URL']}/{environment['ELASTICSEARCH_INDEX']}")
     management = make_url(environment["RABBITMQ_MANAGEMENT_URL"])
     api = f"http://{management.host}:{management.port}/api/queues/%2F"
@@ -113,8 +90,13 @@ def _remove(environment: dict[str, str]) -> None:
 
 
 def _count(environment: dict[str, str]) -> int:
-    url = make_url(environment["DATABASE_URL"])
-    out = subprocess.run(
+    return int(_sql(make_url(environment["DATABASE_URL"]), "SELECT COUNT(*) FROM messages"))
+
+
+def _sql(url: URL, statement: str) -> str:
+    """Run one statement with the mariadb client (in `url`'s database, if it names one)."""
+    database = [url.database] if url.database else []
+    return subprocess.run(
         [
             "mariadb",
             "-N",
@@ -124,15 +106,14 @@ def _count(environment: dict[str, str]) -> int:
             str(url.port),
             f"-u{url.username}",
             f"-p{url.password}",
-            str(url.database),
+            *database,
             "-e",
-            "SELECT COUNT(*) FROM messages",
+            statement,
         ],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return int(out.strip())
+    ).stdout.strip()
 
 
 async def _lag(api: str, token: str, samples: int, rate: float) -> tuple[list[float], list[float]]:

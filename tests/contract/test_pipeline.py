@@ -95,6 +95,17 @@ class _FlakyStore:
         return await self._store.apply(events)
 
 
+async def _ready(queue: str) -> int:
+    """Messages waiting in `queue` (none is being consumed)."""
+    connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        count = declared.declaration_result.message_count
+        assert count is not None
+        return count
+
+
 @pytest.fixture
 async def rabbit_queue() -> tuple[str, RabbitPipeline]:
     queue = unique_name("test")
@@ -182,12 +193,7 @@ async def test_concurrent_submits_share_broker_messages_and_single_events_still_
             *[pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n)) for n in range(1, 1001)]
         )
         assert pipeline.published == 1000
-        connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
-        async with connection:
-            channel = await connection.channel()
-            queued = await channel.declare_queue(queue, passive=True)
-            count = queued.declaration_result.message_count
-            assert count is not None and 1 < count <= 11
+        assert 1 < await _ready(queue) <= 11
         worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert await _count(store, app) == 1000
@@ -243,11 +249,7 @@ async def test_large_writes_travel_in_bounded_messages(
         await asyncio.gather(
             *[pipeline.submit(MessageWritten(app, 1, n, body, n)) for n in range(1, 11)]
         )
-        connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
-        async with connection:
-            channel = await connection.channel()
-            queued = await channel.declare_queue(queue, passive=True)
-            assert queued.declaration_result.message_count == 1 + 5
+        assert await _ready(queue) == 1 + 5
         worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert await _count(store, app) == 10
