@@ -18,7 +18,8 @@ COPY alembic.ini ./
 COPY alembic ./alembic
 USER chat
 EXPOSE 3000
+# Readiness: every dependency answers and numbering is open (not recovering).
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"
+  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health/ready', timeout=2)"
 ENTRYPOINT ["graphql-chat"]
 CMD ["serve"]

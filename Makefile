@@ -64,9 +64,9 @@ browser-deps:
 
 test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps services
 	. $(SERVICES_DIR)/env && TEST_DATABASE_URL=$$DATABASE_URL TEST_REDIS_URL=$$REDIS_URL \
-	  TEST_RABBITMQ_URL=$$RABBITMQ_URL TEST_RABBITMQ_MANAGEMENT_URL=$$RABBITMQ_MANAGEMENT_URL \
+	  TEST_RABBITMQ_URL=$$RABBITMQ_URL \
 	  TEST_ELASTICSEARCH_URL=$$ELASTICSEARCH_URL DATABASE_URL= REDIS_URL= RABBITMQ_URL= \
-	  RABBITMQ_MANAGEMENT_URL= ELASTICSEARCH_URL= $(BIN)/pytest -q --durations=10
+	  ELASTICSEARCH_URL= $(BIN)/pytest -q --durations=10
 
 # wrk (closed loop) comes from Debian; vegeta (open loop) is a Go module, built into .venv/bin.
 $(BIN)/vegeta: $(BIN)/.installed

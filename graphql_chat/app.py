@@ -166,8 +166,14 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     )
 
 
+async def live(_: Request) -> Response:
+    """The process answers (for restarts); says nothing about its dependencies."""
+    return JSONResponse({"status": "ok"})
+
+
 async def health(request: Request) -> Response:
-    """200 when every dependency answers; 503 naming the ones that do not."""
+    """Readiness: 200 when every dependency answers and numbering is open; 503 naming what
+    is not (a dependency down, or numbering recovering after a Redis data loss)."""
     report = await request.app.state.container.health()
     if all(state == "ok" for state in report.values()):
         return JSONResponse({"status": "ok", **report})
@@ -200,6 +206,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/health/ready", health, methods=["GET"]),
+            Route("/health/live", live, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             *rest_routes,
         ],

@@ -36,12 +36,12 @@ class Container:
         await self.store.start()
         await self.search.start()
         await self.pipeline.start()
-        if isinstance(self.numbers, RedisNumbers):
-            self.numbers.start_recovery()  # a no-op unless Redis lost (or never had) its epoch
+        await self.numbers.start()
 
     async def health(self) -> dict[str, str]:
-        """Each dependency: "ok", or what is wrong with it."""
-        checks: dict[str, Any] = {"store": self.store.start}
+        """Each dependency: "ok", or what is wrong with it (numbers: also whether numbering
+        is open or recovering after a Redis data loss)."""
+        checks: dict[str, Any] = {"store": self.store.numbering}
         for name, part in (
             ("numbers", self.numbers),
             ("pipeline", self.pipeline),
@@ -61,8 +61,7 @@ class Container:
 
     async def close(self) -> None:
         await self.pipeline.close()
-        if isinstance(self.numbers, RedisNumbers):
-            await self.numbers.close()
+        await self.numbers.close()
         await self.search.close()
         await self.store.close()
 
@@ -80,9 +79,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     writer = Writer(store, search)
     pipeline: Pipeline
     if settings.rabbitmq_url:
-        pipeline = RabbitPipeline(
-            settings.rabbitmq_url, settings.queue_name, settings.management_url()
-        )
+        pipeline = RabbitPipeline(settings.rabbitmq_url, settings.queue_name)
     else:
         pipeline = MemoryPipeline(writer, settings.batch_max_events)
     numbers: Numbers

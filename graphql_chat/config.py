@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +24,6 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rabbitmq_url: str | None = None
     elasticsearch_url: str | None = None
-    rabbitmq_management_url: str | None = None
     redis_key_prefix: str = "gc"
     queue_name: str = "graphql-chat.writes"
     elasticsearch_index: str = "graphql-chat-messages"
@@ -44,9 +42,7 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
 
-    @field_validator(
-        "redis_url", "rabbitmq_url", "elasticsearch_url", "rabbitmq_management_url", mode="before"
-    )
+    @field_validator("redis_url", "rabbitmq_url", "elasticsearch_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -100,14 +96,6 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         return self.rabbitmq_url is not None
-
-    def management_url(self) -> str | None:
-        """RABBITMQ_MANAGEMENT_URL, or the management port beside RABBITMQ_URL's host."""
-        if self.rabbitmq_management_url or not self.rabbitmq_url:
-            return self.rabbitmq_management_url
-        amqp = urlsplit(self.rabbitmq_url)
-        credentials = f"{amqp.username or 'guest'}:{amqp.password or 'guest'}"
-        return f"http://{credentials}@{amqp.hostname or '127.0.0.1'}:15672"
 
     def sqlite_path(self) -> Path | None:
         if not self.is_sqlite:

@@ -36,10 +36,15 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class ChatCreated:
-    """Chat `chat_number` of application `application_id` was accepted."""
+    """Chat `chat_number` of application `application_id` was accepted.
+
+    `epoch` is the numbering epoch the number was drawn in (0: embedded, or from a publisher
+    older than epochs); workers refuse draws of an epoch that has been retired.
+    """
 
     application_id: int
     chat_number: int
+    epoch: int = 0
     kind: Literal["chat"] = "chat"
 
 
@@ -49,7 +54,10 @@ class MessageWritten:
 
     `revision` orders the writes of one message: the stored body is the one with the highest
     revision, whatever order the events reach the writer in. A create and its updates are all
-    `MessageWritten`; whichever arrives first inserts the row.
+    `MessageWritten`; whichever arrives first inserts the row. `created` marks the create:
+    its revision identifies the draw that took the number, so a create for a number that
+    already holds a message from another draw is refused instead of overwriting it.
+    `epoch` is the numbering epoch of the draw, as for `ChatCreated`.
     """
 
     application_id: int
@@ -57,6 +65,8 @@ class MessageWritten:
     number: int
     body: str
     revision: int
+    epoch: int = 0
+    created: bool = False
     kind: Literal["message"] = "message"
 
 
@@ -65,7 +75,7 @@ Event: TypeAlias = ChatCreated | MessageWritten
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, ChatCreated):
-        return {"kind": "chat", "a": event.application_id, "c": event.chat_number}
+        return {"kind": "chat", "a": event.application_id, "c": event.chat_number, "e": event.epoch}
     return {
         "kind": "message",
         "a": event.application_id,
@@ -73,15 +83,25 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "n": event.number,
         "b": event.body,
         "r": event.revision,
+        "e": event.epoch,
+        "new": event.created,
     }
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
+    """The inverse of `event_to_dict`; events without an epoch (older publishers) get 0."""
+    epoch = int(data.get("e", 0))
     if data["kind"] == "chat":
-        return ChatCreated(int(data["a"]), int(data["c"]))
+        return ChatCreated(int(data["a"]), int(data["c"]), epoch)
     if data["kind"] == "message":
         return MessageWritten(
-            int(data["a"]), int(data["c"]), int(data["n"]), str(data["b"]), int(data["r"])
+            int(data["a"]),
+            int(data["c"]),
+            int(data["n"]),
+            str(data["b"]),
+            int(data["r"]),
+            epoch,
+            bool(data.get("new", False)),
         )
     raise ValueError(f"unknown event kind {data['kind']!r}")
 

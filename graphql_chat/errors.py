@@ -5,7 +5,9 @@
     │   └── MalformedRequest  the body is not the JSON we expect  (REST 400)
     ├── NotFound          unknown token, chat or message          (REST 404, NOT_FOUND)
     ├── TooLarge          request body over the configured limit  (REST 413, BAD_USER_INPUT)
+    ├── Conflict          the write collides with another one     (REST 409, CONFLICT)
     ├── Unavailable       a dependency failed; retry later        (REST 503, UNAVAILABLE)
+    │   └── OutcomeUnknown    the write may have been stored      (REST 503, UNAVAILABLE)
     └── ConfigurationError  refused at start
 
 Driver errors are translated into these at the adapter boundary; nothing else reaches a client.
@@ -45,6 +47,11 @@ class NotFound(ChatError):
     status = 404
 
 
+class Conflict(ChatError):
+    code = "CONFLICT"
+    status = 409
+
+
 class Unavailable(ChatError):
     code = "UNAVAILABLE"
     status = 503
@@ -52,6 +59,16 @@ class Unavailable(ChatError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OutcomeUnknown(Unavailable):
+    """The write reached the queue but cannot be acknowledged: it may or may not be stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"{reason}: the write may have been accepted; retrying may create a duplicate "
+            "unless an idempotency key is sent"
+        )
 
 
 class ConfigurationError(ChatError):

@@ -19,6 +19,35 @@ class IndexedMessage:
     revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a batch did: the messages as they now stand (for search), and the events the store
+    refused, each with the reason (a draw of a retired numbering epoch, or a create whose
+    number already holds a message from another draw)."""
+
+    indexed: list[IndexedMessage]
+    set_aside: list[tuple[Event, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Numbering:
+    """The store's numbering record: the epoch whose draws it accepts, whether a recovery is
+    waiting for the write queue to drain, and how many writes were set aside so far."""
+
+    epoch: int
+    recovering: bool
+    set_aside: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """A number handed out, with the revision ordering its write and the epoch it belongs to."""
+
+    number: int
+    revision: int
+    epoch: int
+
+
 class TokenClash(Exception):
     """The generated token is already taken; draw another."""
 
@@ -53,32 +82,56 @@ class Store(Protocol):
     async def max_chat_number(self, application_id: int) -> int: ...
     async def max_message_number(self, application_id: int, chat_number: int) -> int: ...
 
-    async def apply(self, events: Sequence[Event]) -> list[IndexedMessage]:
+    async def apply(self, events: Sequence[Event]) -> Applied:
         """Apply a batch in one transaction: idempotent, order-insensitive, counts bumped.
 
         Returns every message the batch names, as stored after it, for the search index:
-        replays included, so search catches up on a batch committed but never indexed.
+        replays included, so search catches up on a batch committed but never indexed. Events
+        drawn in an epoch older than the store's, and creates that collide with another draw,
+        are set aside, not applied.
         """
+
+    async def numbering(self) -> Numbering: ...
+
+    async def claim_recovery(self) -> int:
+        """Mark numbering as recovering and return a fencing token larger than any before."""
+
+    async def open_epoch(self, previous: int, token: int) -> bool:
+        """Retire epoch `previous` and open the next, if `token` is still the latest claim;
+        from this commit on, draws of `previous` are set aside. False: nothing changed."""
 
 
 class Numbers(Protocol):
-    """Hands out chat and message numbers, gapless unless a request fails after drawing one."""
+    """Hands out chat and message numbers, gapless unless a request fails after drawing one.
 
-    async def next_chat(self, application_id: int) -> int: ...
+    Each draw belongs to a numbering epoch; a write is acknowledged only if its epoch is still
+    open once the write is durable (`still_open`).
+    """
 
-    async def next_message(self, application_id: int, chat_number: int) -> int:
-        """Raises `NotFound` when the chat number was never handed out."""
+    async def start(self) -> None:
+        """Ready to draw: on Redis, opens numbering first if it is new (or recovers it)."""
 
-    async def message_issued(self, application_id: int, chat_number: int, number: int) -> bool: ...
+    async def close(self) -> None: ...
 
-    async def draw_message(self, application_id: int, chat_number: int) -> tuple[int, int]:
-        """`next_message` and `next_revision` together (one round trip where it matters)."""
+    async def next_chat(self, application_id: int) -> Drawn: ...
 
-    async def revise_message(self, application_id: int, chat_number: int, number: int) -> int:
+    async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
+        """A new message number and the revision of its create; `NotFound` when the chat
+        number was never handed out."""
+
+    async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
         """A revision for updating an issued message; `NotFound` when it was never issued."""
 
-    async def next_revision(self, application_id: int) -> int:
-        """A number ordering the writes of one message: later calls return larger numbers."""
+    async def still_open(self, epoch: int) -> bool: ...
+
+    async def register_application(self, application_id: int, token: str) -> None:
+        """A new application: its chat numbers start at 1 without asking the store."""
+
+    async def application_id(self, token: str) -> int | None:
+        """The id of the application holding `token`, if this port knows it (a shared cache
+        of an immutable fact; the store is the authority)."""
+
+    async def remember_token(self, token: str, application_id: int) -> None: ...
 
 
 class Pipeline(Protocol):

@@ -12,6 +12,7 @@ from graphql_chat.domain import (
     Chat,
     ChatCreated,
     CursorKind,
+    Event,
     Message,
     MessageWritten,
     clean_body,
@@ -23,12 +24,12 @@ from graphql_chat.domain import (
     parse_number,
     search_terms,
 )
-from graphql_chat.errors import NotFound, Unavailable
-from graphql_chat.ports import Numbers, Pipeline, Search, Store, TokenClash
+from graphql_chat.errors import NotFound, OutcomeUnknown, Unavailable
+from graphql_chat.ports import Drawn, Numbers, Pipeline, Search, Store, TokenClash
 
 T = TypeVar("T")
 
-_TOKEN_CACHE_SIZE = 100_000
+_CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class ChatService:
         self.pipeline = pipeline
         self.search_index = search
         self._tokens: dict[str, int] = {}
+        self._chat_ids: dict[tuple[int, int], int] = {}
 
     def page_request(self, kind: CursorKind, first: object, after: str | None) -> PageRequest:
         size = page_size(first, self.settings.default_page_size, self.settings.max_page_size)
@@ -85,6 +87,7 @@ class ChatService:
             except TokenClash:
                 continue
             self._remember(application)
+            await self.numbers.register_application(application.id, application.token)
             return application
         raise Unavailable("could not allocate a unique token; retry")
 
@@ -108,14 +111,21 @@ class ChatService:
         return application
 
     async def application_id(self, token: str) -> int:
-        """The application's id, from the process-local cache when possible: tokens never change."""
+        """The application's id: tokens never change, so the process-local cache and the
+        numbers port's shared one answer without the store (writes go on while it is down)."""
         app_id = self._tokens.get(token)
         if app_id is None:
-            app_id = (await self.require_application(token)).id
+            app_id = await self.numbers.application_id(token)
+            if app_id is None:
+                app_id = (await self.require_application(token)).id
+                await self.numbers.remember_token(token, app_id)
+            if len(self._tokens) >= _CACHE_SIZE:
+                self._tokens.clear()
+            self._tokens[token] = app_id
         return app_id
 
     def _remember(self, application: Application) -> None:
-        if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+        if len(self._tokens) >= _CACHE_SIZE:
             self._tokens.clear()
         self._tokens[application.token] = application.id
 
@@ -127,9 +137,22 @@ class ChatService:
 
     async def create_chat(self, token: str) -> int:
         app_id = await self.application_id(token)
-        number = await self.numbers.next_chat(app_id)
-        await self.pipeline.submit(ChatCreated(app_id, number))
-        return number
+        drawn = await self.numbers.next_chat(app_id)
+        await self._accept(ChatCreated(app_id, drawn.number, drawn.epoch), drawn)
+        return drawn.number
+
+    async def _accept(self, event: Event, drawn: Drawn) -> None:
+        """Make the write durable, then acknowledge it only if its numbering epoch is still
+        open: a write confirmed after a Redis data loss is not acknowledged (it may be set
+        aside once the epoch is retired), so every acknowledged write was queued before the
+        recovery's drain began."""
+        await self.pipeline.submit(event)
+        try:
+            still_open = await self.numbers.still_open(drawn.epoch)
+        except Unavailable as error:
+            raise OutcomeUnknown("numbering could not confirm the write's epoch") from error
+        if not still_open:
+            raise OutcomeUnknown("numbering was reset while the write was queued")
 
     async def chats(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
         return await self.store.chats_by_number(keys)
@@ -142,7 +165,17 @@ class ChatService:
         )
         if chat is None:
             raise NotFound(f"chat {chat_number} not found")
+        if len(self._chat_ids) >= _CACHE_SIZE:
+            self._chat_ids.clear()
+        self._chat_ids[(app_id, chat_number)] = chat.id
         return chat
+
+    async def chat_id(self, token: str, number: object) -> int:
+        """A chat's id: chat ids never change, so a chat this process has seen is found
+        without the store (search goes on while it is down)."""
+        chat_number = parse_number(number, "chat number")
+        found = self._chat_ids.get((await self.application_id(token), chat_number))
+        return found if found is not None else (await self.require_chat(token, number)).id
 
     async def chat_pages(
         self, application_ids: Sequence[int], request: PageRequest
@@ -159,9 +192,12 @@ class ChatService:
         number_in = parse_number(chat_number, "chat number")
         body = clean_body(body, self.settings.max_body_length)
         app_id = await self.application_id(token)
-        number, revision = await self.numbers.draw_message(app_id, number_in)
-        await self.pipeline.submit(MessageWritten(app_id, number_in, number, body, revision))
-        return Message(number=number, body=body)
+        drawn = await self.numbers.draw_message(app_id, number_in)
+        event = MessageWritten(
+            app_id, number_in, drawn.number, body, drawn.revision, drawn.epoch, created=True
+        )
+        await self._accept(event, drawn)
+        return Message(number=drawn.number, body=body)
 
     async def update_message(
         self, token: str, chat_number: object, number: object, body: object
@@ -170,8 +206,9 @@ class ChatService:
         number_in = parse_number(number, "message number")
         body = clean_body(body, self.settings.max_body_length)
         app_id = await self.application_id(token)
-        revision = await self.numbers.revise_message(app_id, chat_in, number_in)
-        await self.pipeline.submit(MessageWritten(app_id, chat_in, number_in, body, revision))
+        drawn = await self.numbers.revise_message(app_id, chat_in, number_in)
+        event = MessageWritten(app_id, chat_in, number_in, body, drawn.revision, drawn.epoch)
+        await self._accept(event, drawn)
         return Message(number=number_in, body=body)
 
     async def messages(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Message]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects import mysql
@@ -75,6 +77,20 @@ messages = Table(
     Column("number", Integer, nullable=False),
     Column("body", Body, nullable=False),
     Column("revision", BigInteger, nullable=False),
+    Column("created_revision", BigInteger, nullable=True),
     UniqueConstraint("chat_id", "number"),
+    **MYSQL_TABLE,
+)
+
+# One row (id 1): the numbering epoch workers accept, whether a recovery is draining the
+# write queue, and how many writes workers set aside (see graphql_chat.adapters.redis_numbers).
+numbering = Table(
+    "numbering",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
+    Column("recovering", Boolean, nullable=False, server_default=false()),
+    Column("recovery_token", BigInteger, nullable=False, server_default="0"),
+    Column("set_aside", BigInteger, nullable=False, server_default="0"),
     **MYSQL_TABLE,
 )

@@ -37,12 +37,13 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from graphql_chat.adapters.rabbitmq_pipeline import declare_queues, decode_events, encode
 from graphql_chat.domain import Event, event_to_dict
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import IndexedMessage
+from graphql_chat.ports import Applied, IndexedMessage
 from graphql_chat.writer import Writer
 
 log = logging.getLogger(__name__)
 
 PREFETCH = 256  # broker messages in hand (committing, indexing, waiting): about 64 MB at most
+_IDLE_POLL = 0.2  # seconds between checks of the queue and of numbering while idle
 
 
 @dataclass
@@ -85,35 +86,38 @@ class Worker:
         self._indexable = asyncio.Event()
         self._stopping = asyncio.Event()
         self._closing = False  # nothing more will be committed: the index stage may end
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractChannel | None = None  # for publishing
+        self._consuming: tuple[AbstractChannel, Any, str] | None = None
+        self._in_hand = 0  # deliveries taken into batches, not yet acknowledged
         self.batches = 0
         self.applied = 0
         self.rejected = 0
+        self.set_aside = 0
 
     async def run(self, burst: bool = False) -> None:
         """Consume until stopped; with `burst`, return once the queue is empty (tests, drains)."""
         connection: AbstractRobustConnection = await aio_pika.connect_robust(self._url)
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            # Messages, not events: at most PREFETCH times MAX_MESSAGE_BYTES held at once.
-            await channel.set_qos(prefetch_count=PREFETCH)
-            queue = await declare_queues(channel, self._queue_name)
+            # Dead letters and parked search work: confirmed, on a channel of their own.
+            self._channel = await connection.channel(publisher_confirms=True)
+            await declare_queues(self._channel, self._queue_name)
             # Search catch-up on its own channel: acks with multiple=True on the writes
             # channel must never cover its deliveries.
             search_channel = await connection.channel()
             await search_channel.set_qos(prefetch_count=1)
             search_queue = await search_channel.get_queue(f"{self._queue_name}.search")
-            self._channel = channel
             indexer = asyncio.create_task(self._index_stage(), name="worker-index")
-            tag = await queue.consume(self._receive)
+            await self._consume(connection)
             search_tag = await search_queue.consume(self._reindex)
             try:
-                await self._commit_stage(burst, queue)
+                await self._commit_stage(burst, connection)
                 log.debug("consuming stopped")
             finally:
                 with suppress(Exception):
-                    await queue.cancel(tag)
                     await search_queue.cancel(search_tag)
+                    if self._consuming is not None:
+                        _, queue, tag = self._consuming
+                        await queue.cancel(tag)
                 if self._pending:  # not taken into a batch: the broker gives them to others
                     log.info("handing back %d deliveries", len(self._pending))
                 self._closing = True
@@ -121,6 +125,46 @@ class Worker:
                 await indexer  # raises what stopped it, if anything did
         finally:
             await connection.close()
+
+    async def _consume(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        # Messages, not events: at most PREFETCH times MAX_MESSAGE_BYTES held at once.
+        await channel.set_qos(prefetch_count=PREFETCH)
+        queue = await declare_queues(channel, self._queue_name)
+        tag = await queue.consume(self._receive)
+        self._consuming = (channel, queue, tag)
+
+    async def _pause_or_resume(self, connection: AbstractRobustConnection) -> None:
+        """While numbering recovers, an idle worker stops consuming, so that the queue shows
+        no consumer once nothing is queued or held (the recovery's exact drain condition);
+        it consumes again when the recovery is over or something arrives meanwhile."""
+        try:
+            recovering = (await self._writer.store.numbering()).recovering
+            waiting = await self._ready()
+        except (Unavailable, AMQPError, ChannelInvalidStateError, RuntimeError) as error:
+            log.debug("recovery check skipped: %s", error)
+            return
+        if self._consuming is None:
+            if not recovering or waiting:
+                log.info("consuming again")
+                await self._consume(connection)
+            return
+        if recovering and not waiting and not self._pending and not self._in_hand:
+            channel, _, _ = self._consuming
+            self._consuming = None
+            await channel.close()  # anything delivered meanwhile goes back to the queue
+            self._pending.clear()
+            self._pending_events = 0
+            log.info("numbering is recovering and the queue is empty: consuming paused")
+
+    async def _ready(self) -> int:
+        """Messages ready in the write queue, exact (AMQP passive declare)."""
+        assert self._channel is not None
+        # Straight to the AMQP channel: a robust channel answers a repeated declare from
+        # its cache, with the count of the first declaration.
+        raw = await self._channel.get_underlay_channel()
+        declared = await raw.queue_declare(self._queue_name, passive=True)
+        return int(declared.message_count or 0)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -141,14 +185,17 @@ class Worker:
 
     # -- commit stage --------------------------------------------------------------------------
 
-    async def _commit_stage(self, burst: bool, queue: Any) -> None:
+    async def _commit_stage(self, burst: bool, connection: AbstractRobustConnection) -> None:
         while not self._stopping.is_set():
             if not self._pending:
                 self._wakeup.clear()
-                if burst and await self._queue_empty(queue):
-                    return
+                if burst:
+                    if await self._queue_empty():
+                        return
+                else:
+                    await self._pause_or_resume(connection)
                 with suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=0.5)
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=_IDLE_POLL)
                 continue
             if self._pending_events < self._batch_size:
                 # The window opened when the oldest delivery arrived, often during the
@@ -158,15 +205,12 @@ class Worker:
                     await asyncio.sleep(self._batch_delay - waited)
             await self._commit_batch()
 
-    async def _queue_empty(self, queue: Any) -> bool:
-        if self._committed:
+    async def _queue_empty(self) -> bool:
+        if self._committed or self._pending:
             return False
-        # Straight to the AMQP channel: a robust channel answers a repeated declare from
-        # its cache, with the count of the first declaration.
-        raw = await queue.channel.get_underlay_channel()
-        declared = await raw.queue_declare(self._queue_name, passive=True)
-        log.debug("burst check: %s ready, %d pending", declared.message_count, len(self._pending))
-        return declared.message_count == 0 and not self._pending and not self._committed
+        ready = await self._ready()
+        log.debug("burst check: %s ready, %d pending", ready, len(self._pending))
+        return ready == 0 and not self._pending and not self._committed
 
     async def _commit_batch(self) -> None:
         taken, events_taken = 1, len(self._pending[0].events)  # a delivery is never split
@@ -178,12 +222,15 @@ class Worker:
             taken += 1
         batch, self._pending = self._pending[:taken], self._pending[taken:]
         self._pending_events -= sum(len(d.events) for d in batch)
+        self._in_hand += len(batch)
         events = [event for delivery in batch for event in delivery.events]
         committed = _Committed(batch)
         started = asyncio.get_running_loop().time()
         try:
             try:
-                committed.changed = await self._apply(events)
+                applied = await self._apply(events)
+                committed.changed = applied.indexed
+                await self._set_aside(applied.set_aside)
             except _HandedBack:
                 raise
             except Exception:
@@ -195,6 +242,7 @@ class Worker:
             # Unacknowledged, so the broker redelivers all of it; what was applied alone
             # meanwhile changes nothing when applied again.
             log.warning("stopping with the store unavailable: handing back %d events", len(events))
+            self._in_hand -= len(batch)
             return
         self.batches += 1
         now = asyncio.get_running_loop().time()
@@ -207,12 +255,12 @@ class Worker:
         self._committed.append(committed)
         self._indexable.set()
 
-    async def _apply(self, events: list[Event]) -> list[IndexedMessage]:
+    async def _apply(self, events: list[Event]) -> Applied:
         """Apply in one transaction; while the store is unavailable, wait and try again."""
         delay = 0.1
         while True:
             try:
-                return list(await self._writer.store.apply(events))
+                return await self._writer.store.apply(events)
             except Unavailable as error:
                 if self._stopping.is_set():
                     raise _HandedBack from error
@@ -228,7 +276,9 @@ class Worker:
 
     async def _apply_alone(self, event: Event) -> list[IndexedMessage]:
         try:
-            return await self._apply([event])
+            applied = await self._apply([event])
+            await self._set_aside(applied.set_aside)
+            return applied.indexed
         except _HandedBack:
             raise
         except Exception:
@@ -236,6 +286,16 @@ class Worker:
             await self._publish(f"{self._queue_name}.dead", event_to_dict(event))
             self.rejected += 1
             return []
+
+    async def _set_aside(self, refused: list[tuple[Event, str]]) -> None:
+        """Writes the store refused go to the dead-letter queue, loudly: each is a number that
+        was handed out twice or a draw of a retired epoch (never acknowledged, by design)."""
+        for event, reason in refused:
+            log.error("NUMBERING CONFLICT: set aside %r: %s", event, reason)
+            await self._publish(
+                f"{self._queue_name}.dead", {**event_to_dict(event), "set_aside": reason}
+            )
+            self.set_aside += 1
 
     # -- index stage ---------------------------------------------------------------------------
 
@@ -256,7 +316,9 @@ class Worker:
                     len(ready),
                     (asyncio.get_running_loop().time() - started) * 1000,
                 )
-                await self._acknowledge([delivery for c in ready for delivery in c.deliveries])
+                deliveries = [delivery for c in ready for delivery in c.deliveries]
+                await self._acknowledge(deliveries)
+                self._in_hand -= len(deliveries)
         except Exception:
             log.exception("the index stage failed; stopping (unacknowledged work is redelivered)")
             self.stop()

@@ -16,8 +16,14 @@ class Writer:
         self.store = store
         self.search = search
 
-    async def apply(self, events: Sequence[Event]) -> None:
-        """Idempotent: applying the same events again, in any order, changes nothing more."""
-        changed = await self.store.apply(events)
-        if changed:
-            await self.search.index(changed)
+    async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
+        """Idempotent: applying the same events again, in any order, changes nothing more.
+
+        Returns the events the store set aside, each with the reason.
+        """
+        applied = await self.store.apply(events)
+        if applied.indexed:
+            await self.search.index(applied.indexed)
+        for event, reason in applied.set_aside:
+            log.error("set aside %r: %s", event, reason)
+        return applied.set_aside

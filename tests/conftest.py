@@ -85,13 +85,11 @@ async def distributed_settings() -> AsyncIterator[Settings]:
     async with mysql_database() as url:
         prefix, queue, index = unique_name("t"), unique_name("test"), unique_name("test")
         redis = Redis.from_url(engine_url("REDIS_URL"))
-        await redis.set(f"{prefix}:epoch", "fresh")  # a new system: nothing queued before it
         settings = Settings(
             database_url=url,
             redis_url=engine_url("REDIS_URL"),
             redis_key_prefix=prefix,
             rabbitmq_url=engine_url("RABBITMQ_URL"),
-            rabbitmq_management_url=engine_url("RABBITMQ_MANAGEMENT_URL"),
             queue_name=queue,
             elasticsearch_url=engine_url("ELASTICSEARCH_URL"),
             elasticsearch_index=index,

@@ -11,7 +11,9 @@ import asyncio
 import time
 
 from graphql_chat.errors import NotFound
-from graphql_chat.ports import Store
+from graphql_chat.ports import Drawn, Store
+
+_EPOCH = 0  # one process, one writer: numbering never needs another epoch
 
 
 class MemoryNumbers:
@@ -42,34 +44,46 @@ class MemoryNumbers:
     def _lock(self, key: object) -> asyncio.Lock:
         return self._seeding.setdefault(key, asyncio.Lock())
 
-    async def next_chat(self, application_id: int) -> int:
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def next_chat(self, application_id: int) -> Drawn:
         number = await self._chat_counter(application_id) + 1
         self._chats[application_id] = number
-        return number
+        self._messages[(application_id, number)] = 0
+        return Drawn(number, 0, _EPOCH)
 
-    async def next_message(self, application_id: int, chat_number: int) -> int:
+    async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
         if chat_number > await self._chat_counter(application_id):
             raise NotFound(f"chat {chat_number} not found")
         key = (application_id, chat_number)
         number = await self._message_counter(*key) + 1
         self._messages[key] = number
-        return number
+        return Drawn(number, self._next_revision(), _EPOCH)
 
-    async def message_issued(self, application_id: int, chat_number: int, number: int) -> bool:
-        if chat_number > await self._chat_counter(application_id):
-            return False
-        return number <= await self._message_counter(application_id, chat_number)
-
-    async def draw_message(self, application_id: int, chat_number: int) -> tuple[int, int]:
-        number = await self.next_message(application_id, chat_number)
-        return number, await self.next_revision(application_id)
-
-    async def revise_message(self, application_id: int, chat_number: int, number: int) -> int:
-        if not await self.message_issued(application_id, chat_number, number):
+    async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
+        if chat_number > await self._chat_counter(application_id) or number > (
+            await self._message_counter(application_id, chat_number)
+        ):
             raise NotFound(f"message {number} not found in chat {chat_number}")
-        return await self.next_revision(application_id)
+        return Drawn(number, self._next_revision(), _EPOCH)
 
-    async def next_revision(self, application_id: int) -> int:
+    async def still_open(self, epoch: int) -> bool:
+        return True
+
+    async def register_application(self, application_id: int, token: str) -> None:
+        self._chats[application_id] = 0
+
+    async def application_id(self, token: str) -> int | None:
+        return None  # the service's own cache and the store are all there is in process
+
+    async def remember_token(self, token: str, application_id: int) -> None:
+        pass
+
+    def _next_revision(self) -> int:
         # Nanoseconds since the epoch, strictly increasing: ordered across restarts too.
         self._revision = max(self._revision + 1, time.time_ns())
         return self._revision

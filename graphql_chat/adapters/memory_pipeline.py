@@ -12,7 +12,7 @@ import logging
 import time
 
 from graphql_chat.domain import Event
-from graphql_chat.errors import ChatError, Unavailable
+from graphql_chat.errors import ChatError, Conflict, Unavailable
 from graphql_chat.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,10 @@ class MemoryPipeline:
         started = time.perf_counter()
         self._in_flight = len(batch)
         try:
-            await self._writer.apply([event for event, _ in batch])
+            refused = {
+                id(event): reason
+                for event, reason in await self._writer.apply([event for event, _ in batch])
+            }
         except Exception as error:
             log.exception("batch of %d events failed to commit", len(batch))
             failure = (
@@ -87,6 +90,10 @@ class MemoryPipeline:
             log.debug(
                 "committed %d events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
             )
-            for _, done in batch:
-                if not done.done():
+            for event, done in batch:
+                if done.done():
+                    continue
+                if id(event) in refused:
+                    done.set_exception(Conflict(f"the write was refused: {refused[id(event)]}"))
+                else:
                     done.set_result(None)

@@ -22,17 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import aio_pika
-import httpx
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 
 from graphql_chat.batching import Coalescer
 from graphql_chat.domain import Event, event_from_dict, event_to_dict
-from graphql_chat.errors import Unavailable
+from graphql_chat.errors import OutcomeUnknown, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +103,10 @@ class RabbitPipeline:
         self,
         url: str,
         queue: str = "graphql-chat.writes",
-        management_url: str | None = None,
         publish_timeout: float = 5.0,
     ) -> None:
         self._url = url
         self.queue = queue
-        self._management_url = management_url
         self._timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -183,9 +179,12 @@ class RabbitPipeline:
             await channel.default_exchange.publish(
                 message, routing_key=routing_key, timeout=self._timeout
             )
+        except DeliveryError as error:  # the broker refused it: nothing was queued
+            raise Unavailable("the write queue (RabbitMQ) refused the write; retry") from error
         except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
+            # Sent, but no confirm came back: the broker may have queued it all the same.
             self._channel = None
-            raise Unavailable("the write queue (RabbitMQ) did not confirm; retry") from error
+            raise OutcomeUnknown("the write queue (RabbitMQ) did not confirm") from error
 
     async def delete_queues(self) -> None:
         """Remove this pipeline's queues (tests)."""
@@ -194,15 +193,17 @@ class RabbitPipeline:
             await channel.queue_delete(name)
 
     async def drained(self) -> bool:
-        """Nothing ready nor unacknowledged in the write queue (RabbitMQ management API)."""
-        if not self._management_url:
-            raise Unavailable("RABBITMQ_MANAGEMENT_URL is needed to recover numbering")
-        url = f"{self._management_url.rstrip('/')}/api/queues/%2F/{quote(self.queue, safe='')}"
+        """The write queue holds nothing: no message ready and no consumer, so no delivery is
+        held unsettled either (a quorum queue counts a cancelled consumer until every delivery
+        it holds is settled). Both counts come from the queue itself over AMQP, exact at the
+        moment they are read, not from the management API's sampled statistics."""
+        channel = await self._ensure_channel()
         try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                response = await client.get(url)
-                response.raise_for_status()
-        except httpx.HTTPError as error:
-            raise Unavailable("RabbitMQ management API unavailable") from error
-        stats = response.json()
-        return int(stats.get("messages", 1)) == 0
+            # Straight to the AMQP channel: a robust channel answers a repeated declare from
+            # its cache, with the counts of the first declaration.
+            raw = await channel.get_underlay_channel()
+            declared = await raw.queue_declare(self.queue, passive=True)
+        except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
+            self._channel = None
+            raise Unavailable("the write queue (RabbitMQ) is unavailable") from error
+        return declared.message_count == 0 and declared.consumer_count == 0

@@ -1,26 +1,39 @@
-"""The numbers port on Redis: one Lua script per allocation, recovery that never reuses a number.
+"""The numbers port on Redis: one Lua script per draw, and a recovery that never reuses a number.
 
 Keys (under `prefix`; the `{a:ID}` hash tag keeps one application's keys in one Redis Cluster
-slot so each script touches a single slot):
+slot, so each script touches a single slot):
 
-    PREFIX:epoch                 set once the counters are known to be complete
-    PREFIX:{a:ID}:chats          the last chat number handed out in application ID
-    PREFIX:{a:ID}:c:N            the last message number handed out in chat N
+    PREFIX:epoch                 the open numbering epoch E (a decimal), or `recovering:ID`
+                                 while the recovery ID holds it (a lease that expires)
+    PREFIX:{a:ID}:eE:chats       the last chat number handed out in application ID in epoch E
+    PREFIX:{a:ID}:eE:c:N         the last message number handed out in its chat N in epoch E
     PREFIX:{a:ID}:rev            the last revision handed out in the application
+    PREFIX:token:TOKEN           the application id of TOKEN (tokens never change)
 
-A missing counter is seeded from the store's highest number (SET NX, then INCR), which is
-right only while every number handed out is already in the store or was never handed out.
-That holds after the epoch is set, because the epoch is only set once the write queue has
-drained with allocation paused. So when Redis comes back empty (restart without persistence,
-failover to a replica that never saw the epoch), every allocation answers `Unavailable` until
-one process has waited for the queue to drain, cleared the counters and set the epoch again.
+Every draw reads the epoch in the same script and answers with it; events carry it to the
+workers. A counter is seeded from the store's highest number only in the epoch it belongs to,
+and a new chat's or application's counter starts at 0 without asking the store.
+
+**Recovery.** When the epoch key is missing (Redis lost its data), draws answer `Unavailable`
+and one process recovers (`Recovery`): it claims the key (`recovering:ID`, a lease), takes a
+fencing token from the store, waits until the write queue is empty with no consumer holding
+a delivery (exact facts from the broker: the queue's ready count and consumer count, which
+counts a consumer until every delivery it holds is settled), then retires the old epoch in the
+store with that token and publishes the next epoch in Redis if its claim still holds. Counters
+are per epoch, so the new epoch starts from the store without deleting anything.
+
+Why no number is handed out twice (the argument in full is in the README):
+- an API process acknowledges a write only if, after the broker confirmed it, Redis still shows
+  the epoch it was drawn in (`still_open`); so every acknowledged write of epoch E was in the
+  queue before E vanished from Redis, before the recovery's claim, before its drain;
+- the drain ends when every message enqueued before it is settled, so every acknowledged write
+  of E is in the store when E is retired;
+- from the retirement on, workers set aside writes of E (they check the epoch in the batch's
+  transaction), and E's counters are never used again: the next epoch seeds from a store that
+  holds every number E will ever have.
 
 Message draws coalesce (`graphql_chat.batching`): the draws of concurrent requests go to Redis
 as one pipeline of script calls, one round trip for all of them.
-
-Revisions order the writes of a message. They come from the Redis server's clock (in
-microseconds, strictly increasing per application), so they keep increasing across a Redis
-data loss without any seeding.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,74 +50,89 @@ from redis.exceptions import NoScriptError, RedisError, TimeoutError
 
 from graphql_chat.batching import Coalescer
 from graphql_chat.errors import NotFound, Unavailable
-from graphql_chat.ports import Store
+from graphql_chat.ports import Drawn, Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _RECOVERING = -1
 _UNSEEDED_CHATS = -2
 _UNSEEDED_MESSAGES = -3
+_EPOCH_CHANGED = -4
 _NO_CHAT = 0
 
 _DRAW_LANES = 4  # pipelines in flight at once, per process
 _Draw = tuple[list[str], list[str | int]]  # the keys and arguments of one script call
 
-# KEYS: epoch, chats counter. ARGV: seed (or "") for the chats counter.
-_NEXT_CHAT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'NX') end
-if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
-return redis.call('INCR', KEYS[2])
+RECOVERING_MESSAGE = "numbering is being recovered after a Redis data loss; retry shortly"
+
+# The epoch and the application's key prefix for it: shared by the scripts.
+_EPOCH = """
+local epoch = tonumber(redis.call('GET', KEYS[1]))
+if not epoch then return {-1, 0, 0} end
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= epoch then return {-4, 0, epoch} end
+local app = ARGV[2] .. ':e' .. epoch
 """
 
-# KEYS: epoch, chats counter, messages counter.
-# ARGV: chat number, increment (1 to allocate, 0 to read), seed for chats, seed for messages.
-_NEXT_MESSAGE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'NX') end
-local chats = redis.call('GET', KEYS[2])
-if not chats then return -2 end
-if tonumber(ARGV[1]) > tonumber(chats) then return 0 end
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'NX') end
-if redis.call('EXISTS', KEYS[3]) == 0 then return -3 end
-if ARGV[2] == '1' then return redis.call('INCR', KEYS[3]) end
-return tonumber(redis.call('GET', KEYS[3]))
+# KEYS: epoch. ARGV: seed epoch (or ""), application prefix, seed for the chats counter.
+# Returns {chat number or code, 0, epoch}. The new chat's message counter starts at 0.
+_DRAW_CHAT = (
+    _EPOCH
+    + """
+if ARGV[3] ~= '' then redis.call('SET', app .. ':chats', ARGV[3], 'NX') end
+if redis.call('EXISTS', app .. ':chats') == 0 then return {-2, 0, epoch} end
+local n = redis.call('INCR', app .. ':chats')
+redis.call('SET', app .. ':c:' .. n, 0, 'NX')
+return {n, 0, epoch}
 """
+)
 
-# The message script and a revision in one round trip. KEYS: as above, plus the revision
-# counter. ARGV: as above, plus the number an update names ("" when allocating).
-# Returns {number or code, revision}; number 0 with a revision of 0: not issued.
+# KEYS: epoch. ARGV: seed epoch, application prefix, chat number, message number to revise
+# ("" to draw a new one), seed for chats, seed for messages.
+# Returns {number or code, revision, epoch}; {0, 0, _}: no such chat; {0, 1, _}: no such message.
 _DRAW_MESSAGE = (
-    _NEXT_MESSAGE.replace("return -1 end", "return {-1, 0} end")
-    .replace("return -2 end", "return {-2, 0} end")
-    .replace("return -3 end", "return {-3, 0} end")
-    .replace("then return 0 end", "then return {0, 0} end")
-    .replace(
-        """if ARGV[2] == '1' then return redis.call('INCR', KEYS[3]) end
-return tonumber(redis.call('GET', KEYS[3]))""",
-        """local n
-if ARGV[2] == '1' then n = redis.call('INCR', KEYS[3]) else
-  n = tonumber(ARGV[5])
-  if n > tonumber(redis.call('GET', KEYS[3])) then return {0, 1} end
+    _EPOCH
+    + """
+if ARGV[5] ~= '' then redis.call('SET', app .. ':chats', ARGV[5], 'NX') end
+local chats = redis.call('GET', app .. ':chats')
+if not chats then return {-2, 0, epoch} end
+if tonumber(ARGV[3]) > tonumber(chats) then return {0, 0, epoch} end
+local counter = app .. ':c:' .. ARGV[3]
+if ARGV[6] ~= '' then redis.call('SET', counter, ARGV[6], 'NX') end
+local last = redis.call('GET', counter)
+if not last then return {-3, 0, epoch} end
+local n
+if ARGV[4] == '' then n = redis.call('INCR', counter) else
+  n = tonumber(ARGV[4])
+  if n > tonumber(last) then return {0, 1, epoch} end
 end
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local last = tonumber(redis.call('GET', KEYS[4]) or '0')
-local rev = math.max(last + 1, clock)
-redis.call('SET', KEYS[4], rev)
-return {n, rev}""",
-    )
+local rev = math.max(tonumber(redis.call('GET', ARGV[2] .. ':rev') or '0') + 1, clock)
+redis.call('SET', ARGV[2] .. ':rev', rev)
+return {n, rev, epoch}
+"""
 )
 
-# KEYS: revision counter. Strictly increasing, and never behind the server clock.
-_NEXT_REVISION = """
-local now = redis.call('TIME')
-local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local next = math.max(last + 1, clock)
-redis.call('SET', KEYS[1], next)
-return next
+# KEYS: epoch. ARGV: application prefix. A new application's chats counter starts at 0.
+_NEW_APPLICATION = """
+local epoch = tonumber(redis.call('GET', KEYS[1]))
+if epoch then redis.call('SET', ARGV[1] .. ':e' .. epoch .. ':chats', 0, 'NX') end
+return 0
 """
+
+# KEYS: epoch. ARGV: this recovery's claim, lease (ms), and the epoch to publish ("" to renew).
+# Returns 1 when the claim holds (and the epoch was published, if one was given), else 0.
+_CLAIMED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+_CLAIM_LEASE_MS = 10_000
 
 
 class RedisNumbers:
@@ -121,106 +150,105 @@ class RedisNumbers:
         self._pool = pool
         self._redis = Redis(connection_pool=pool)
         self._store = store
-        self._drained = drained
         self._prefix = prefix
-        self._next_chat = self._redis.register_script(_NEXT_CHAT)
-        self._next_message = self._redis.register_script(_NEXT_MESSAGE)
-        self._next_revision = self._redis.register_script(_NEXT_REVISION)
-        self._draw_message = self._redis.register_script(_DRAW_MESSAGE)
+        self._epoch_key = f"{prefix}:epoch"
+        self._scripts = {
+            source: self._redis.register_script(source)
+            for source in (_DRAW_CHAT, _DRAW_MESSAGE, _NEW_APPLICATION, _CLAIMED)
+        }
         self._draw: Coalescer[_Draw, list[int]] = Coalescer(self._draws, lanes=_DRAW_LANES)
-        self._recovery: asyncio.Task[None] | None = None
-
-    @property
-    def _epoch(self) -> str:
-        return f"{self._prefix}:epoch"
+        self._open: Coalescer[int, bool] = Coalescer(self._epochs_open, lanes=_DRAW_LANES)
+        self._recovery = Recovery(self, store, drained)
 
     def _app(self, application_id: int) -> str:
         return f"{self._prefix}:{{a:{application_id}}}"
 
+    async def start(self) -> None:
+        """Open numbering if Redis has no epoch: at once for a new deployment; a recovery that
+        must wait for the queue goes on in the background (draws answer `Unavailable`)."""
+        self._recovery.start()
+        await self._recovery.settled(within=2.0)
+
     async def close(self) -> None:
-        if self._recovery is not None:
-            self._recovery.cancel()
+        await self._recovery.cancel()
         await self._redis.aclose()
         await self._pool.aclose()
 
     async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except RedisError as error:
-            raise Unavailable("Redis is unavailable") from error
+        """Redis answers and numbering is open (not recovering)."""
+        epoch = await self._guarded(self._redis.get(self._epoch_key))
+        if not isinstance(epoch, bytes) or not epoch.isdigit():
+            self._recovery.start()
+            raise Unavailable(f"{RECOVERING_MESSAGE} ({self._recovery.status})")
 
-    async def next_chat(self, application_id: int) -> int:
-        keys = [self._epoch, f"{self._app(application_id)}:chats"]
-        result = await self._call(self._next_chat, keys, [""])
-        if result == _UNSEEDED_CHATS:
-            seed = await self._store.max_chat_number(application_id)
-            result = await self._call(self._next_chat, keys, [str(seed)])
-        return self._number(result)
+    # -- draws ---------------------------------------------------------------------------------
 
-    async def next_message(self, application_id: int, chat_number: int) -> int:
-        return await self._message(application_id, chat_number, allocate=True)
+    async def next_chat(self, application_id: int) -> Drawn:
+        app = self._app(application_id)
+        args: list[Any] = ["", app, ""]
+        for _ in range(3):
+            number, _, epoch = await self._run(_DRAW_CHAT, args)
+            if number == _UNSEEDED_CHATS:
+                args = [epoch, app, await self._store.max_chat_number(application_id)]
+            elif number > 0:
+                return Drawn(number, 0, epoch)
+        raise Unavailable(RECOVERING_MESSAGE)
 
-    async def message_issued(self, application_id: int, chat_number: int, number: int) -> bool:
-        try:
-            return number <= await self._message(application_id, chat_number, allocate=False)
-        except NotFound:
-            return False
-
-    async def next_revision(self, application_id: int = 0) -> int:
-        return self._number(
-            await self._call(self._next_revision, [f"{self._app(application_id)}:rev"], [])
-        )
-
-    async def draw_message(self, application_id: int, chat_number: int) -> tuple[int, int]:
+    async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
         return await self._drawn(application_id, chat_number, None)
 
-    async def revise_message(self, application_id: int, chat_number: int, number: int) -> int:
-        _, revision = await self._drawn(application_id, chat_number, number)
-        return revision
+    async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
+        return await self._drawn(application_id, chat_number, number)
 
-    async def _drawn(
-        self, application_id: int, chat_number: int, update: int | None
-    ) -> tuple[int, int]:
+    async def _drawn(self, application_id: int, chat_number: int, update: int | None) -> Drawn:
         app = self._app(application_id)
-        keys = [self._epoch, f"{app}:chats", f"{app}:c:{chat_number}", f"{app}:rev"]
-        flag = "1" if update is None else "0"
         wanted = "" if update is None else str(update)
-        chats_seed = messages_seed = ""
-        for _ in range(3):
-            number, revision = await self._draw(
-                (keys, [chat_number, flag, chats_seed, messages_seed, wanted])
-            )
+        seed_epoch: int | str = ""
+        chats_seed: int | str = ""
+        messages_seed: int | str = ""
+        for _ in range(4):
+            args: list[str | int] = [
+                seed_epoch,
+                app,
+                chat_number,
+                wanted,
+                chats_seed,
+                messages_seed,
+            ]
+            number, revision, epoch = await self._draw(([self._epoch_key], args))
             if number == _RECOVERING:
-                self._start_recovery()
-                raise Unavailable("numbering is being recovered after a Redis data loss; retry")
-            if number == _UNSEEDED_CHATS:
-                chats_seed = str(await self._store.max_chat_number(application_id))
+                self._recovery.start()
+                raise Unavailable(RECOVERING_MESSAGE)
+            if number == _EPOCH_CHANGED:  # seeds read in an older epoch: read them again
+                seed_epoch, chats_seed, messages_seed = "", "", ""
+            elif number == _UNSEEDED_CHATS:
+                seed_epoch = epoch
+                chats_seed = await self._store.max_chat_number(application_id)
             elif number == _UNSEEDED_MESSAGES:
-                messages_seed = str(
-                    await self._store.max_message_number(application_id, chat_number)
-                )
+                seed_epoch = epoch
+                messages_seed = await self._store.max_message_number(application_id, chat_number)
             elif number == _NO_CHAT and revision == 0:
                 raise NotFound(f"chat {chat_number} not found")
             elif number == _NO_CHAT:
                 raise NotFound(f"message {update} not found in chat {chat_number}")
             else:
-                return int(number), int(revision)
-        raise Unavailable("numbering is being recovered; retry shortly")
+                return Drawn(int(number), int(revision), int(epoch))
+        raise Unavailable(RECOVERING_MESSAGE)
 
     async def _draws(self, draws: list[_Draw]) -> list[list[int] | BaseException]:
         """One pipeline of draw scripts; loads the script once if the server lost it."""
+        script = self._scripts[_DRAW_MESSAGE]
         for attempt in range(2):
-            try:
+
+            async def send() -> list[object]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for keys, args in draws:
-                        pipe.evalsha(self._draw_message.sha, len(keys), *keys, *args)
-                    results: list[object] = await pipe.execute(raise_on_error=False)
-            except (RedisConnectionError, TimeoutError) as error:
-                raise Unavailable("numbering (Redis) is unavailable; retry shortly") from error
-            except RedisError as error:
-                raise Unavailable(f"numbering failed: {error}") from error
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    return await pipe.execute(raise_on_error=False)
+
+            results = await self._guarded(send())
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                await self._redis.script_load(_DRAW_MESSAGE)
+                await self._guarded(self._redis.script_load(_DRAW_MESSAGE))
                 continue
             break
         return [
@@ -228,96 +256,136 @@ class RedisNumbers:
             for r in results
         ]
 
-    async def _message(self, application_id: int, chat_number: int, allocate: bool) -> int:
-        app = self._app(application_id)
-        keys = [self._epoch, f"{app}:chats", f"{app}:c:{chat_number}"]
-        flag = "1" if allocate else "0"
-        chats_seed = messages_seed = ""
-        for _ in range(3):
-            result = await self._call(
-                self._next_message, keys, [chat_number, flag, chats_seed, messages_seed]
-            )
-            if result == _UNSEEDED_CHATS:
-                chats_seed = str(await self._store.max_chat_number(application_id))
-            elif result == _UNSEEDED_MESSAGES:
-                messages_seed = str(
-                    await self._store.max_message_number(application_id, chat_number)
-                )
-            elif result == _NO_CHAT:
-                raise NotFound(f"chat {chat_number} not found")
-            else:
-                return self._number(result)
-        raise Unavailable("numbering is being recovered; retry shortly")
+    async def _run(self, source: str, args: list[Any]) -> list[int]:
+        result: list[int] = await self._guarded(
+            self._scripts[source](keys=[self._epoch_key], args=args)
+        )
+        if result[0] == _RECOVERING:
+            self._recovery.start()
+            raise Unavailable(RECOVERING_MESSAGE)
+        return result
 
-    async def _call(self, script: object, keys: list[str], args: list[object]) -> int:
+    async def _guarded(self, call: Awaitable[T]) -> T:
         try:
-            result = await script(keys=keys, args=args)  # type: ignore[operator]
+            return await call
         except (RedisConnectionError, TimeoutError) as error:
             raise Unavailable("numbering (Redis) is unavailable; retry shortly") from error
         except RedisError as error:
             raise Unavailable(f"numbering failed: {error}") from error
-        if result == _RECOVERING:
-            self._start_recovery()
-            raise Unavailable("numbering is being recovered after a Redis data loss; retry")
-        return int(result)
 
-    @staticmethod
-    def _number(result: int) -> int:
-        if result < 1:
-            raise Unavailable("numbering is being recovered; retry shortly")
-        return result
+    # -- what else the API needs from Redis ------------------------------------------------------
+
+    async def still_open(self, epoch: int) -> bool:
+        """Whether `epoch` is still the open epoch (checked after the broker confirmed a write
+        drawn in it: only then is the write acknowledged)."""
+        return await self._open(epoch)
+
+    async def _epochs_open(self, epochs: list[int]) -> list[bool]:
+        current = await self._guarded(self._redis.get(self._epoch_key))
+        return [current == str(epoch).encode() for epoch in epochs]
+
+    async def register_application(self, application_id: int, token: str) -> None:
+        """A new application: its chats counter starts at 0, its token is known to every API
+        process (so creates need neither the store nor a warm cache)."""
+        await self._guarded(
+            self._scripts[_NEW_APPLICATION](
+                keys=[self._epoch_key], args=[self._app(application_id)]
+            )
+        )
+        await self.remember_token(token, application_id)
+
+    async def remember_token(self, token: str, application_id: int) -> None:
+        await self._guarded(self._redis.set(f"{self._prefix}:token:{token}", application_id))
+
+    async def application_id(self, token: str) -> int | None:
+        found = await self._guarded(self._redis.get(f"{self._prefix}:token:{token}"))
+        return None if found is None else int(found)
 
     # -- recovery ------------------------------------------------------------------------------
 
-    def start_recovery(self) -> None:
-        """Recover in the background (allocations answer Unavailable until it is done)."""
-        self._start_recovery()
-
-    def _start_recovery(self) -> None:
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.create_task(self.recover(), name="numbers-recovery")
-
-    async def recover(self, poll: float = 0.2, settle: float = 1.5) -> None:
-        """Set the epoch again once the write queue has drained; one process does it at a time.
-
-        Queue statistics are sampled, so "drained" must hold twice, `settle` seconds apart
-        (more than two sampling intervals), before the counters are trusted to the store.
-        """
-        lock = f"{self._prefix}:recovering"
-        me = secrets.token_hex(8)
-        while True:
-            try:
-                if await self._redis.exists(self._epoch):
-                    return
-                if await self._redis.set(lock, me, nx=True, px=60_000):
-                    try:
-                        if await self._settled(settle):
-                            await self._reset_counters()
-                            await self._redis.set(self._epoch, secrets.token_hex(8))
-                            log.warning("numbering recovered: counters will reseed from the store")
-                            return
-                    finally:
-                        if await self._redis.get(lock) == me.encode():
-                            await self._redis.delete(lock)
-            except (RedisError, Unavailable) as error:
-                log.warning("numbering recovery waiting: %s", error)
-            await asyncio.sleep(poll)
-
-    async def _settled(self, settle: float) -> bool:
-        if not await self._drained():
-            return False
-        if settle:
-            await asyncio.sleep(settle)
-            return await self._drained()
-        return True
-
-    async def _reset_counters(self) -> None:
-        """Counters that survived a partial loss may be behind the store: reseed them all."""
-        async for key in self._redis.scan_iter(match=f"{self._prefix}:{{a:*}}:*", count=1000):
-            if not key.endswith(b":rev"):
-                await self._redis.delete(key)
+    async def recover(self) -> None:
+        """Recover now, returning once an epoch is open."""
+        await self._recovery.run()
 
     async def drop(self) -> None:
         """Delete every key under the prefix (tests)."""
         async for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=1000):
             await self._redis.delete(key)
+
+
+class Recovery:
+    """Opens the next numbering epoch once every write of the lost one is stored."""
+
+    def __init__(
+        self, numbers: RedisNumbers, store: Store, drained: Callable[[], Awaitable[bool]]
+    ) -> None:
+        self._numbers = numbers
+        self._redis = numbers._redis
+        self._key = numbers._epoch_key
+        self._claimed = numbers._scripts[_CLAIMED]
+        self._store = store
+        self._drained = drained
+        self._task: asyncio.Task[None] | None = None
+        self.status = "checking"
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name="numbering-recovery")
+
+    async def settled(self, within: float) -> None:
+        """Return when the recovery is done, or after `within` seconds (it goes on)."""
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=within)
+
+    async def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self, poll: float = 0.1) -> None:
+        claim = f"recovering:{secrets.token_hex(8)}"
+        token: int | None = None
+        while True:
+            try:
+                current = await self._redis.get(self._key)
+                if current is not None and current.isdigit():
+                    self.status = "open"
+                    return
+                if current is None:  # nobody recovering (or a claim expired): claim it
+                    if await self._redis.set(self._key, claim, nx=True, px=_CLAIM_LEASE_MS):
+                        log.warning("numbering: Redis has no epoch; recovering (claim %s)", claim)
+                        token = None  # a fencing token taken after this claim, not before
+                        continue
+                elif current == claim.encode():
+                    if token is None:
+                        token = await self._store.claim_recovery()
+                    if await self._step(claim, token):
+                        return
+                else:
+                    self.status = "another process is recovering numbering"
+            except (RedisError, Unavailable) as error:
+                self.status = f"waiting: {getattr(error, 'message', error)}"
+                log.warning("numbering recovery waiting: %s", self.status)
+            await asyncio.sleep(poll)
+
+    async def _step(self, claim: str, token: int) -> bool:
+        """One try under a live claim: True once the next epoch is open and published."""
+        if not await self._claimed(keys=[self._key], args=[claim, _CLAIM_LEASE_MS, ""]):
+            return False
+        state = await self._store.numbering()
+        # Epoch 0 never reached Redis: no number was ever handed out, nothing can be queued.
+        if state.epoch > 0 and not await self._drained():
+            self.status = (
+                "waiting until every queued write is stored (the write queue must be empty, "
+                "with no worker holding a delivery)"
+            )
+            return False
+        if not await self._store.open_epoch(state.epoch, token):
+            self.status = "another recovery advanced the epoch; trying again"
+            return False
+        opened = state.epoch + 1
+        if await self._claimed(keys=[self._key], args=[claim, _CLAIM_LEASE_MS, opened]):
+            self.status = "open"
+            log.warning("numbering recovered: epoch %d is open", opened)
+            return True
+        return False

@@ -34,8 +34,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from graphql_chat.domain import Application, Chat, Event, Message, MessageWritten
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import IndexedMessage, TokenClash
-from graphql_chat.tables import applications, chats, messages
+from graphql_chat.ports import Applied, IndexedMessage, Numbering, TokenClash
+from graphql_chat.tables import applications, chats, messages, numbering
 
 R = TypeVar("R")
 
@@ -261,8 +261,46 @@ class SqlStore:
 
     # -- the writer's transaction --------------------------------------------------------------
 
-    async def apply(self, events: Sequence[Event]) -> list[IndexedMessage]:
+    async def apply(self, events: Sequence[Event]) -> Applied:
         return await self.write(lambda conn: _apply_batch(conn, events, not self.is_sqlite))
+
+    # -- numbering epochs ----------------------------------------------------------------------
+
+    async def numbering(self) -> Numbering:
+        query = select(numbering.c.epoch, numbering.c.recovering, numbering.c.set_aside)
+        row = await self.read(lambda conn: conn.execute(query.where(numbering.c.id == 1)).one())
+        return Numbering(int(row.epoch), bool(row.recovering), int(row.set_aside))
+
+    async def claim_recovery(self) -> int:
+        """A fencing token for a recovery: larger than every token handed out before."""
+
+        def claim(conn: Connection) -> int:
+            conn.execute(
+                update(numbering)
+                .where(numbering.c.id == 1)
+                .values(recovering=True, recovery_token=numbering.c.recovery_token + 1)
+            )
+            query = select(numbering.c.recovery_token).where(numbering.c.id == 1)
+            return int(conn.execute(query).scalar_one())
+
+        return await self.write(claim)
+
+    async def open_epoch(self, previous: int, token: int) -> bool:
+        """Retire `previous` and open the next epoch, if `token` is still the latest claim.
+
+        Workers hold a shared lock on the numbering row while they apply a batch, so this
+        waits for batches in flight; every batch after it sees the new epoch.
+        """
+        statement = (
+            update(numbering)
+            .where(
+                numbering.c.id == 1,
+                numbering.c.epoch == previous,
+                numbering.c.recovery_token == token,
+            )
+            .values(epoch=previous + 1, recovering=False)
+        )
+        return bool(await self.write(lambda conn: conn.execute(statement).rowcount == 1))
 
     async def iter_messages(self, batch_size: int) -> AsyncIterator[list[IndexedMessage]]:
         """Every stored message, in id order, `batch_size` at a time (for reindexing)."""
@@ -318,29 +356,42 @@ def _pages_query(
     )
 
 
-def _apply_batch(
-    conn: Connection, events: Sequence[Event], lock_applications: bool
-) -> list[IndexedMessage]:
+def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Applied:
     """Apply a batch in the caller's transaction: idempotent, order-insensitive, exact counts.
 
     Sync SQLAlchemy Core, so that one implementation serves a SQLite connection in the writer
     thread and a MySQL connection through `AsyncConnection.run_sync`.
     """
-    chat_keys = {(e.application_id, e.chat_number) for e in events}
-    latest: dict[tuple[int, int, int], MessageWritten] = {}
+    # A shared lock on the numbering row: a recovery retiring an epoch waits for this batch,
+    # and no batch after it applies a draw of the retired epoch. (SQLite's BEGIN IMMEDIATE
+    # already made this transaction the only writer.)
+    epoch_query = select(numbering.c.epoch).where(numbering.c.id == 1)
+    if locking:
+        epoch_query = epoch_query.with_for_update(read=True)
+    epoch = int(conn.execute(epoch_query).scalar() or 0)
+    set_aside: list[tuple[Event, str]] = []
+    accepted: list[Event] = []
     for e in events:
-        if isinstance(e, MessageWritten):
-            key = (e.application_id, e.chat_number, e.number)
-            if key not in latest or latest[key].revision < e.revision:
-                latest[key] = e
+        if 0 < e.epoch < epoch:
+            set_aside.append((e, f"drawn in numbering epoch {e.epoch}, retired (now {epoch})"))
+        else:
+            accepted.append(e)
+    chat_keys = {(e.application_id, e.chat_number) for e in accepted}
     app_ids = sorted({app_id for app_id, _ in chat_keys})
-    if lock_applications and app_ids:
-        # Serialises writers per application (in id order: no deadlocks). SQLite's
-        # BEGIN IMMEDIATE already made this transaction the only writer.
+    if locking and app_ids:
+        # Serialises writers per application (in id order: no deadlocks).
         query = select(applications.c.id).where(applications.c.id.in_(app_ids))
         conn.execute(query.order_by(applications.c.id).with_for_update())
     chat_ids = _ensure_chats(conn, chat_keys)
-    return _write_messages(conn, chat_ids, latest)
+    written = [e for e in accepted if isinstance(e, MessageWritten)]
+    indexed = _write_messages(conn, chat_ids, written, set_aside)
+    if set_aside:
+        conn.execute(
+            update(numbering)
+            .where(numbering.c.id == 1)
+            .values(set_aside=numbering.c.set_aside + len(set_aside))
+        )
+    return Applied(indexed, set_aside)
 
 
 def _ensure_chats(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
@@ -375,18 +426,43 @@ def _chat_ids(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, i
 def _write_messages(
     conn: Connection,
     chat_ids: dict[tuple[int, int], int],
-    latest: dict[tuple[int, int, int], MessageWritten],
+    written: list[MessageWritten],
+    set_aside: list[tuple[Event, str]],
 ) -> list[IndexedMessage]:
-    if not latest:
+    """Upsert by revision; a create whose number holds a message of another draw is refused
+    (appended to `set_aside`) instead of overwriting it."""
+    if not written:
         return []
-    wanted = {(chat_ids[(e.application_id, e.chat_number)], e.number): e for e in latest.values()}
+    keyed: dict[tuple[int, int], list[MessageWritten]] = {}
+    for e in written:
+        keyed.setdefault((chat_ids[(e.application_id, e.chat_number)], e.number), []).append(e)
     stored_query = select(
-        messages.c.chat_id, messages.c.number, messages.c.revision, messages.c.body
-    ).where(tuple_(messages.c.chat_id, messages.c.number).in_(sorted(wanted)))
+        messages.c.chat_id,
+        messages.c.number,
+        messages.c.revision,
+        messages.c.body,
+        messages.c.created_revision,
+    ).where(tuple_(messages.c.chat_id, messages.c.number).in_(sorted(keyed)))
     rows = {(r.chat_id, r.number): r for r in conn.execute(stored_query)}
+    wanted: dict[tuple[int, int], MessageWritten] = {}
+    creators: dict[tuple[int, int], int] = {}  # the draw (create revision) that owns each number
+    for key, found in keyed.items():
+        row = rows.get(key)
+        owner = row.created_revision if row is not None else None
+        for e in sorted(found, key=lambda e: e.revision):
+            if e.created:
+                if owner is None:
+                    owner = e.revision
+                elif owner != e.revision:
+                    set_aside.append((e, f"message {e.number} already holds another draw's create"))
+                    continue
+            if key not in wanted or wanted[key].revision < e.revision:
+                wanted[key] = e
+        if owner is not None and (row is None or row.created_revision != owner):
+            creators[key] = owner
     stored = {key: row.revision for key, row in rows.items()}
     new = [key for key in sorted(wanted) if key not in stored]
-    newer = [key for key in sorted(stored) if stored[key] < wanted[key].revision]
+    newer = [key for key in sorted(wanted) if key in stored and stored[key] < wanted[key].revision]
     if new:
         conn.execute(
             messages.insert(),
@@ -396,6 +472,7 @@ def _write_messages(
                     "number": n,
                     "body": wanted[(c, n)].body,
                     "revision": wanted[(c, n)].revision,
+                    "created_revision": creators.pop((c, n), None),
                 }
                 for c, n in new
             ],
@@ -426,13 +503,20 @@ def _write_messages(
                 for c, n in newer
             ],
         )
+    if creators:  # creates arriving after an update inserted their row
+        conn.execute(
+            update(messages)
+            .where(messages.c.chat_id == bindparam("chat"), messages.c.number == bindparam("num"))
+            .values(created_revision=bindparam("owner")),
+            [{"chat": c, "num": n, "owner": owner} for (c, n), owner in sorted(creators.items())],
+        )
     # Every message of the batch as it now stands, written or not: a replay after a worker
     # died between the commit and the indexing must index again (external versions make a
     # repeat harmless).
-    written = {*new, *newer}
+    changed = {*new, *newer}
     return [
         IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
-        if (c, n) in written
+        if (c, n) in changed
         else IndexedMessage(c, n, rows[(c, n)].body, rows[(c, n)].revision)
         for c, n in sorted(wanted)
     ]

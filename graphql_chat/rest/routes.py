@@ -181,8 +181,8 @@ async def search_messages(request: Request) -> Response:
         if query is None:
             raise InvalidInput("q is required: the text to search for", "q")
     page_request = _page_request(request, "search")
-    chat = await service.require_chat(params["token"], params["chat"])
-    page = await service.search(chat.id, query, page_request)
+    chat_id = await service.chat_id(params["token"], params["chat"])
+    page = await service.search(chat_id, query, page_request)
     return _list(request, page, _message)
 
 

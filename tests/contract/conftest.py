@@ -65,7 +65,7 @@ async def numbers(store: SqlStore) -> AsyncIterator[Numbers]:
         yield MemoryNumbers(store)
         return
     redis = RedisNumbers(engine_url("REDIS_URL"), store, _always_drained, unique_name("test"))
-    await redis.recover(settle=0)
+    await redis.recover()
     yield redis
     await redis.drop()
     await redis.close()
@@ -93,9 +93,7 @@ async def harness(store: SqlStore, writer: Writer) -> AsyncIterator[Harness]:
         await memory.close()
         return
     queue = unique_name("test")
-    rabbit = RabbitPipeline(
-        engine_url("RABBITMQ_URL"), queue, engine_url("RABBITMQ_MANAGEMENT_URL")
-    )
+    rabbit = RabbitPipeline(engine_url("RABBITMQ_URL"), queue)
     await rabbit.start()
     worker = Worker(engine_url("RABBITMQ_URL"), writer, queue, batch_size=200, batch_ms=5)
     running = asyncio.create_task(worker.run())

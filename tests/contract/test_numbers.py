@@ -1,8 +1,10 @@
-"""The numbers contract: unique, gapless, seeded from the store, chats checked."""
+"""The numbers contract: unique, gapless, seeded from the store, chats checked; on Redis, a
+data loss never hands a number out twice."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,21 +21,26 @@ async def test_concurrent_allocations_are_unique_and_gapless(
 ) -> None:
     app = (await store.insert_application(new_token(), "a")).id
     chats = await asyncio.gather(*[numbers.next_chat(app) for _ in range(200)])
-    assert sorted(chats) == list(range(1, 201))
-    drawn = await asyncio.gather(*[numbers.next_message(app, 1 + i % 3) for i in range(300)])
-    per_chat = {c: sorted(drawn[i] for i in range(300) if 1 + i % 3 == c) for c in (1, 2, 3)}
+    assert sorted(c.number for c in chats) == list(range(1, 201))
+    drawn = await asyncio.gather(*[numbers.draw_message(app, 1 + i % 3) for i in range(300)])
+    per_chat = {c: sorted(drawn[i].number for i in range(300) if 1 + i % 3 == c) for c in (1, 2, 3)}
     assert per_chat == {c: list(range(1, 101)) for c in (1, 2, 3)}
+    assert len({d.revision for d in drawn}) == 300
 
 
-async def test_unknown_chat_is_refused(store: SqlStore, numbers: Numbers) -> None:
+async def test_unknown_chat_and_message_are_refused(store: SqlStore, numbers: Numbers) -> None:
     app = (await store.insert_application(new_token(), "a")).id
     with pytest.raises(NotFound):
-        await numbers.next_message(app, 1)
+        await numbers.draw_message(app, 1)
     await numbers.next_chat(app)
-    assert await numbers.next_message(app, 1) == 1
-    assert await numbers.message_issued(app, 1, 1)
-    assert not await numbers.message_issued(app, 1, 2)
-    assert not await numbers.message_issued(app, 2, 1)
+    first, second = await numbers.draw_message(app, 1), await numbers.draw_message(app, 1)
+    assert (first.number, second.number) == (1, 2) and second.revision > first.revision
+    revised = await numbers.revise_message(app, 1, 2)
+    assert revised.number == 2 and revised.revision > second.revision
+    with pytest.raises(NotFound):
+        await numbers.revise_message(app, 1, 3)
+    with pytest.raises(NotFound):
+        await numbers.revise_message(app, 2, 1)
 
 
 async def test_seeded_from_the_store(store: SqlStore, numbers: Numbers) -> None:
@@ -42,68 +49,161 @@ async def test_seeded_from_the_store(store: SqlStore, numbers: Numbers) -> None:
         [ChatCreated(app, 1), ChatCreated(app, 2)]
         + [MessageWritten(app, 2, n, "x", n) for n in range(1, 6)]
     )
-    assert await numbers.next_chat(app) == 3
-    assert await numbers.next_message(app, 2) == 6
-    assert await numbers.next_message(app, 1) == 1
+    assert (await numbers.next_chat(app)).number == 3
+    assert (await numbers.draw_message(app, 2)).number == 6
+    assert (await numbers.draw_message(app, 1)).number == 1
+    assert (await numbers.draw_message(app, 3)).number == 1
 
 
-async def test_revisions_increase(numbers: Numbers) -> None:
-    revisions = [await numbers.next_revision(1) for _ in range(1000)]
-    assert revisions == sorted(set(revisions))
+class _StoreDown:
+    """The real store, except that reading numbers fails as if the database were down."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def max_chat_number(self, application_id: int) -> int:
+        raise Unavailable("the database is unavailable")
+
+    async def max_message_number(self, application_id: int, chat_number: int) -> int:
+        raise Unavailable("the database is unavailable")
 
 
-async def test_redis_data_loss_never_reuses_a_number(store: SqlStore) -> None:
-    """Flush Redis while writes are still queued: allocation pauses until they are stored."""
-    queued: list[MessageWritten] = []
-
-    async def drained() -> bool:
-        return not queued
-
-    redis = RedisNumbers(engine_url("REDIS_URL"), store, drained, unique_name("test"))
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_new_applications_and_chats_number_without_the_store(store: SqlStore) -> None:
+    """A new application's chats and a new chat's messages start at 1 without asking the
+    store, so creates go on while MySQL is down; and another API process finds the token."""
+    prefix = unique_name("test")
+    down = RedisNumbers(engine_url("REDIS_URL"), _StoreDown(store), _drained, prefix)  # type: ignore[arg-type]
+    other = RedisNumbers(engine_url("REDIS_URL"), _StoreDown(store), _drained, prefix)  # type: ignore[arg-type]
     try:
-        await redis.recover(settle=0)
-        app = (await store.insert_application(new_token(), "a")).id
-        assert await redis.next_chat(app) == 1
-        await store.apply([ChatCreated(app, 1)])
-        for _ in range(5):
-            n = await redis.next_message(app, 1)
-            queued.append(MessageWritten(app, 1, n, f"m{n}", await redis.next_revision(app)))
-        await store.apply(queued[:3])  # 4 and 5 are accepted but still in the queue
-        del queued[:3]
-
-        last_revision = queued[-1].revision
-        await redis.drop()  # Redis comes back empty
-        with pytest.raises(Unavailable):
-            await redis.next_message(app, 1)
-        with pytest.raises(Unavailable):
-            await redis.next_chat(app)
-        await asyncio.sleep(0.5)
-        with pytest.raises(Unavailable):  # still paused: the queue has not drained
-            await redis.next_message(app, 1)
-
-        await store.apply(queued)  # the workers catch up
-        queued.clear()
-        await asyncio.wait_for(redis.recover(settle=0.2), 10)
-        assert await redis.next_message(app, 1) == 6
-        assert await redis.next_chat(app) == 2
-        assert await redis.next_revision(app) > last_revision
+        await down.recover()
+        application = await store.insert_application(new_token(), "a")
+        await down.register_application(application.id, application.token)
+        assert await other.application_id(application.token) == application.id
+        assert (await other.next_chat(application.id)).number == 1
+        assert (await down.draw_message(application.id, 1)).number == 1
+        assert (await other.draw_message(application.id, 1)).number == 2
+        with pytest.raises(Unavailable):  # an application from before: its seed is needed
+            await down.next_chat((await store.insert_application(new_token(), "b")).id)
     finally:
-        await redis.drop()
-        await redis.close()
+        await down.drop()
+        await down.close()
+        await other.close()
 
 
-async def test_draw_and_revise_in_one_call(store: SqlStore, numbers: Numbers) -> None:
+async def _drained() -> bool:
+    return True
+
+
+@pytest.fixture
+async def redis_numbers(store: SqlStore) -> AsyncIterator[tuple[RedisNumbers, list[bool]]]:
+    """Redis numbers whose queue is drained when the list's last item says so."""
+    drained = [True]
+
+    async def queue_drained() -> bool:
+        return drained[-1]
+
+    numbers = RedisNumbers(engine_url("REDIS_URL"), store, queue_drained, unique_name("test"))
+    try:
+        yield numbers, drained
+    finally:
+        await numbers.drop()
+        await numbers.close()
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_new_deployment_opens_numbering_at_once(
+    store: SqlStore, redis_numbers: tuple[RedisNumbers, list[bool]]
+) -> None:
+    """Epoch 0 in the store: no number was ever handed out, so there is nothing to wait for,
+    even with a queue that never looks drained."""
+    numbers, drained = redis_numbers
+    drained.append(False)
+    await asyncio.wait_for(numbers.recover(), 2)
+    assert (await store.numbering()).epoch == 1
     app = (await store.insert_application(new_token(), "a")).id
-    with pytest.raises(NotFound):
+    assert (await numbers.next_chat(app)).epoch == 1
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_redis_data_loss_never_reuses_a_number(
+    store: SqlStore, redis_numbers: tuple[RedisNumbers, list[bool]]
+) -> None:
+    """Redis loses its data while writes are still queued: numbering pauses until the queue
+    is drained, retires the old epoch in the store, and numbers on from the store."""
+    numbers, drained = redis_numbers
+    await numbers.recover()
+    app = (await store.insert_application(new_token(), "a")).id
+    chat = await numbers.next_chat(app)
+    await store.apply([ChatCreated(app, 1, chat.epoch)])
+    queued = []
+    for _ in range(5):
+        drawn = await numbers.draw_message(app, 1)
+        queued.append(
+            MessageWritten(
+                app, 1, drawn.number, f"m{drawn.number}", drawn.revision, drawn.epoch, created=True
+            )
+        )
+    await store.apply(queued[:3])  # 4 and 5 are accepted but still in the queue
+    old = queued[0].epoch
+    assert await numbers.still_open(old)
+
+    drained.append(False)
+    await numbers.drop()  # Redis comes back empty
+    with pytest.raises(Unavailable):
         await numbers.draw_message(app, 1)
+    with pytest.raises(Unavailable):
+        await numbers.next_chat(app)
+    assert not await numbers.still_open(old)
+    await asyncio.sleep(0.5)
+    with pytest.raises(Unavailable):  # still paused: the queue has not drained
+        await numbers.draw_message(app, 1)
+    assert (await store.numbering()).recovering
+
+    await store.apply(queued[3:])  # the workers catch up
+    drained.append(True)
+    await asyncio.wait_for(numbers.recover(), 10)
+    state = await store.numbering()
+    assert (state.epoch, state.recovering) == (old + 1, False)
+    drawn = await numbers.draw_message(app, 1)
+    assert (drawn.number, drawn.epoch) == (6, old + 1)
+    assert drawn.revision > queued[-1].revision
+    assert (await numbers.next_chat(app)).number == 2
+    # A draw of the retired epoch that reaches the store now is set aside, not applied.
+    late = MessageWritten(app, 1, 6, "late", queued[-1].revision + 1, old, created=True)
+    applied = await store.apply([late])
+    assert [event for event, _ in applied.set_aside] == [late]
+    assert (await store.numbering()).set_aside == 1
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_stale_recovery_cannot_open_an_epoch(store: SqlStore) -> None:
+    """Recoveries are fenced: only the latest claim may retire the epoch."""
+    first = await store.claim_recovery()
+    second = await store.claim_recovery()
+    epoch = (await store.numbering()).epoch
+    assert not await store.open_epoch(epoch, first)
+    assert await store.open_epoch(epoch, second)
+    assert not await store.open_epoch(epoch, second)  # already advanced
+    assert (await store.numbering()).epoch == epoch + 1
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_draws_survive_redis_forgetting_its_scripts(
+    store: SqlStore, numbers: Numbers
+) -> None:
+    """A restarted Redis has no scripts cached: the pipeline of draws loads it again."""
+    app = (await store.insert_application(new_token(), "a")).id
     await numbers.next_chat(app)
-    first, second = await numbers.draw_message(app, 1), await numbers.draw_message(app, 1)
-    assert (first[0], second[0]) == (1, 2) and second[1] > first[1]
-    assert await numbers.revise_message(app, 1, 2) > second[1]
-    with pytest.raises(NotFound):
-        await numbers.revise_message(app, 1, 3)
-    with pytest.raises(NotFound):
-        await numbers.revise_message(app, 2, 1)
+    assert (await numbers.draw_message(app, 1)).number == 1
+    assert isinstance(numbers, RedisNumbers)
+    await numbers._redis.script_flush()
+    drawn = await asyncio.gather(*[numbers.draw_message(app, 1) for _ in range(10)])
+    assert sorted(d.number for d in drawn) == list(range(2, 12))
+    assert (await numbers.next_chat(app)).number == 2
 
 
 async def test_concurrent_draws_each_get_their_own_answer(
@@ -122,23 +222,11 @@ async def test_concurrent_draws_each_get_their_own_answer(
     refused = [r for i, r in enumerate(results) if 1 + i % 4 == 4]
     assert all(isinstance(r, NotFound) for r in refused)
     drawn = {
-        c: sorted(r[0] for i, r in enumerate(results) if 1 + i % 4 == c and isinstance(r, tuple))
+        c: sorted(
+            r.number
+            for i, r in enumerate(results)
+            if 1 + i % 4 == c and not isinstance(r, BaseException)
+        )
         for c in (1, 2, 3)
     }
     assert drawn == {1: list(range(1, 101)), 2: list(range(6, 106)), 3: list(range(1, 101))}
-    revisions = [r[1] for r in results if isinstance(r, tuple)]
-    assert len(set(revisions)) == 300
-
-
-@pytest.mark.parametrize("store", ["mysql"], indirect=True)
-async def test_draws_survive_redis_forgetting_its_scripts(
-    store: SqlStore, numbers: Numbers
-) -> None:
-    """A restarted Redis has no scripts cached: the pipeline of draws loads it again."""
-    app = (await store.insert_application(new_token(), "a")).id
-    await numbers.next_chat(app)
-    assert (await numbers.draw_message(app, 1))[0] == 1
-    assert isinstance(numbers, RedisNumbers)
-    await numbers._redis.script_flush()
-    drawn = await asyncio.gather(*[numbers.draw_message(app, 1) for _ in range(10)])
-    assert sorted(number for number, _ in drawn) == list(range(2, 12))

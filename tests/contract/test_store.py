@@ -33,7 +33,7 @@ async def test_apply_creates_rows_and_counts(store: SqlStore) -> None:
             MessageWritten(app, 1, 2, "two", 11),
         ]
     )
-    assert [(m.number, m.body) for m in changed] == [(1, "one"), (2, "two")]
+    assert [(m.number, m.body) for m in changed.indexed] == [(1, "one"), (2, "two")]
     assert (await store.applications_by_id([app]))[app].chats_count == 2
     chats = await store.chats_by_number([(app, 1), (app, 2)])
     assert chats[(app, 1)].messages_count == 2
@@ -48,7 +48,7 @@ async def test_apply_is_idempotent(store: SqlStore) -> None:
     assert await store.apply(batch) == first
     assert await store.apply(list(reversed(batch))) == first
     stale = await store.apply([MessageWritten(app, 1, 1, "older", 4)])
-    assert [(m.body, m.revision) for m in stale] == [("hello", 5)]
+    assert [(m.body, m.revision) for m in stale.indexed] == [("hello", 5)]
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
     assert chat.messages_count == 1
     assert (await store.applications_by_id([app]))[app].chats_count == 1
@@ -94,3 +94,57 @@ async def test_rename_application(store: SqlStore) -> None:
     renamed = await store.rename_application(token, "new")
     assert renamed is not None and renamed.name == "new"
     assert await store.rename_application(new_token(), "x") is None
+
+
+async def test_a_create_never_overwrites_another_draws_message(store: SqlStore) -> None:
+    """A create names its draw (its revision): a second create of the same number from another
+    draw is set aside, whatever the order; replays and updates go through."""
+    app = await _app(store)
+    first = MessageWritten(app, 1, 1, "first draw", 10, created=True)
+    other = MessageWritten(app, 1, 1, "second draw", 20, created=True)
+    assert (await store.apply([ChatCreated(app, 1), first])).set_aside == []
+    applied = await store.apply([other])
+    assert [event for event, _ in applied.set_aside] == [other]
+    assert (await store.apply([first])).set_aside == []  # a replay
+    edit = MessageWritten(app, 1, 1, "edited", 30)
+    assert (await store.apply([edit])).set_aside == []
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    assert (await store.messages_by_number([(chat.id, 1)]))[(chat.id, 1)].body == "edited"
+    assert chat.messages_count == 1
+    assert (await store.numbering()).set_aside == 1
+
+
+async def test_an_update_before_its_create_still_guards_the_number(store: SqlStore) -> None:
+    app = await _app(store)
+    update = MessageWritten(app, 1, 1, "edited", 50)
+    create = MessageWritten(app, 1, 1, "created", 40, created=True)
+    impostor = MessageWritten(app, 1, 1, "impostor", 45, created=True)
+    await store.apply([ChatCreated(app, 1), update])
+    # In one batch, the earliest draw owns the number (its create arrived with the other).
+    applied = await store.apply([impostor, create])
+    assert [event for event, _ in applied.set_aside] == [impostor]
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    assert (await store.messages_by_number([(chat.id, 1)]))[(chat.id, 1)].body == "edited"
+    later = await store.apply([MessageWritten(app, 1, 1, "again", 60, created=True)])
+    assert len(later.set_aside) == 1
+
+
+async def test_draws_of_a_retired_epoch_are_set_aside(store: SqlStore) -> None:
+    app = await _app(store)
+    epoch = (await store.numbering()).epoch
+    assert await store.open_epoch(epoch, await store.claim_recovery())
+    assert await store.open_epoch(epoch + 1, await store.claim_recovery())
+    retired: list[Event] = [
+        ChatCreated(app, 1, epoch + 1),
+        MessageWritten(app, 1, 1, "late", 5, epoch + 1, created=True),
+    ]
+    current: list[Event] = [
+        ChatCreated(app, 2, epoch + 2),
+        MessageWritten(app, 2, 1, "ok", 6, epoch + 2),
+    ]
+    applied = await store.apply(retired + current)
+    assert [event for event, _ in applied.set_aside] == retired
+    assert [m.body for m in applied.indexed] == ["ok"]
+    assert set(await store.chats_by_number([(app, 1), (app, 2)])) == {(app, 2)}
+    state = await store.numbering()
+    assert (state.epoch, state.set_aside, state.recovering) == (epoch + 2, 2, False)

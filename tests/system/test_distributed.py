@@ -50,7 +50,6 @@ class Cluster:
             "REDIS_URL": str(settings.redis_url),
             "REDIS_KEY_PREFIX": settings.redis_key_prefix,
             "RABBITMQ_URL": str(settings.rabbitmq_url),
-            "RABBITMQ_MANAGEMENT_URL": str(settings.rabbitmq_management_url),
             "QUEUE_NAME": settings.queue_name,
             "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
             "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
