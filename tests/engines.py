@@ -119,3 +119,22 @@ def restart_services() -> None:
     subprocess.run(
         [str(_ROOT / "scripts" / "services.sh")], check=True, capture_output=True, timeout=300
     )
+
+
+def restart_redis_empty() -> None:
+    """Redis dies and comes back without its data (a restart that lost its files)."""
+    from redis import Redis
+
+    client = Redis.from_url(engine_url("REDIS_URL"))
+    pid = int(client.info("server")["process_id"])
+    client.close()
+    for path in (SERVICES_DIR / "redis").glob("appendonly*"):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    restart_services()

@@ -259,3 +259,108 @@ async def test_large_writes_travel_in_bounded_messages(
     finally:
         await pipeline.delete_queues()
         await pipeline.close()
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_conflicting_create_is_set_aside_loudly(
+    store: SqlStore,
+    writer: Writer,
+    rabbit_queue: tuple[str, RabbitPipeline],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A number handed out twice (forced here): the second create does not overwrite the
+    first; it goes to the dead-letter queue with its reason, logged, and counted."""
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    epoch = (await store.numbering()).epoch
+    first = MessageWritten(app, 1, 1, "acknowledged first", 10, epoch, created=True)
+    second = MessageWritten(app, 1, 1, "same number, other draw", 20, epoch, created=True)
+    try:
+        await pipeline.submit(ChatCreated(app, 1, epoch))
+        await pipeline.submit(first)
+        await pipeline.submit(second)
+        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        await asyncio.wait_for(worker.run(burst=True), 60)
+        chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+        stored = await store.messages_by_number([(chat.id, 1)])
+        assert stored[(chat.id, 1)].body == "acknowledged first"
+        assert chat.messages_count == 1
+        assert worker.set_aside == 1 and (await store.numbering()).set_aside == 1
+        assert "NUMBERING CONFLICT" in caplog.text
+        connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
+        async with connection:
+            channel = await connection.channel()
+            dead = await channel.declare_queue(f"{queue}.dead", passive=True)
+            message = await dead.get(timeout=5)
+            assert message is not None
+            body = orjson.loads(message.body)
+            assert body["b"] == second.body and "another draw" in body["set_aside"]
+            await message.ack()
+    finally:
+        await pipeline.delete_queues()
+        await pipeline.close()
+
+
+class _StalledStore(_FlakyStore):
+    """The real store, whose commits wait until released (a database holding locks)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        super().__init__(store, 0)
+        self.release = asyncio.Event()
+
+    async def apply(self, events: Sequence[Event]) -> Applied:
+        await self.release.wait()
+        return await self._store.apply(events)
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_drained_means_nothing_queued_and_nothing_held(
+    store: SqlStore, writer: Writer, rabbit_queue: tuple[str, RabbitPipeline]
+) -> None:
+    """The queue's ready count alone would say drained while a worker holds deliveries it
+    cannot commit; `drained` waits until they are settled. While numbering recovers, an idle
+    worker stops consuming so that the queue can be seen drained at all."""
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    stalled = _StalledStore(store)
+    worker = Worker(engine_url("RABBITMQ_URL"), Writer(stalled, writer.search), queue)  # type: ignore[arg-type]
+    running = asyncio.create_task(worker.run())
+    try:
+        await pipeline.submit(ChatCreated(app, 1))
+        await pipeline.submit(MessageWritten(app, 1, 1, "held", 1))
+
+        async def taken() -> bool:
+            return await _ready(queue) == 0
+
+        await eventually(taken)
+        await asyncio.sleep(0.5)
+        assert not await pipeline.drained()  # nothing ready, but held by the worker
+        stalled.release.set()
+
+        async def stored() -> bool:
+            return await _count(store, app) == 1
+
+        await eventually(stored)
+        await asyncio.sleep(0.5)
+        assert not await pipeline.drained()  # an idle consumer could take more at any time
+        await store.claim_recovery()  # numbering recovers: idle workers stop consuming
+        await eventually(pipeline.drained, within=5)
+        await pipeline.submit(MessageWritten(app, 1, 2, "meanwhile", 2))  # work arrives
+
+        async def consumed() -> bool:
+            return await _count(store, app) == 2
+
+        await eventually(consumed)
+        assert await store.open_epoch((await store.numbering()).epoch, await store.claim_recovery())
+        await pipeline.submit(MessageWritten(app, 1, 3, "after", 3))
+
+        async def resumed() -> bool:
+            return await _count(store, app) == 3
+
+        await eventually(resumed)
+    finally:
+        stalled.release.set()
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        await pipeline.delete_queues()
+        await pipeline.close()

@@ -10,13 +10,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from graphql_chat.config import Settings
+from tests.conftest import distributed_settings
 
 
 def free_port() -> int:
@@ -75,8 +78,18 @@ class Server:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds what it has and does nothing (a stalled worker)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
@@ -91,6 +104,59 @@ def server(tmp_path: Path) -> Iterator[Server]:
     started.start()
     yield started
     started.stop()
+
+
+class Cluster:
+    def __init__(self, settings: Settings, tmp: Path) -> None:
+        self.settings = settings
+        self.environment = {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": str(settings.redis_url),
+            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            "RABBITMQ_URL": str(settings.rabbitmq_url),
+            "QUEUE_NAME": settings.queue_name,
+            "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
+            "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
+        }
+        self.tmp = tmp
+        self.apis = [self._process(("serve",), f"api{i}") for i in range(2)]
+        self.workers = [self._process(("worker",), f"worker{i}") for i in range(2)]
+
+    def _process(self, command: tuple[str, ...], name: str) -> Server:
+        return Server(
+            self.tmp / "unused.db",
+            free_port(),
+            self.tmp / f"{name}.log",
+            environment=dict(self.environment),
+            command=command,
+        )
+
+    def start(self) -> None:
+        for api in self.apis:
+            api.start()
+        for worker in self.workers:
+            worker.start()
+
+    def add_worker(self) -> Server:
+        worker = self._process(("worker",), f"worker{len(self.workers)}")
+        self.workers.append(worker)
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        for process in [*self.apis, *self.workers]:
+            process.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with distributed_settings() as settings:
+        started = Cluster(settings, tmp_path)
+        started.start()
+        try:
+            yield started
+        finally:
+            started.stop()
 
 
 CREATE = """mutation($t: String!, $c: Int!, $b: String!) {

@@ -9,7 +9,6 @@ import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from redis.asyncio import Redis
 
 from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.config import Settings
 from graphql_chat.domain import ChatCreated, MessageWritten, new_token
 from tests.conftest import distributed_settings
 from tests.engines import (
@@ -32,67 +30,13 @@ from tests.engines import (
 )
 from tests.system.conftest import (
     CREATE,
-    Server,
+    Cluster,
     all_messages,
     bounded,
     create_message,
-    free_port,
 )
 
 pytestmark = pytest.mark.system
-
-
-class Cluster:
-    def __init__(self, settings: Settings, tmp: Path) -> None:
-        self.settings = settings
-        self.environment = {
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": str(settings.redis_url),
-            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-            "RABBITMQ_URL": str(settings.rabbitmq_url),
-            "QUEUE_NAME": settings.queue_name,
-            "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
-            "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
-        }
-        self.tmp = tmp
-        self.apis = [self._process(("serve",), f"api{i}") for i in range(2)]
-        self.workers = [self._process(("worker",), f"worker{i}") for i in range(2)]
-
-    def _process(self, command: tuple[str, ...], name: str) -> Server:
-        return Server(
-            self.tmp / "unused.db",
-            free_port(),
-            self.tmp / f"{name}.log",
-            environment=dict(self.environment),
-            command=command,
-        )
-
-    def start(self) -> None:
-        for api in self.apis:
-            api.start()
-        for worker in self.workers:
-            worker.start()
-
-    def add_worker(self) -> Server:
-        worker = self._process(("worker",), f"worker{len(self.workers)}")
-        self.workers.append(worker)
-        worker.start()
-        return worker
-
-    def stop(self) -> None:
-        for process in [*self.apis, *self.workers]:
-            process.stop()
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with distributed_settings() as settings:
-        started = Cluster(settings, tmp_path)
-        started.start()
-        try:
-            yield started
-        finally:
-            started.stop()
 
 
 async def _persisted(
