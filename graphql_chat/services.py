@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -87,7 +88,9 @@ class ChatService:
             except TokenClash:
                 continue
             self._remember(application)
-            await self.numbers.register_application(application.id, application.token)
+            # Without it (Redis down), its first chat is numbered from the store instead.
+            with suppress(Unavailable):
+                await self.numbers.register_application(application.id, application.token)
             return application
         raise Unavailable("could not allocate a unique token; retry")
 
@@ -115,10 +118,12 @@ class ChatService:
         numbers port's shared one answer without the store (writes go on while it is down)."""
         app_id = self._tokens.get(token)
         if app_id is None:
-            app_id = await self.numbers.application_id(token)
+            with suppress(Unavailable):  # then the store answers alone
+                app_id = await self.numbers.application_id(token)
             if app_id is None:
                 app_id = (await self.require_application(token)).id
-                await self.numbers.remember_token(token, app_id)
+                with suppress(Unavailable):
+                    await self.numbers.remember_token(token, app_id)
             if len(self._tokens) >= _CACHE_SIZE:
                 self._tokens.clear()
             self._tokens[token] = app_id

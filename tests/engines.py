@@ -138,3 +138,17 @@ def restart_redis_empty() -> None:
             break
         time.sleep(0.05)
     restart_services()
+
+
+def stop_redis() -> None:
+    """Redis shuts down cleanly, its data on disk (`restart_services` brings it back)."""
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = Redis.from_url(engine_url("REDIS_URL"))
+    try:
+        client.shutdown()
+    except RedisConnectionError:
+        pass  # the connection closes as the server exits
+    finally:
+        client.close()

@@ -27,6 +27,7 @@ from tests.engines import (
     stop_elasticsearch,
     stop_mysql,
     stop_rabbitmq,
+    stop_redis,
 )
 from tests.system.conftest import (
     CREATE,
@@ -251,21 +252,81 @@ async def test_elasticsearch_stopped_persistence_goes_on_and_search_catches_up(
         assert await all_messages(http, api, token, 1) == acknowledged
 
 
-async def test_mysql_stopped_reads_fail_retryably_and_workers_catch_up(cluster: Cluster) -> None:
-    api = cluster.apis[0].url
+async def test_mysql_stopped_writes_go_on_everywhere_and_workers_catch_up(
+    cluster: Cluster,
+) -> None:
+    """With MySQL down, creates are accepted in every chat, including new chats and their
+    first messages, on an API process that never saw the application; REST search answers
+    for chats the process has looked up; reads answer 503; nothing is lost."""
+    api, other = (a.url for a in cluster.apis)
     async with httpx.AsyncClient(timeout=30) as http:
         token = await _setup_chat(http, api)
         acknowledged = await _acknowledged_creates(http, api, token, 20, "before")
         await _persisted(http, api, token, {1: 20})
+        search = f"{api}/api/v1/applications/{token}/chats/1/messages/search"
+        deadline = time.monotonic() + 30
+        while len((await http.get(search, params={"q": "before", "limit": 100})).json()) < 20:
+            assert time.monotonic() < deadline, "not searchable in time"
+            await asyncio.sleep(0.2)
         stop_mysql()
         try:
             refused = await http.get(f"{api}/api/v1/applications/{token}/chats/1")
             assert refused.status_code == 503 and "retry-after" in refused.headers
             # Creates touch only Redis and RabbitMQ: they are still accepted.
             acknowledged.update(await _acknowledged_creates(http, api, token, 30, "during"))
+            new_chat = await http.post(f"{other}/api/v1/applications/{token}/chats")
+            assert new_chat.status_code == 201, new_chat.text
+            chat = new_chat.json()["number"]
+            first = await http.post(
+                f"{other}/api/v1/applications/{token}/chats/{chat}/messages",
+                json={"body": "first in a new chat"},
+            )
+            assert first.status_code == 201 and first.json()["number"] == 1, first.text
+            found = await http.get(search, params={"q": "before", "limit": 100})
+            assert found.status_code == 200 and len(found.json()) == 20, found.text
+            health = await http.get(f"{api}/health/ready")
+            assert health.status_code == 503 and health.json()["store"] != "ok"
         finally:
             restart_services()
-        await _persisted(http, api, token, {1: len(acknowledged)})
+        await _persisted(http, api, token, {1: len(acknowledged), chat: 1})
+        assert await all_messages(http, api, token, 1) == acknowledged
+        assert await all_messages(http, api, token, chat) == {1: "first in a new chat"}
+
+
+async def test_redis_stopped_creates_fail_fast_reads_and_search_go_on(cluster: Cluster) -> None:
+    api = cluster.apis[1].url
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await _setup_chat(http, api)
+        acknowledged = await _acknowledged_creates(http, api, token, 10, "before")
+        await _persisted(http, api, token, {1: 10})
+        search = f"{api}/api/v1/applications/{token}/chats/1/messages/search"
+        stop_redis()
+        try:
+            started = time.monotonic()
+            refused = await http.post(
+                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "during"}
+            )
+            assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
+            assert time.monotonic() - started < 10
+            assert (await http.get(f"{api}/api/v1/applications/{token}/chats/1")).status_code == 200
+            assert (await http.get(search, params={"q": "before"})).status_code == 200
+            health = await http.get(f"{api}/health/ready")
+            assert health.status_code == 503 and health.json()["numbers"] != "ok"
+        finally:
+            restart_services()
+        deadline = time.monotonic() + 30
+        while True:
+            response = await http.post(
+                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "after"}
+            )
+            if response.status_code == 201:
+                break
+            assert time.monotonic() < deadline, response.text
+            await asyncio.sleep(0.2)
+        # Its data survived (append-only file): numbering goes on without a recovery.
+        assert response.json()["number"] == 11
+        acknowledged[11] = "after"
+        await _persisted(http, api, token, {1: 11})
         assert await all_messages(http, api, token, 1) == acknowledged
 
 
