@@ -132,6 +132,12 @@ end
 return 1
 """
 
+# KEYS: epoch. ARGV: a value that is neither an epoch nor a claim (an older release's).
+_FORGET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _CLAIM_LEASE_MS = 10_000
 
 
@@ -154,7 +160,7 @@ class RedisNumbers:
         self._epoch_key = f"{prefix}:epoch"
         self._scripts = {
             source: self._redis.register_script(source)
-            for source in (_DRAW_CHAT, _DRAW_MESSAGE, _NEW_APPLICATION, _CLAIMED)
+            for source in (_DRAW_CHAT, _DRAW_MESSAGE, _NEW_APPLICATION, _CLAIMED, _FORGET)
         }
         self._draw: Coalescer[_Draw, list[int]] = Coalescer(self._draws, lanes=_DRAW_LANES)
         self._open: Coalescer[int, bool] = Coalescer(self._epochs_open, lanes=_DRAW_LANES)
@@ -323,6 +329,7 @@ class Recovery:
         self._redis = numbers._redis
         self._key = numbers._epoch_key
         self._claimed = numbers._scripts[_CLAIMED]
+        self._forget = numbers._scripts[_FORGET]
         self._store = store
         self._drained = drained
         self._task: asyncio.Task[None] | None = None
@@ -356,6 +363,9 @@ class Recovery:
                         log.warning("numbering: Redis has no epoch; recovering (claim %s)", claim)
                         token = None  # a fencing token taken after this claim, not before
                         continue
+                elif not current.startswith(b"recovering:"):  # an older release's epoch
+                    await self._forget(keys=[self._key], args=[current])
+                    continue
                 elif current == claim.encode():
                     if token is None:
                         token = await self._store.claim_recovery()

@@ -180,6 +180,23 @@ async def test_redis_data_loss_never_reuses_a_number(
 
 
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_an_older_releases_epoch_key_is_recovered_from(
+    store: SqlStore, redis_numbers: tuple[RedisNumbers, list[bool]]
+) -> None:
+    """The epoch key of a release without numbering epochs (a random value) is not an open
+    epoch: numbering recovers, waiting for the queue, instead of trusting old counters."""
+    numbers, _ = redis_numbers
+    await numbers._redis.set(f"{numbers._prefix}:epoch", "5f0c2a9e1b7d4e33")
+    app = (await store.insert_application(new_token(), "a")).id
+    await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
+    await store.open_epoch(0, await store.claim_recovery())  # the migration of a used database
+    with pytest.raises(Unavailable):
+        await numbers.next_chat(app)
+    await asyncio.wait_for(numbers.recover(), 5)
+    assert (await numbers.next_chat(app)).number == 3
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_a_stale_recovery_cannot_open_an_epoch(store: SqlStore) -> None:
     """Recoveries are fenced: only the latest claim may retire the epoch."""
     first = await store.claim_recovery()
