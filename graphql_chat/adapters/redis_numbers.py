@@ -354,7 +354,7 @@ class Recovery:
         token: int | None = None
         while True:
             try:
-                current = await self._redis.get(self._key)
+                current: bytes | None = await self._redis.get(self._key)  # type: ignore[assignment]
                 if current is not None and current.isdigit():
                     self.status = "open"
                     return

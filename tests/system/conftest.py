@@ -205,3 +205,37 @@ async def all_messages(http: httpx.AsyncClient, api: str, token: str, chat: int)
         link = response.headers.get("link")
         url = link[1 : link.index(">")] if link else None
     return found
+
+
+async def persisted(
+    http: httpx.AsyncClient, api: str, token: str, expected: dict[int, int], within: float = 60
+) -> None:
+    """Wait until each chat's `messages_count` is as expected (what the workers stored)."""
+    deadline = time.monotonic() + within
+    while True:
+        counts = {
+            chat: (await http.get(f"{api}/api/v1/applications/{token}/chats/{chat}"))
+            .json()
+            .get("messages_count")
+            for chat in expected
+        }
+        if counts == expected:
+            return
+        assert time.monotonic() < deadline, f"not persisted in time: {counts} != {expected}"
+        await asyncio.sleep(0.2)
+
+
+async def created_again(
+    http: httpx.AsyncClient, api: str, token: str, body: str, within: float = 60
+) -> int:
+    """Create a message in chat 1, retrying until a create is accepted again; its number."""
+    deadline = time.monotonic() + within
+    while True:
+        response = await http.post(
+            f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": body}
+        )
+        if response.status_code == 201:
+            number: int = response.json()["number"]
+            return number
+        assert time.monotonic() < deadline, f"creates did not resume: {response.text}"
+        await asyncio.sleep(0.1)

@@ -35,26 +35,11 @@ from tests.system.conftest import (
     all_messages,
     bounded,
     create_message,
+    created_again,
+    persisted,
 )
 
 pytestmark = pytest.mark.system
-
-
-async def _persisted(
-    http: httpx.AsyncClient, api: str, token: str, expected: dict[int, int], within: float = 60
-) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        counts = {
-            chat: (await http.get(f"{api}/api/v1/applications/{token}/chats/{chat}"))
-            .json()
-            .get("messages_count")
-            for chat in expected
-        }
-        if counts == expected:
-            return
-        assert time.monotonic() < deadline, f"not persisted in time: {counts} != {expected}"
-        await asyncio.sleep(0.2)
 
 
 async def _drive(
@@ -85,7 +70,7 @@ async def _verify(cluster: Cluster, token: str, created: list[tuple[int, str, in
     for chat, numbers in per_chat.items():
         assert numbers == list(range(1, len(numbers) + 1)), f"chat {chat}: gaps or duplicates"
     async with httpx.AsyncClient(timeout=30) as http:
-        await _persisted(http, api, token, {c: len(n) for c, n in per_chat.items()})
+        await persisted(http, api, token, {c: len(n) for c, n in per_chat.items()})
         for chat in chats:
             stored = await all_messages(http, api, token, chat)
             assert stored == {n: b for c, b, n in created if c == chat}
@@ -211,18 +196,9 @@ async def test_rabbitmq_stopped_creates_fail_fast_and_service_resumes(cluster: C
             assert health.json()["pipeline"] != "ok" and health.json()["store"] == "ok"
         finally:
             start_rabbitmq()
-        deadline = time.monotonic() + 60
-        while True:
-            response = await http.post(
-                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "after"}
-            )
-            if response.status_code == 201:
-                acknowledged[response.json()["number"]] = "after"
-                break
-            assert time.monotonic() < deadline, "creates did not resume"
-            await asyncio.sleep(0.5)
+        acknowledged[await created_again(http, api, token, "after")] = "after"
         acknowledged.update(await _acknowledged_creates(http, api, token, 20, "later"))
-        await _persisted(http, api, token, {1: len(acknowledged)})
+        await persisted(http, api, token, {1: len(acknowledged)})
         assert await all_messages(http, api, token, 1) == acknowledged
 
 
@@ -236,7 +212,7 @@ async def test_elasticsearch_stopped_persistence_goes_on_and_search_catches_up(
         stop_elasticsearch()
         try:
             acknowledged.update(await _acknowledged_creates(http, api, token, 50, "during"))
-            await _persisted(http, api, token, {1: len(acknowledged)})
+            await persisted(http, api, token, {1: len(acknowledged)})
             search = f"{api}/api/v1/applications/{token}/chats/1/messages/search"
             refused = await http.get(search, params={"q": "during"})
             assert refused.status_code == 503 and "retry-after" in refused.headers
@@ -262,7 +238,7 @@ async def test_mysql_stopped_writes_go_on_everywhere_and_workers_catch_up(
     async with httpx.AsyncClient(timeout=30) as http:
         token = await _setup_chat(http, api)
         acknowledged = await _acknowledged_creates(http, api, token, 20, "before")
-        await _persisted(http, api, token, {1: 20})
+        await persisted(http, api, token, {1: 20})
         search = f"{api}/api/v1/applications/{token}/chats/1/messages/search"
         deadline = time.monotonic() + 30
         while len((await http.get(search, params={"q": "before", "limit": 100})).json()) < 20:
@@ -288,7 +264,7 @@ async def test_mysql_stopped_writes_go_on_everywhere_and_workers_catch_up(
             assert health.status_code == 503 and health.json()["store"] != "ok"
         finally:
             restart_services()
-        await _persisted(http, api, token, {1: len(acknowledged), chat: 1})
+        await persisted(http, api, token, {1: len(acknowledged), chat: 1})
         assert await all_messages(http, api, token, 1) == acknowledged
         assert await all_messages(http, api, token, chat) == {1: "first in a new chat"}
 
@@ -298,7 +274,7 @@ async def test_redis_stopped_creates_fail_fast_reads_and_search_go_on(cluster: C
     async with httpx.AsyncClient(timeout=30) as http:
         token = await _setup_chat(http, api)
         acknowledged = await _acknowledged_creates(http, api, token, 10, "before")
-        await _persisted(http, api, token, {1: 10})
+        await persisted(http, api, token, {1: 10})
         search = f"{api}/api/v1/applications/{token}/chats/1/messages/search"
         stop_redis()
         try:
@@ -314,19 +290,10 @@ async def test_redis_stopped_creates_fail_fast_reads_and_search_go_on(cluster: C
             assert health.status_code == 503 and health.json()["numbers"] != "ok"
         finally:
             restart_services()
-        deadline = time.monotonic() + 30
-        while True:
-            response = await http.post(
-                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "after"}
-            )
-            if response.status_code == 201:
-                break
-            assert time.monotonic() < deadline, response.text
-            await asyncio.sleep(0.2)
         # Its data survived (append-only file): numbering goes on without a recovery.
-        assert response.json()["number"] == 11
+        assert await created_again(http, api, token, "after") == 11
         acknowledged[11] = "after"
-        await _persisted(http, api, token, {1: 11})
+        await persisted(http, api, token, {1: 11})
         assert await all_messages(http, api, token, 1) == acknowledged
 
 

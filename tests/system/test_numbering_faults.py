@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.conftest import distributed_settings
 from tests.engines import restart_redis_empty
-from tests.system.conftest import Cluster, all_messages
+from tests.system.conftest import Cluster, all_messages, created_again, persisted
 
 pytestmark = pytest.mark.system
 
@@ -275,7 +275,7 @@ async def test_the_six_step_sequence_reuses_no_number(cluster: Cluster) -> None:
         assert (
             await http.post(f"{chat_url}/1/messages", json={"body": "first"})
         ).status_code == 201
-        await _persisted(http, api, token, {1: 1})
+        await persisted(http, api, token, {1: 1})
         await asyncio.sleep(3)  # the queue has been idle a few seconds
         for worker in cluster.workers:
             worker.pause()
@@ -307,40 +307,14 @@ async def test_the_six_step_sequence_reuses_no_number(cluster: Cluster) -> None:
         assert (await http.get(f"{api}/health/live")).status_code == 200
         for worker in cluster.workers:
             worker.resume()
-        deadline = time.monotonic() + 30
-        while True:
-            response = await http.post(
-                f"{api}/api/v1/applications/{token}/chats/1/messages", json={"body": "after"}
-            )
-            if response.status_code == 201:
-                break
-            assert time.monotonic() < deadline, response.text
-            await asyncio.sleep(0.1)
-        assert response.json()["number"] == 22
+        assert await created_again(http, api, token, "after") == 22
         acknowledged[22] = "after"
         assert (await http.post(chat_url)).json()["number"] == 22
         assert (await http.get(f"{api}/health/ready")).status_code == 200
-        await _persisted(http, api, token, {1: 22})
+        await persisted(http, api, token, {1: 22})
         assert await all_messages(http, other, token, 1) == acknowledged
         app = (await http.get(f"{api}/api/v1/applications/{token}")).json()
         assert app["chats_count"] == 22
-
-
-async def _persisted(
-    http: httpx.AsyncClient, api: str, token: str, expected: dict[int, int], within: float = 60
-) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        counts = {
-            chat: (await http.get(f"{api}/api/v1/applications/{token}/chats/{chat}"))
-            .json()
-            .get("messages_count")
-            for chat in expected
-        }
-        if counts == expected:
-            return
-        assert time.monotonic() < deadline, f"not persisted in time: {counts} != {expected}"
-        await asyncio.sleep(0.2)
 
 
 async def test_a_new_deployment_accepts_creates_at_once(tmp_path: Path) -> None:
