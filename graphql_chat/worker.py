@@ -140,22 +140,22 @@ class Worker:
         it consumes again when the recovery is over or something arrives meanwhile."""
         try:
             recovering = (await self._writer.store.numbering()).recovering
-            waiting = await self._ready()
+            if self._consuming is None:
+                if not recovering or await self._ready():
+                    log.info("consuming again")
+                    await self._consume(connection)
+                return
+            if not recovering or self._pending or self._in_hand or await self._ready():
+                return
         except (Unavailable, AMQPError, ChannelInvalidStateError, RuntimeError) as error:
             log.debug("recovery check skipped: %s", error)
             return
-        if self._consuming is None:
-            if not recovering or waiting:
-                log.info("consuming again")
-                await self._consume(connection)
-            return
-        if recovering and not waiting and not self._pending and not self._in_hand:
-            channel, _, _ = self._consuming
-            self._consuming = None
-            await channel.close()  # anything delivered meanwhile goes back to the queue
-            self._pending.clear()
-            self._pending_events = 0
-            log.info("numbering is recovering and the queue is empty: consuming paused")
+        channel, _, _ = self._consuming
+        self._consuming = None
+        await channel.close()  # anything delivered meanwhile goes back to the queue
+        self._pending.clear()
+        self._pending_events = 0
+        log.info("numbering is recovering and the queue is empty: consuming paused")
 
     async def _ready(self) -> int:
         """Messages ready in the write queue, exact (AMQP passive declare)."""
