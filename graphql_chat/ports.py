@@ -80,6 +80,11 @@ class Store(Protocol):
     ) -> dict[int, list[Message]]: ...
 
     async def max_chat_number(self, application_id: int) -> int: ...
+    async def message_revisions(
+        self, application_id: int, chat_number: int, number: int
+    ) -> tuple[int, int | None] | None:
+        """A stored message's revision and the revision of the create that made it."""
+
     async def max_message_number(self, application_id: int, chat_number: int) -> int: ...
 
     async def apply(self, events: Sequence[Event]) -> Applied:
@@ -123,6 +128,9 @@ class Numbers(Protocol):
         """A revision for updating an issued message; `NotFound` when it was never issued."""
 
     async def still_open(self, epoch: int) -> bool: ...
+
+    async def reopened(self, within: float) -> bool:
+        """Wait up to `within` seconds for numbering to be open (after a recovery)."""
 
     async def register_application(self, application_id: int, token: str) -> None:
         """A new application: its chat numbers start at 1 without asking the store."""

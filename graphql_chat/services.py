@@ -31,6 +31,7 @@ from graphql_chat.ports import Drawn, Numbers, Pipeline, Search, Store, TokenCla
 T = TypeVar("T")
 
 _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
+_SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to learn its fate
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +154,37 @@ class ChatService:
         recovery's drain began."""
         await self.pipeline.submit(event)
         try:
-            still_open = await self.numbers.still_open(drawn.epoch)
+            if await self.numbers.still_open(drawn.epoch):
+                return
         except Unavailable as error:
             raise OutcomeUnknown("numbering could not confirm the write's epoch") from error
-        if not still_open:
-            raise OutcomeUnknown("numbering was reset while the write was queued")
+        if isinstance(event, MessageWritten):
+            await self._settle(event)
+            return
+        raise OutcomeUnknown("numbering was reset while the write was queued")
+
+    async def _settle(self, event: MessageWritten) -> None:
+        """A message write that a numbering reset overtook: once the next epoch is open, every
+        write of the old one is stored or never will be, so the store knows the outcome."""
+        unknown = "numbering was reset while the write was queued"
+        try:
+            reopened = await self.numbers.reopened(within=_SETTLE_WITHIN)
+            stored = (
+                await self.store.message_revisions(
+                    event.application_id, event.chat_number, event.number
+                )
+                if reopened
+                else None
+            )
+        except Unavailable as error:
+            raise OutcomeUnknown(unknown) from error
+        if not reopened:
+            raise OutcomeUnknown(unknown)
+        if stored is not None and (
+            stored[1] == event.revision if event.created else stored[0] >= event.revision
+        ):
+            return  # stored (an update may have been overtaken by a later one: as good)
+        raise Unavailable("numbering was reset before the write was stored: not accepted; retry")
 
     async def chats(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
         return await self.store.chats_by_number(keys)

@@ -74,6 +74,9 @@ class MemoryNumbers:
     async def still_open(self, epoch: int) -> bool:
         return True
 
+    async def reopened(self, within: float) -> bool:
+        return True
+
     async def register_application(self, application_id: int, token: str) -> None:
         self._chats[application_id] = 0
 

@@ -286,6 +286,17 @@ class RedisNumbers:
         drawn in it: only then is the write acknowledged)."""
         return await self._open(epoch)
 
+    async def reopened(self, within: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            epoch = await self._guarded(self._redis.get(self._epoch_key))
+            if isinstance(epoch, bytes) and epoch.isdigit():
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            self._recovery.start()
+            await asyncio.sleep(0.1)
+
     async def _epochs_open(self, epochs: list[int]) -> list[bool]:
         current = await self._guarded(self._redis.get(self._epoch_key))
         return [current == str(epoch).encode() for epoch in epochs]

@@ -251,6 +251,21 @@ class SqlStore:
         query = select(func.max(chats.c.number)).where(chats.c.application_id == application_id)
         return await self.read(lambda conn: int(conn.execute(query).scalar() or 0))
 
+    async def message_revisions(
+        self, application_id: int, chat_number: int, number: int
+    ) -> tuple[int, int | None] | None:
+        query = (
+            select(messages.c.revision, messages.c.created_revision)
+            .select_from(messages.join(chats))
+            .where(
+                chats.c.application_id == application_id,
+                chats.c.number == chat_number,
+                messages.c.number == number,
+            )
+        )
+        row = await self.read(lambda conn: conn.execute(query).first())
+        return None if row is None else (int(row.revision), row.created_revision)
+
     async def max_message_number(self, application_id: int, chat_number: int) -> int:
         query = (
             select(func.max(messages.c.number))
