@@ -221,10 +221,10 @@ def main() -> None:
         time.sleep(3)
         for _ in range(100):  # numbering starts once recovery saw the fresh queue drained
             token = httpx.post(f"{url}/api/v1/applications", json={"name": "bench"}).json()["token"]
-            if httpx.post(f"{url}/api/v1/applications/{token}/chats").status_code == 201:
+            if httpx.post(f"{url}/api/v1/applications/{token}/chats", json={}).status_code == 201:
                 break
             time.sleep(0.5)
-        httpx.post(f"{url}/api/v1/applications/{token}/chats")
+        httpx.post(f"{url}/api/v1/applications/{token}/chats", json={})
         message = {"t": token, "c": 1, "b": "a message from the benchmark"}
         scenarios = [
             Scenario(

@@ -202,7 +202,7 @@ def main() -> None:
         processes.append(strawberry)
 
         token = httpx.post(f"{url}/api/v1/applications", json={"name": "bench"}).json()["token"]
-        httpx.post(f"{url}/api/v1/applications/{token}/chats")
+        httpx.post(f"{url}/api/v1/applications/{token}/chats", json={})
         with httpx.Client() as client:
             for n in range(200):
                 client.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -61,6 +62,15 @@ def serve(
         raise typer.Exit(2)
     _logging(settings)
     bind_host, bind_port = host or settings.host, port or settings.port
+    # The app decides who may list applications from the address it listens on.
+    settings = settings.model_copy(update={"host": bind_host})
+    os.environ["HOST"] = bind_host
+    if not settings.loopback and settings.admin_token is None:
+        logging.getLogger("graphql_chat").warning(
+            "listening on %s without ADMIN_TOKEN: listing applications is refused (set "
+            "ADMIN_TOKEN to allow it with Authorization: Bearer <ADMIN_TOKEN>)",
+            bind_host,
+        )
     if workers > 1:
         uvicorn.run(
             "graphql_chat.app:create_app",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from ipaddress import ip_address
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rabbitmq_url: str | None = None
     elasticsearch_url: str | None = None
+    admin_token: str | None = None
+    cors_allow_origins: str = ""
     redis_key_prefix: str = "gc"
     queue_name: str = "graphql-chat.writes"
     elasticsearch_index: str = "graphql-chat-messages"
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, ge=2)
     max_query_aliases: int = Field(default=15, ge=1)
     max_query_tokens: int = Field(default=2000, ge=50)
+    max_query_bytes: int = Field(default=65_536, ge=1024)
+    max_query_fields: int = Field(default=500, ge=10)
+    max_query_cost: int = Field(default=100_000, ge=100)
 
     batch_max_events: int = Field(default=1000, ge=1)
     worker_batch_ms: float = Field(default=50, ge=0)
@@ -92,6 +98,21 @@ class Settings(BaseSettings):
                 "a MySQL DATABASE_URL needs ELASTICSEARCH_URL: the embedded search (FTS5) lives "
                 "in SQLite"
             )
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server listens on this machine only."""
+        if self.host in ("localhost", "localhost.localdomain"):
+            return True
+        try:
+            return ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def origins(self) -> list[str]:
+        """CORS_ALLOW_ORIGINS as a list (comma-separated; empty: no cross-origin access)."""
+        return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]
 
     @property
     def distributed(self) -> bool:

@@ -128,9 +128,32 @@ def _clean_text(value: object, field: str, max_length: int) -> str:
         raise InvalidInput(f"{field} must not be empty", field)
     if len(value) > max_length:
         raise InvalidInput(f"{field} is longer than {max_length} characters", field)
+    return _unicode(value, field)
+
+
+def _unicode(value: str, field: str) -> str:
+    """`value` if it is text every store can hold: no NUL, no lone surrogate (which JSON
+    escapes and GraphQL variables can carry, and no UTF-8 encoder accepts)."""
     if "\x00" in value:
         raise InvalidInput(f"{field} must not contain NUL characters", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        message = f"{field} is not valid Unicode (it holds a lone surrogate)"
+        raise InvalidInput(message, field) from None
     return value
+
+
+TOKEN_MAX_LENGTH = 64  # tokens are 36 characters; anything much longer cannot be one
+
+
+def clean_token(token: object, field: str = "token") -> str | None:
+    """A token to look up: `None` when it cannot be one (too long), InvalidInput when it is
+    not text at all."""
+    if not isinstance(token, str):
+        raise InvalidInput(f"{field} must be a string", field)
+    _unicode(token, field)
+    return token if len(token) <= TOKEN_MAX_LENGTH else None
 
 
 def parse_number(value: object, field: str) -> int:
@@ -157,6 +180,7 @@ def search_terms(query: object, max_length: int) -> list[str]:
         raise InvalidInput("query must be a string", "query")
     if len(query) > max_length:
         raise InvalidInput(f"query is longer than {max_length} characters", "query")
+    _unicode(query, "query")
     terms = query.split()
     if not terms:
         raise InvalidInput("query must contain at least one term", "query")
@@ -173,14 +197,26 @@ def encode_cursor(kind: CursorKind, key: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode().rstrip("=")
 
 
+MAX_KEY = 2**63 - 1  # the largest id or number a store holds (a signed 64-bit integer)
+
+
 def decode_cursor(kind: CursorKind, cursor: str | None) -> int | None:
+    """The key a cursor of this list carries. A key has one encoding (the one
+    `encode_cursor` gives); anything else is refused, as are keys no store can hold."""
     if cursor is None:
         return None
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        found, _, key = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        if found == kind and key.isdigit():
-            return int(key)
+        if len(cursor) <= 40:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            found, _, key = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+            if (
+                found == kind
+                and key.isascii()
+                and key.isdigit()
+                and int(key) <= MAX_KEY
+                and encode_cursor(kind, int(key)) == cursor
+            ):
+                return int(key)
     except (binascii.Error, UnicodeError, ValueError):
         pass
     raise InvalidInput("after is not a cursor of this list", "after")

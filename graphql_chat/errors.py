@@ -2,8 +2,11 @@
 
     ChatError
     ├── InvalidInput      the caller sent something wrong         (REST 400/422, BAD_USER_INPUT)
-    │   └── MalformedRequest  the body is not the JSON we expect  (REST 400)
+    │   ├── MalformedRequest  the body is not the JSON we expect  (REST 400)
+    │   └── UnsupportedMediaType  a write that is not JSON        (REST 415)
     ├── NotFound          unknown token, chat or message          (REST 404, NOT_FOUND)
+    ├── Unauthenticated   an admin operation without credential   (REST 401, UNAUTHENTICATED)
+    ├── Forbidden         a wrong credential, or a disabled one   (REST 403, FORBIDDEN)
     ├── TooLarge          request body over the configured limit  (REST 413, BAD_USER_INPUT)
     ├── Conflict          the write collides with another one     (REST 409, CONFLICT)
     ├── Unavailable       a dependency failed; retry later        (REST 503, UNAVAILABLE)
@@ -38,6 +41,10 @@ class MalformedRequest(InvalidInput):
     status = 400
 
 
+class UnsupportedMediaType(InvalidInput):
+    status = 415
+
+
 class TooLarge(InvalidInput):
     status = 413
 
@@ -45,6 +52,16 @@ class TooLarge(InvalidInput):
 class NotFound(ChatError):
     code = "NOT_FOUND"
     status = 404
+
+
+class Unauthenticated(ChatError):
+    code = "UNAUTHENTICATED"
+    status = 401
+
+
+class Forbidden(ChatError):
+    code = "FORBIDDEN"
+    status = 403
 
 
 class Conflict(ChatError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from graphql_chat.domain import (
     MessageWritten,
     clean_body,
     clean_name,
+    clean_token,
     decode_cursor,
     encode_cursor,
     new_token,
@@ -25,7 +27,7 @@ from graphql_chat.domain import (
     parse_number,
     search_terms,
 )
-from graphql_chat.errors import NotFound, OutcomeUnknown, Unavailable
+from graphql_chat.errors import Forbidden, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
 from graphql_chat.ports import Drawn, Numbers, Pipeline, Search, Store, TokenClash
 
 T = TypeVar("T")
@@ -97,12 +99,16 @@ class ChatService:
 
     async def update_application(self, token: str, name: object) -> Application:
         name = clean_name(name, self.settings.max_name_length)
+        if clean_token(token) is None:
+            raise NotFound("application not found")
         application = await self.store.rename_application(token, name)
         if application is None:
             raise NotFound("application not found")
         return application
 
     async def application(self, token: str) -> Application | None:
+        if clean_token(token) is None:
+            return None
         found = (await self.store.applications_by_token([token])).get(token)
         if found is not None:
             self._remember(found)
@@ -119,6 +125,8 @@ class ChatService:
         numbers port's shared one answer without the store (writes go on while it is down)."""
         app_id = self._tokens.get(token)
         if app_id is None:
+            if clean_token(token) is None:
+                raise NotFound("application not found")
             with suppress(Unavailable):  # then the store answers alone
                 app_id = await self.numbers.application_id(token)
             if app_id is None:
@@ -134,6 +142,24 @@ class ChatService:
         if len(self._tokens) >= _CACHE_SIZE:
             self._tokens.clear()
         self._tokens[application.token] = application.id
+
+    def authorize_admin(self, authorization: str | None) -> None:
+        """Listing applications shows every token: it needs `Authorization: Bearer
+        ADMIN_TOKEN`. Without ADMIN_TOKEN it stays open only on a loopback-bound server."""
+        expected = self.settings.admin_token
+        if expected is None:
+            if self.settings.loopback:
+                return
+            raise Forbidden(
+                "listing applications is disabled: this server is reachable from other "
+                "machines and ADMIN_TOKEN is not set"
+            )
+        if not authorization:
+            raise Unauthenticated("listing applications needs Authorization: Bearer <ADMIN_TOKEN>")
+        scheme, _, credential = authorization.partition(" ")
+        given = credential.strip().encode("utf-8", "surrogatepass")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected.encode()):
+            raise Forbidden("the admin credential is not valid")
 
     async def list_applications(self, request: PageRequest) -> Page[Application]:
         rows = await self.store.list_applications(request.after, request.size + 1)

@@ -11,8 +11,10 @@ import asyncio
 import logging
 import time
 
+from sqlalchemy.exc import StatementError
+
 from graphql_chat.domain import Event
-from graphql_chat.errors import ChatError, Conflict, Unavailable
+from graphql_chat.errors import ChatError, Conflict, InvalidInput, Unavailable
 from graphql_chat.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -66,34 +68,50 @@ class MemoryPipeline:
                 return
 
     async def _commit(self, batch: list[_Item]) -> None:
+        """One transaction for the batch; if it fails, each write alone, so that a write the
+        store cannot take fails by itself and never takes its neighbours with it."""
         started = time.perf_counter()
         self._in_flight = len(batch)
         try:
-            refused = {
-                id(event): reason
-                for event, reason in await self._writer.apply([event for event, _ in batch])
-            }
-        except Exception as error:
-            log.exception("batch of %d events failed to commit", len(batch))
-            failure = (
-                error
-                if isinstance(error, ChatError)
-                else Unavailable("the write could not be committed; retry")
-            )
-            self._in_flight = 0
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(failure)
+            outcomes = await self._apply([event for event, _ in batch])
+        except Unavailable as error:  # the store is down: every write of the batch fails
+            log.warning("batch of %d events failed: %s", len(batch), error.message)
+            outcomes = [error] * len(batch)
+        except Exception:
+            log.exception("batch of %d events failed; applying them one by one", len(batch))
+            outcomes = [await self._alone(event) for event, _ in batch]
         else:
             self.batches += 1
-            self._in_flight = 0
             log.debug(
                 "committed %d events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
             )
-            for event, done in batch:
-                if done.done():
-                    continue
-                if id(event) in refused:
-                    done.set_exception(Conflict(f"the write was refused: {refused[id(event)]}"))
-                else:
-                    done.set_result(None)
+        self._in_flight = 0
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            if done.done():
+                continue
+            if outcome is None:
+                done.set_result(None)
+            else:
+                done.set_exception(outcome)
+
+    async def _apply(self, events: list[Event]) -> list[ChatError | None]:
+        refused = {id(event): reason for event, reason in await self._writer.apply(events)}
+        return [
+            Conflict(f"the write was refused: {refused[id(event)]}")
+            if id(event) in refused
+            else None
+            for event in events
+        ]
+
+    async def _alone(self, event: Event) -> ChatError | None:
+        try:
+            return (await self._apply([event]))[0]
+        except ChatError as error:
+            return error
+        except (UnicodeError, ValueError, StatementError):
+            # What this write holds cannot be stored (the edge checks should have said so).
+            log.exception("the store refused %r", event)
+            return InvalidInput("the write was refused by the store: it holds data it cannot keep")
+        except Exception:
+            log.exception("the write %r could not be committed", event)
+            return Unavailable("the write could not be committed; retry")

@@ -78,8 +78,9 @@ def _lookup_loader(
 class Context:
     """Loaders are made on first use: a mutation, which uses none, pays for none."""
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, service: ChatService, authorization: str | None = None) -> None:
         self.service = service
+        self.authorization = authorization  # the request's Authorization header
 
     @cached_property
     def chat_pages(self) -> DataLoader[PageKey, Page[Chat]]:

@@ -9,44 +9,84 @@ they took a createMessage from 245 to 212 µs in process, measured over 5,000 ca
 - Strawberry wraps each hook of each extension in a context manager per request: four
   extensions cost four, this costs one.
 
-A document is validated once, right after it is parsed, with the default rules plus the
-limit rules; the parse and the validation errors are cached with it.
+A document is checked once, right after it is parsed: first against the limits
+(`graphql_chat.graphql.limits`, one linear walk), then with the standard rules; the parse
+and the errors are cached with it. The cache is bounded by an estimate of the memory its
+entries hold, not by their count.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, validate
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, validate
 from strawberry.extensions import SchemaExtension
+
+from graphql_chat.graphql.limits import Limits, check
+
+# Memory an entry holds beyond its text, per lexical token: measured with tracemalloc on
+# dense documents (about 400 bytes per token), rounded up.
+_BYTES_PER_TOKEN = 512
 
 
 class Documents:
-    """The cache (least recently used out) and the limits, one per schema."""
+    """The cache (least recently used out, bounded by an estimate of its memory in bytes)
+    and the limits, one per schema."""
 
     def __init__(
-        self, max_tokens: int, rules: Sequence[type[ASTValidationRule]], size: int = 512
+        self,
+        max_bytes: int,
+        max_tokens: int,
+        limits: Limits,
+        paged: Collection[str],
+        cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        self.max_bytes = max_bytes
         self.max_tokens = max_tokens
-        self.rules = tuple(rules)
-        self.size = size
-        self._entries: OrderedDict[str, tuple[DocumentNode, list[GraphQLError]]] = OrderedDict()
+        self.limits = limits
+        self.paged = frozenset(paged)
+        self.cache_bytes = cache_bytes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.held = 0  # the estimated bytes of the entries
         self.hits = 0
         self.misses = 0
 
-    def get(self, query: str) -> tuple[DocumentNode, list[GraphQLError]] | None:
+    def get(self, query: str) -> _Entry | None:
         entry = self._entries.get(query)
         if entry is not None:
             self._entries.move_to_end(query)
             self.hits += 1
         return entry
 
-    def put(self, query: str, document: DocumentNode, errors: list[GraphQLError]) -> None:
+    def put(self, query: str, entry: _Entry) -> None:
         self.misses += 1
-        self._entries[query] = (document, errors)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        if query in self._entries or entry.size > self.cache_bytes:
+            return
+        self._entries[query] = entry
+        self.held += entry.size
+        while self.held > self.cache_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.held -= dropped.size
+
+
+class _Entry:
+    __slots__ = ("document", "errors", "operations", "size")
+
+    def __init__(self, document: DocumentNode, errors: list[GraphQLError], size: int) -> None:
+        self.document = document
+        self.errors = errors
+        self.operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+        self.size = size
+
+
+def _tokens(document: DocumentNode) -> int:
+    count = 0
+    token = document.loc.start_token if document.loc else None
+    while token is not None:
+        count += 1
+        token = token.next
+    return count
 
 
 class DocumentCache(SchemaExtension):
@@ -56,20 +96,46 @@ class DocumentCache(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         query = context.query
-        cached = self.documents.get(query) if query is not None else None
-        if cached is not None:
-            # Strawberry neither parses a document that is set nor validates one whose
-            # validation errors (possibly none) are set.
-            context.graphql_document, context.pre_execution_errors = cached
+        if (
+            query is not None
+            and len(query) > self.documents.max_bytes // 4
+            and (len(query.encode("utf-8", "surrogatepass")) > self.documents.max_bytes)
+        ):
+            # Refused before parsing: comments and white space count too.
+            context.pre_execution_errors = [
+                GraphQLError(
+                    f"the document is larger than {self.documents.max_bytes:,} bytes "
+                    "(MAX_QUERY_BYTES)",
+                    extensions={"code": "GRAPHQL_PARSE_FAILED", "limit": "MAX_QUERY_BYTES"},
+                )
+            ]
+            context.graphql_document = DocumentNode(definitions=())
             yield
             return
-        context.parse_options["max_tokens"] = self.documents.max_tokens
-        yield  # Strawberry parses; a syntax error is answered and not cached
-        document = context.graphql_document
-        if query is None or document is None or context.pre_execution_errors:
-            return
-        errors = validate(
-            context.schema._schema, document, [*context.validation_rules, *self.documents.rules]
-        )
-        context.pre_execution_errors = errors
-        self.documents.put(query, document, errors)
+        entry = self.documents.get(query) if query is not None else None
+        if entry is None:
+            context.parse_options["max_tokens"] = self.documents.max_tokens
+            yield  # Strawberry parses; a syntax error is answered and not cached
+            document = context.graphql_document
+            if query is None or document is None or context.pre_execution_errors:
+                return
+            # The limits first, in one linear walk: a document over them is not handed to
+            # the standard rules, some of which cost the square of its size.
+            errors = check(document, self.documents.limits, self.documents.paged)
+            if not errors:
+                errors = validate(context.schema._schema, document, context.validation_rules)
+            entry = _Entry(document, errors, len(query) + _BYTES_PER_TOKEN * _tokens(document))
+            self.documents.put(query, entry)
+        else:
+            yield
+        # Strawberry neither parses a document that is set nor validates one whose
+        # validation errors (possibly none) are set.
+        context.graphql_document = entry.document
+        context.pre_execution_errors = entry.errors
+        if not entry.errors and entry.operations > 1 and context.operation_name is None:
+            context.pre_execution_errors = [
+                GraphQLError(
+                    "the document holds several operations: operationName must name one",
+                    extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+                )
+            ]

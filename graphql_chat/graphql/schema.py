@@ -6,16 +6,15 @@ import logging
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from graphql.error import GraphQLSyntaxError
-from strawberry.extensions import max_aliases, query_depth_limiter
-from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.types import ExecutionContext
 
 from graphql_chat.config import Settings
 from graphql_chat.errors import ChatError
 from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
+from graphql_chat.graphql.limits import Limits
 from graphql_chat.graphql.types import Application, Chat, Connection, Message, connection
 
 log = logging.getLogger(__name__)
@@ -23,11 +22,15 @@ log = logging.getLogger(__name__)
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Every application, oldest first.")
+    @strawberry.field(
+        description="Every application, oldest first (an admin operation: send "
+        "`Authorization: Bearer ADMIN_TOKEN`)."
+    )
     async def applications(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Application]:
         service = info.context.service
+        service.authorize_admin(info.context.authorization)
         page = await service.list_applications(service.page_request("application", first, after))
         return connection(page, Application.of)
 
@@ -171,23 +174,38 @@ class ChatSchema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=original)
 
 
-def _is_introspection(context: IgnoreContext) -> bool:
-    return context.field_name.startswith("__")
-
-
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     documents = Documents(
+        max_bytes=settings.max_query_bytes,
         max_tokens=settings.max_query_tokens,
-        rules=[
-            query_depth_limiter.create_validator(settings.max_query_depth, _is_introspection),
-            max_aliases.create_validator(settings.max_query_aliases),
-        ],
+        limits=Limits(
+            max_depth=settings.max_query_depth,
+            max_fields=settings.max_query_fields,
+            max_aliases=settings.max_query_aliases,
+            max_cost=settings.max_query_cost,
+            default_page_size=settings.default_page_size,
+            max_page_size=settings.max_page_size,
+        ),
+        paged=(),
     )
     # A factory, not an instance: an extension instance must not be shared by requests.
-    return ChatSchema(
+    built = ChatSchema(
         query=Query, mutation=Mutation, extensions=[partial(DocumentCache, documents)]
     )
+    documents.paged = frozenset(_paged_fields(built))
+    return built
+
+
+def _paged_fields(built: strawberry.Schema) -> set[str]:
+    """The fields that return a page: those taking `first`."""
+    return {
+        name
+        for graphql_type in built._schema.type_map.values()
+        if isinstance(graphql_type, GraphQLObjectType) and not graphql_type.name.startswith("__")
+        for name, field in graphql_type.fields.items()
+        if "first" in field.args
+    }
 
 
 schema = build_schema()

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from graphql_chat.domain import Application, Chat, CursorKind, Message
-from graphql_chat.errors import InvalidInput, MalformedRequest
+from graphql_chat.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
 from graphql_chat.services import ChatService, Page, PageRequest
 
 
@@ -30,7 +30,18 @@ def _service(request: Request) -> ChatService:
     return service
 
 
+def _json_content(request: Request) -> None:
+    """Writes take JSON only: a browser sends a cross-site form or `text/plain` body without
+    asking first, never an `application/json` one."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            "send the request body as JSON, with the header Content-Type: application/json"
+        )
+
+
 async def _json_object(request: Request, required: bool = True) -> dict[str, Any]:
+    _json_content(request)
     raw = await request.body()
     if not raw.strip():
         if required:
@@ -90,6 +101,7 @@ async def create_application(request: Request) -> Response:
 
 
 async def list_applications(request: Request) -> Response:
+    _service(request).authorize_admin(request.headers.get("authorization"))
     page_request = _page_request(request, "application")
     page = await _service(request).list_applications(page_request)
     return _list(request, page, _application)
@@ -200,9 +212,7 @@ routes: list[BaseRoute] = [
     Route(_CHAT, get_chat, methods=["GET"]),
     Route(_APP + "/{token}/chats", list_chats, methods=["GET"]),
     Route(_APP, create_application, methods=["POST"]),
-    Route(_APP + "/", create_application, methods=["POST"]),
     Route(_APP, list_applications, methods=["GET"]),
-    Route(_APP + "/", list_applications, methods=["GET"]),
     Route(_APP + "/{token}", get_application, methods=["GET"]),
     Route(_APP + "/{token}", update_application, methods=["PUT"]),
 ]

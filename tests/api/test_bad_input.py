@@ -22,7 +22,7 @@ async def _state(http: httpx.AsyncClient, token: str) -> Any:
 @pytest.fixture
 async def token(http: httpx.AsyncClient) -> str:
     created = (await http.post("/api/v1/applications", json={"name": "app"})).json()
-    await http.post(f"/api/v1/applications/{created['token']}/chats")
+    await http.post(f"/api/v1/applications/{created['token']}/chats", json={})
     await http.post(f"/api/v1/applications/{created['token']}/chats/1/messages", json={"body": "b"})
     return str(created["token"])
 
@@ -113,7 +113,11 @@ async def test_streamed_oversized_request_is_413(http: httpx.AsyncClient, token:
             yield b"y" * 65536
         yield b'"}'
 
-    response = await http.post(f"/api/v1/applications/{token}/chats/1/messages", content=chunks())
+    response = await http.post(
+        f"/api/v1/applications/{token}/chats/1/messages",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
 
 

@@ -171,7 +171,7 @@ async def test_too_deep_query_is_refused(settings: Settings) -> None:
     ):
         result = await _post(http, DEEPEST)
     assert [e["extensions"]["code"] for e in result["errors"]] == ["GRAPHQL_VALIDATION_FAILED"]
-    assert "exceeds maximum operation depth of 6" in result["errors"][0]["message"]
+    assert "over the depth limit: 10 (at most 6, MAX_QUERY_DEPTH)" in result["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("value", ["one", 10**30, 2**31])
@@ -218,7 +218,7 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
         small = await _post(http, run(2))
         small_count = len(statements)
         statements.clear()
-        large = await _post(http, run(100))
+        large = await _post(http, run(30))  # as large as the default cost limit allows
         large_count = len(statements)
     finally:
         for engine in engines:

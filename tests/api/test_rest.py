@@ -65,7 +65,7 @@ async def test_the_seed_walkthrough(http: httpx.AsyncClient) -> None:
 
 async def test_lists_are_paginated_with_a_link_header(http: httpx.AsyncClient) -> None:
     token = await _app(http)
-    await http.post(f"/api/v1/applications/{token}/chats")
+    await http.post(f"/api/v1/applications/{token}/chats", json={})
     base = f"/api/v1/applications/{token}/chats/1/messages"
     for n in range(1, 8):
         await http.post(base, json={"body": f"text {n}"})
@@ -90,7 +90,7 @@ async def test_lists_are_paginated_with_a_link_header(http: httpx.AsyncClient) -
 async def test_default_and_maximum_page_size(http: httpx.AsyncClient) -> None:
     token = await _app(http)
     for _ in range(25):
-        await http.post(f"/api/v1/applications/{token}/chats")
+        await http.post(f"/api/v1/applications/{token}/chats", json={})
     assert len((await http.get(f"/api/v1/applications/{token}/chats")).json()) == 20
     too_many = await http.get(f"/api/v1/applications/{token}/chats", params={"limit": 101})
     assert too_many.status_code == 422

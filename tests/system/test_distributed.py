@@ -52,7 +52,10 @@ async def _drive(
             "token"
         ]
         chats = await bounded(
-            [http.post(f"{apis[i % 2]}/api/v1/applications/{token}/chats") for i in range(100)]
+            [
+                http.post(f"{apis[i % 2]}/api/v1/applications/{token}/chats", json={})
+                for i in range(100)
+            ]
         )
         assert sorted(r.json()["number"] for r in chats) == list(range(1, 101))
         plan = [(1 + i % chats_with_messages, f"body {i} token{i}x") for i in range(messages)]
@@ -127,7 +130,7 @@ async def _acknowledged_creates(
 
 async def _setup_chat(http: httpx.AsyncClient, api: str) -> str:
     token: str = (await http.post(f"{api}/api/v1/applications", json={"name": "f"})).json()["token"]
-    assert (await http.post(f"{api}/api/v1/applications/{token}/chats")).status_code == 201
+    assert (await http.post(f"{api}/api/v1/applications/{token}/chats", json={})).status_code == 201
     return token
 
 
@@ -212,7 +215,7 @@ async def test_mysql_stopped_writes_go_on_everywhere_and_workers_catch_up(
             assert refused.status_code == 503 and "retry-after" in refused.headers
             # Creates touch only Redis and RabbitMQ: they are still accepted.
             acknowledged.update(await _acknowledged_creates(http, api, token, 30, "during"))
-            new_chat = await http.post(f"{other}/api/v1/applications/{token}/chats")
+            new_chat = await http.post(f"{other}/api/v1/applications/{token}/chats", json={})
             assert new_chat.status_code == 201, new_chat.text
             chat = new_chat.json()["number"]
             first = await http.post(

@@ -40,7 +40,7 @@ async def test_concurrent_creates_are_numbered_uniquely_without_gaps(server: Ser
     async with _client(server) as http:
         token = await _application(http)
         chats = await bounded(
-            [http.post(f"/api/v1/applications/{token}/chats") for _ in range(100)]
+            [http.post(f"/api/v1/applications/{token}/chats", json={}) for _ in range(100)]
         )
         assert sorted(r.json()["number"] for r in chats) == list(range(1, 101))
 
@@ -65,7 +65,9 @@ async def test_write_before_read_and_last_update_wins(server: Server) -> None:
         token = await _application(http)
 
         async def conversation(i: int) -> tuple[int, int, str]:
-            chat = (await http.post(f"/api/v1/applications/{token}/chats")).json()["number"]
+            chat = (await http.post(f"/api/v1/applications/{token}/chats", json={})).json()[
+                "number"
+            ]
             number = await _create_message(http, token, chat, f"draft {i}")
             final = ""
             for edit in range(3):
@@ -92,7 +94,7 @@ async def test_acknowledged_writes_survive_kill_9(server: Server) -> None:
     acknowledged: dict[int, str] = {}
     async with _client(server) as http:
         token = await _application(http)
-        await http.post(f"/api/v1/applications/{token}/chats")
+        await http.post(f"/api/v1/applications/{token}/chats", json={})
 
         async def writer(worker: int) -> None:
             for i in range(10_000):

@@ -78,7 +78,7 @@ async def _client(
         roll = rng.random()
         sent = time.monotonic()
         if roll < 0.08:
-            response = await http.post(base)
+            response = await http.post(base, json={})
             if response.status_code == 201:
                 number = response.json()["number"]
                 if number in ledger.chats:
@@ -208,7 +208,9 @@ LOSSES: dict[str, Callable[[Cluster], Awaitable[None]]] = {
 async def _setup(http: httpx.AsyncClient, api: str, chats: int) -> str:
     token: str = (await http.post(f"{api}/api/v1/applications", json={"name": "f"})).json()["token"]
     for _ in range(chats):
-        assert (await http.post(f"{api}/api/v1/applications/{token}/chats")).status_code == 201
+        assert (
+            await http.post(f"{api}/api/v1/applications/{token}/chats", json={})
+        ).status_code == 201
     return token
 
 
@@ -288,7 +290,7 @@ async def test_the_six_step_sequence_reuses_no_number(cluster: Cluster) -> None:
             assert response.status_code == 201, response.text
             acknowledged[response.json()["number"]] = f"queued {i}"
         assert sorted(acknowledged) == list(range(1, 22))
-        queued_chats = [(await http.post(chat_url)).json()["number"] for _ in range(20)]
+        queued_chats = [(await http.post(chat_url, json={})).json()["number"] for _ in range(20)]
         assert queued_chats == list(range(2, 22))
         await _flush(cluster)
         refused_until = time.monotonic() + 4
@@ -299,7 +301,7 @@ async def test_the_six_step_sequence_reuses_no_number(cluster: Cluster) -> None:
                 )
                 assert created.status_code == 503, created.text
                 assert (
-                    await http.post(f"{base}/api/v1/applications/{token}/chats")
+                    await http.post(f"{base}/api/v1/applications/{token}/chats", json={})
                 ).status_code == 503
             await asyncio.sleep(0.2)
         ready = await http.get(f"{api}/health/ready")
@@ -309,7 +311,7 @@ async def test_the_six_step_sequence_reuses_no_number(cluster: Cluster) -> None:
             worker.resume()
         assert await created_again(http, api, token, "after") == 22
         acknowledged[22] = "after"
-        assert (await http.post(chat_url)).json()["number"] == 22
+        assert (await http.post(chat_url, json={})).json()["number"] == 22
         assert (await http.get(f"{api}/health/ready")).status_code == 200
         await persisted(http, api, token, {1: 22})
         assert await all_messages(http, other, token, 1) == acknowledged
