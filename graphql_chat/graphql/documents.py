@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, validate
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse, validate
 from strawberry.extensions import SchemaExtension
 
 from graphql_chat.graphql.limits import Limits, check
@@ -28,6 +28,10 @@ from graphql_chat.graphql.limits import Limits, check
 # Memory an entry holds beyond its text, per lexical token: measured with tracemalloc on
 # dense documents (about 400 bytes per token), rounded up.
 _BYTES_PER_TOKEN = 512
+
+# Stands in for a document refused before parsing, so that the request is answered with the
+# refusal as any invalid document is (never executed: its errors are set).
+_REFUSED = parse("query { __typename }")
 
 
 class Documents:
@@ -109,7 +113,7 @@ class DocumentCache(SchemaExtension):
                     extensions={"code": "GRAPHQL_PARSE_FAILED", "limit": "MAX_QUERY_BYTES"},
                 )
             ]
-            context.graphql_document = DocumentNode(definitions=())
+            context.graphql_document = _REFUSED
             yield
             return
         entry = self.documents.get(query) if query is not None else None
@@ -126,13 +130,21 @@ class DocumentCache(SchemaExtension):
                 errors = validate(context.schema._schema, document, context.validation_rules)
             entry = _Entry(document, errors, len(query) + _BYTES_PER_TOKEN * _tokens(document))
             self.documents.put(query, entry)
+            self._use(entry)
         else:
+            # Strawberry neither parses a document that is set nor validates one whose
+            # validation errors (possibly none) are set.
+            self._use(entry)
             yield
-        # Strawberry neither parses a document that is set nor validates one whose
-        # validation errors (possibly none) are set.
+
+    def _use(self, entry: _Entry) -> None:
+        context = self.execution_context
         context.graphql_document = entry.document
         context.pre_execution_errors = entry.errors
-        if not entry.errors and entry.operations > 1 and context.operation_name is None:
+        # Strawberry's `operation_name` falls back to the first operation's: ask what the
+        # request named.
+        named = context._provided_operation_name
+        if not entry.errors and entry.operations > 1 and named is None:
             context.pre_execution_errors = [
                 GraphQLError(
                     "the document holds several operations: operationName must name one",

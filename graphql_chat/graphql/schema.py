@@ -139,6 +139,8 @@ class Mutation:
 def coded(error: GraphQLError) -> GraphQLError:
     """The error with `extensions.code`; an unexpected error becomes a generic one."""
     original = error.original_error
+    if error.extensions and "code" in error.extensions:
+        return error  # coded where it was raised (the document limits)
     if isinstance(original, ChatError):
         code, message = original.code, original.message
     elif original is None or isinstance(original, GraphQLError):
