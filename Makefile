@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test services bench bench-distributed lint typecheck schema schema-check client client-check browser-deps bench clean
+.PHONY: run test services bench bench-distributed lint typecheck schema schema-check client client-check browser-deps audit-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,15 @@ client-check: $(CODEGEN_VENV)/bin/ariadne-codegen
 browser-deps:
 	@command -v chromium >/dev/null || scripts/install-debian-packages.sh chromium
 
-test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps services
+# The GraphQL-over-HTTP server audit (npm package graphql-http), pinned by its lock file.
+AUDIT_DIR := tests/audit
+$(AUDIT_DIR)/node_modules/.installed: $(AUDIT_DIR)/package.json $(AUDIT_DIR)/package-lock.json
+	cd $(AUDIT_DIR) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+audit-deps: $(AUDIT_DIR)/node_modules/.installed
+
+test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps audit-deps services
 	. $(SERVICES_DIR)/env && TEST_DATABASE_URL=$$DATABASE_URL TEST_REDIS_URL=$$REDIS_URL \
 	  TEST_RABBITMQ_URL=$$RABBITMQ_URL \
 	  TEST_ELASTICSEARCH_URL=$$ELASTICSEARCH_URL DATABASE_URL= REDIS_URL= RABBITMQ_URL= \

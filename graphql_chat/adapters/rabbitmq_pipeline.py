@@ -30,7 +30,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 
 from graphql_chat.batching import Coalescer
 from graphql_chat.domain import Event, event_from_dict, event_to_dict
-from graphql_chat.errors import OutcomeUnknown, Unavailable
+from graphql_chat.errors import InvalidInput, OutcomeUnknown, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,13 @@ def _message(body: bytes) -> aio_pika.Message:
     )
 
 
-def event_bodies(events: list[Event], limit: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
-    """The events as message bodies `{"events": [...]}` of about `limit` bytes at most, in
-    order, each with how many events it holds."""
+def event_bodies(items: list[bytes], limit: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
+    """Encoded events as message bodies `{"events": [...]}` of about `limit` bytes at most,
+    in order, each with how many events it holds."""
     bodies: list[tuple[int, bytes]] = []
     encoded: list[bytes] = []
     size = 0
-    for event in events:
-        item = orjson.dumps(event_to_dict(event))
+    for item in items:
         if encoded and size + len(item) > limit:
             bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
             encoded, size = [], 0
@@ -157,18 +156,27 @@ class RabbitPipeline:
 
     async def _publish_events(self, events: list[Event]) -> list[BaseException | None]:
         """One message per `MAX_MESSAGE_BYTES` of events, published together; each event
-        succeeds or fails with the message that holds it."""
-        bodies = event_bodies(events)
+        succeeds or fails with the message that holds it. An event that cannot be encoded
+        fails alone (the edge checks should have refused it)."""
+        encoded: list[bytes] = []
+        refused: dict[int, BaseException] = {}
+        for index, event in enumerate(events):
+            try:
+                encoded.append(orjson.dumps(event_to_dict(event)))
+            except orjson.JSONEncodeError:
+                refused[index] = InvalidInput("the write holds text that cannot be stored")
+        bodies = event_bodies(encoded)
         outcomes = await asyncio.gather(
             *[self._publish(self.queue, _message(body)) for _, body in bodies],
             return_exceptions=True,
         )
-        results: list[BaseException | None] = []
+        published: list[BaseException | None] = []
         for (count, _), outcome in zip(bodies, outcomes, strict=True):
             if outcome is None:
                 self.published += count
-            results += [outcome] * count
-        return results
+            published += [outcome] * count
+        answers = iter(published)
+        return [refused[i] if i in refused else next(answers) for i in range(len(events))]
 
     async def publish(self, routing_key: str, payload: dict[str, Any]) -> None:
         await self._publish(routing_key, encode(payload))

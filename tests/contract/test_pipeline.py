@@ -364,3 +364,27 @@ async def test_drained_means_nothing_queued_and_nothing_held(
         await asyncio.wait_for(running, 30)
         await pipeline.delete_queues()
         await pipeline.close()
+
+
+async def test_a_write_that_cannot_be_stored_fails_alone(
+    store: SqlStore, pipeline: Pipeline
+) -> None:
+    """Past the edge checks (here, submitted straight to the pipeline), a body no encoder
+    accepts fails its own write with a non-retryable error; the writes submitted with it
+    (one group commit, one broker message) succeed."""
+    app = (await store.insert_application(new_token(), "a")).id
+    await pipeline.submit(ChatCreated(app, 1))
+    results = await asyncio.gather(
+        *[pipeline.submit(MessageWritten(app, 1, n, f"fine {n}", n)) for n in range(1, 6)],
+        pipeline.submit(MessageWritten(app, 1, 6, "lone \ud800 surrogate", 6)),
+        *[pipeline.submit(MessageWritten(app, 1, n, f"fine {n}", n)) for n in range(7, 12)],
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 5 + ["InvalidInput"] + [
+        "NoneType"
+    ] * 5
+
+    async def stored() -> bool:
+        return await _count(store, app) == 10
+
+    await eventually(stored)
