@@ -54,7 +54,7 @@ def test_fragments_are_expanded_and_measured_once() -> None:
         "MAX_QUERY_FIELDS",
         "MAX_QUERY_COST",
     ]
-    assert "more than 100,000" in errors[0].message
+    assert "more than 100,000,000" in errors[0].message
 
 
 @pytest.mark.parametrize(
