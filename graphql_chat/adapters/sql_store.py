@@ -380,10 +380,12 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
     # A shared lock on the numbering row: a recovery retiring an epoch waits for this batch,
     # and no batch after it applies a draw of the retired epoch. (SQLite's BEGIN IMMEDIATE
     # already made this transaction the only writer.)
-    epoch_query = select(numbering.c.epoch).where(numbering.c.id == 1)
-    if locking:
-        epoch_query = epoch_query.with_for_update(read=True)
-    epoch = int(conn.execute(epoch_query).scalar() or 0)
+    epoch = 0  # writes that carry no epoch (the embedded mode's) need not read it
+    if any(e.epoch for e in events):
+        epoch_query = select(numbering.c.epoch).where(numbering.c.id == 1)
+        if locking:
+            epoch_query = epoch_query.with_for_update(read=True)
+        epoch = int(conn.execute(epoch_query).scalar() or 0)
     set_aside: list[tuple[Event, str]] = []
     accepted: list[Event] = []
     for e in events:

@@ -99,6 +99,7 @@ async def test_oversized_request_is_413(http: httpx.AsyncClient, token: str) -> 
     assert response.json()["error"]["code"] == "BAD_USER_INPUT"
     graphql = await http.post("/graphql", json={"query": "{ __typename }", "x": "y" * limit})
     assert graphql.status_code == 413
+    assert graphql.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert await _state(http, token) == before
 
 

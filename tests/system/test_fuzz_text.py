@@ -37,6 +37,12 @@ GRAPHQL = [
     "messages(after: $s) { nodes { number } } } } }",
     "mutation($t: String!, $s: String!) { updateApplication(input: {token: $t, name: $s}) "
     "{ application { name } } }",
+    "mutation($t: String!, $s: String!) { updateApplication(input: {token: $s, name: $t}) "
+    "{ application { name } } }",
+    "mutation($t: String!, $s: String!) { createChat(input: {applicationToken: $s}) "
+    "{ chat { number } } }",
+    "mutation($t: String!, $s: String!) { createMessage(input: {applicationToken: $s, "
+    "chatNumber: 1, body: $t}) { message { number } } }",
 ]
 
 

@@ -1,0 +1,81 @@
+"""The CPU of one create, in process: the embedded app called directly (no network, no fsync).
+
+    python -m bench.inprocess [--calls 5000]
+
+Creates messages one after another through the ASGI app (httpx's ASGI transport) on a fresh
+SQLite file with `SQLITE_SYNCHRONOUS=OFF`, over REST and over GraphQL, and prints the mean
+microseconds per call: of CPU (all the process's threads; what bounds throughput) and of
+wall-clock time (mostly the hops to the writer thread and back). Run it on two commits
+to compare what a change costs a request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+
+import httpx
+
+from graphql_chat import migrations
+from graphql_chat.app import create_app
+from graphql_chat.config import Settings
+
+JSON = {"content-type": "application/json"}
+MUTATION = """mutation($t: String!, $b: String!) {
+  createMessage(input: {applicationToken: $t, chatNumber: 1, body: $b}) { message { number } }
+}"""
+
+
+async def _measure(calls: int) -> dict[str, tuple[float, float]]:
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        await migrations.upgrade_async(url)
+        app = create_app(Settings(database_url=url, sqlite_synchronous="OFF"), migrate=False)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
+        ):
+            token = (await http.post("/api/v1/applications", json={"name": "b"})).json()["token"]
+            await http.post(f"/api/v1/applications/{token}/chats", headers=JSON, json={})
+            rest = f"/api/v1/applications/{token}/chats/1/messages"
+            figures: dict[str, tuple[float, float]] = {}
+
+            def over_rest(i: int) -> Awaitable[httpx.Response]:
+                return http.post(rest, json={"body": f"m {i}"})
+
+            def over_graphql(i: int) -> Awaitable[httpx.Response]:
+                variables = {"t": token, "b": f"m {i}"}
+                return http.post("/graphql", json={"query": MUTATION, "variables": variables})
+
+            for name, call in (
+                ("REST createMessage", over_rest),
+                ("GraphQL createMessage", over_graphql),
+            ):
+                for i in range(200):  # warm up: caches, the allocator, the JIT-less paths
+                    await call(i)
+                started, cpu = time.perf_counter(), time.process_time()
+                for i in range(calls):
+                    response = await call(i)
+                    assert response.status_code in (200, 201), response.text
+                figures[name] = (
+                    (time.process_time() - cpu) / calls * 1e6,
+                    (time.perf_counter() - started) / calls * 1e6,
+                )
+            return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=5000)
+    args = parser.parse_args()
+    for name, (cpu, wall) in asyncio.run(_measure(args.calls)).items():
+        print(f"{name}: {cpu:.0f} µs of CPU, {wall:.0f} µs of wall-clock time per call")
+
+
+if __name__ == "__main__":
+    main()
