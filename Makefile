@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test services bench bench-distributed lint typecheck schema schema-check client client-check browser-deps audit-deps bench clean
+.PHONY: run test services bench bench-distributed lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ $(BIN)/vegeta: $(BIN)/.installed
 bench: $(BIN)/.installed $(BIN)/vegeta
 	@command -v wrk >/dev/null || scripts/install-debian-packages.sh wrk
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/load.py
+
+# Search at two sizes, on both backends (Elasticsearch from `make services`).
+bench-search: $(BIN)/.installed services
+	$(BIN)/python -m bench.search --messages 100000 --big-chat 10000
+	$(BIN)/python -m bench.search --messages 1000000 --big-chat 100000
 
 bench-distributed: $(BIN)/.installed $(BIN)/vegeta services
 	@command -v wrk >/dev/null || scripts/install-debian-packages.sh wrk
