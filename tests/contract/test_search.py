@@ -161,3 +161,24 @@ async def test_many_chats_in_one_call(store: SqlStore, writer: Writer, search: S
     for chat in (one, two, three):
         assert (await search.search([chat], ["note"], 6, 3))[chat] == found[chat]
     assert await search.search([], ["note"], None, 3) == {}
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_fts5_answers_past_its_window_from_the_index(
+    store: SqlStore, writer: Writer, search: Search, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest rows are checked directly; when they leave the page short, the trigram index
+    answers for the older rows: one newest-first list either way, pages included."""
+    from graphql_chat.adapters import fts5_search
+
+    monkeypatch.setattr(fts5_search, "SCAN_WINDOW", 3)
+    bodies = [f"{'needle' if n % 4 == 0 else 'hay'} {n} ok" for n in range(1, 41)]
+    chat = await _chat(store, writer, bodies)
+    everything = [n for n in range(40, 0, -1) if n % 4 == 0]
+    assert await _numbers(search, chat, "NEEDLE") == everything
+    assert await _numbers(search, chat, "ok needle") == everything
+    assert await _numbers(search, chat, "ee") == everything  # short terms past the window too
+    page = await search.search([chat], ["needle"], 30, 4)
+    assert [m.number for m in page[chat]] == [28, 24, 20, 16]
+    threes = [n for n in range(40, 0, -1) if "3" in bodies[n - 1]]
+    assert await _numbers(search, chat, "3 OK") == threes
