@@ -77,7 +77,11 @@ def _remove(environment: dict[str, str]) -> None:
     """Drop what the run created: its database, queues, index and keys."""
     url = make_url(environment["DATABASE_URL"])
     _sql(url.set(database=None), f"DROP DATABASE IF EXISTS {url.database}")
-    httpx.delete(f"{environment['ELASTICSEARCH_URL']}/{environment['ELASTICSEARCH_INDEX']}")
+    elastic, index = environment["ELASTICSEARCH_URL"], environment["ELASTICSEARCH_INDEX"]
+    # The name is an alias: delete the indices behind it.
+    found = httpx.get(f"{elastic}/{index}*", params={"allow_no_indices": "true"}).json()
+    for name in found:
+        httpx.delete(f"{elastic}/{name}")
     management = make_url(environment["RABBITMQ_MANAGEMENT_URL"])
     api = f"http://{management.host}:{management.port}/api/queues/%2F"
     auth = (management.username or "guest", management.password or "guest")

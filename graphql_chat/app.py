@@ -26,7 +26,7 @@ from strawberry.types import ExecutionResult
 from graphql_chat import migrations
 from graphql_chat.bootstrap import Container, bootstrap
 from graphql_chat.config import Settings
-from graphql_chat.errors import ChatError, TooLarge, Unavailable
+from graphql_chat.errors import ChatError, ConfigurationError, TooLarge, Unavailable
 from graphql_chat.graphql.context import Context
 from graphql_chat.graphql.schema import build_schema, coded
 from graphql_chat.rest.routes import JSONResponse
@@ -276,7 +276,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if should_migrate:
             await migrations.upgrade_async(settings.database_url)
-        await container.start()
+        try:
+            await container.start()
+        except ConfigurationError as error:
+            log.error("refusing to start: %s", error.message)
+            raise
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector, whose full passes over it otherwise stall every request ~50 ms.
         gc.freeze()

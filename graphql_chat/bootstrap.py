@@ -32,9 +32,12 @@ class Container:
     writer: Writer
     service: ChatService
 
-    async def start(self) -> None:
+    async def start(self, search: bool = True) -> None:
+        """Start every port; `search=False` leaves the search index as it is (reindexing
+        replaces it, so an index of an older mapping is no reason to refuse)."""
         await self.store.start()
-        await self.search.start()
+        if search:
+            await self.search.start()
         await self.pipeline.start()
         await self.numbers.start()
 
@@ -94,9 +97,11 @@ def bootstrap(settings: Settings | None = None) -> Container:
 
 
 @asynccontextmanager
-async def running(settings: Settings | None = None) -> AsyncIterator[Container]:
+async def running(
+    settings: Settings | None = None, search: bool = True
+) -> AsyncIterator[Container]:
     container = bootstrap(settings)
-    await container.start()
+    await container.start(search)
     try:
         yield container
     finally:

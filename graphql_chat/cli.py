@@ -131,7 +131,11 @@ def worker(
             )
             await run_worker(consumer, burst=burst)
 
-    _run(run())
+    try:
+        _run(run())
+    except ConfigurationError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -142,7 +146,7 @@ def reindex() -> None:
     settings = _settings()
 
     async def run() -> int:
-        async with running(settings) as container:
+        async with running(settings, search=False) as container:
             with tqdm(unit="messages", desc="reindex") as bar:
 
                 def advance(done: int) -> None:

@@ -171,7 +171,7 @@ def parse_number(value: object, field: str) -> int:
     return number
 
 
-MAX_TERM_LENGTH = 1000  # characters in one search term (the search index chunks bodies by it)
+MAX_TERM_LENGTH = 1000  # characters in one search term (a phrase of as many n-grams)
 
 
 def search_terms(query: object, max_length: int) -> list[str]:

@@ -111,7 +111,12 @@ async def _drop_queues_and_index(settings: Settings) -> None:
         for suffix in ("", ".search", ".dead"):
             await channel.queue_delete(settings.queue_name + suffix)
     elastic = AsyncElasticsearch(settings.elasticsearch_url)
-    await elastic.indices.delete(index=settings.elasticsearch_index, ignore_unavailable=True)
+    # The name is an alias: delete the indices behind it (and any made by a rebuild).
+    found = await elastic.indices.get(
+        index=f"{settings.elasticsearch_index}*", ignore_unavailable=True, allow_no_indices=True
+    )
+    for name in found:
+        await elastic.indices.delete(index=name, ignore_unavailable=True)
     await elastic.close()
 
 

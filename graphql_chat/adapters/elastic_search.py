@@ -1,21 +1,29 @@
-"""The search port on Elasticsearch (official async client).
+"""The search port on Elasticsearch (official async client): n-grams computed here.
 
-Mapping: a `keyword` field with the built-in `lowercase` normalizer holding the body in
-overlapping chunks, searched with one `wildcard` query `*term*` per term (user `*`, `?` and `\\`
-escaped), filtered by chat, sorted by number descending. This works on every Elasticsearch
-distribution, including the integration-test one without the `analysis-common` module (no
-ngram analyzers) and without the `wildcard` field type.
+Bodies are indexed, case-folded with Python's `str.lower` (what the other checks use), as
+n-gram tokens: every three-character window (`grams3`, with positions), and the set of
+two-character and one-character windows (`grams2`, `grams1`), each read by the core
+`whitespace` analyzer, with the white space inside a gram escaped so that it stays one token:
+no `analysis-common` module and no `wildcard` field type are needed, which is what the
+integration-test distribution offers. A term of three characters or more is a phrase of its
+trigrams (consecutive positions: exactly substring matching); a shorter one is one term query.
+A query's cost follows the postings of the term's few n-grams, not the size of the term
+dictionary, and the index is sorted by chat and number, so a chat's documents sit together.
 
-Keyword terms are limited to 32,766 bytes, so bodies are indexed as chunks of
-`CHUNK` characters overlapping by `MAX_TERM_LENGTH`: any term up to that length lies whole
-inside some chunk. Documents carry the message's revision as an external version, so
-replays and out-of-order writes never let an older body replace a newer one.
+`ELASTICSEARCH_INDEX` names an alias; the index behind it is `ALIAS-vVERSION` (or, once
+rebuilt, `ALIAS-vVERSION-STAMP`), its mapping's `_meta.version` is `MAPPING_VERSION`. `rebuild` builds a new index from the store
+while writes and searches go on, swaps the alias atomically, then copies again what changed
+meanwhile. A process refuses to start against an index of an older mapping. Documents carry
+the message's revision as an external version, so replays and out-of-order writes never let
+an older body replace a newer one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -24,40 +32,72 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import MAX_TERM_LENGTH, Message
-from graphql_chat.errors import Unavailable
+from graphql_chat.domain import Message
+from graphql_chat.errors import ConfigurationError, Unavailable
 from graphql_chat.ports import IndexedMessage
 
 log = logging.getLogger(__name__)
 
-CHUNK = 8_000  # characters: at most 4 bytes each in UTF-8, under the 32,766-byte term limit
-STEP = CHUNK - MAX_TERM_LENGTH
-
+MAPPING_VERSION = 2
+_GRAMS = {"type": "text", "analyzer": "whitespace", "norms": False}
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
+    "_meta": {"version": MAPPING_VERSION},
+    "_source": {"excludes": ["grams1", "grams2", "grams3"]},
     "properties": {
         "chat_id": {"type": "long"},
         "number": {"type": "long"},
         "body": {"type": "text", "index": False},
-        "body_chunks": {"type": "keyword", "normalizer": "lowercase", "doc_values": False},
+        "grams3": {**_GRAMS, "index_options": "positions"},
+        "grams2": {**_GRAMS, "index_options": "docs"},
+        "grams1": {**_GRAMS, "index_options": "docs"},
     },
 }
 SETTINGS: dict[str, Any] = {
     "number_of_shards": 1,
     "number_of_replicas": 0,
     "refresh_interval": "250ms",
+    "sort.field": ["chat_id", "number"],
+    "sort.order": ["asc", "desc"],
 }
+# Writes committed while a rebuild copies are copied again if they changed this long before
+# it began (a transaction takes its timestamp before it commits).
+_CATCH_UP_MARGIN = timedelta(seconds=60)
 
 
-def chunks(body: str) -> list[str]:
-    if len(body) <= CHUNK:
-        return [body]
-    return [body[i : i + CHUNK] for i in range(0, len(body) - MAX_TERM_LENGTH, STEP)]
+_ESCAPE, _END = "\ue000", "\ue001"  # private-use characters
 
 
-def _wildcard(term: str) -> str:
-    escaped = term.lower().replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
-    return f"*{escaped}*"
+def _token(gram: str) -> str:
+    """The gram as one token of the `whitespace` analyzer: its characters as they are, but
+    white space (which would split it) and the escape characters written as escapes, so that
+    distinct grams give distinct tokens."""
+    if not any(c.isspace() or c in (_ESCAPE, _END) for c in gram):
+        return gram
+    return "".join(
+        f"{_ESCAPE}{ord(c):x}{_END}" if c.isspace() or c in (_ESCAPE, _END) else c for c in gram
+    )
+
+
+def grams(body: str) -> dict[str, str]:
+    """The n-gram fields of a body."""
+    folded = body.lower()
+    trigrams = " ".join(_token(folded[i : i + 3]) for i in range(len(folded) - 2))
+    bigrams = " ".join(sorted({_token(folded[i : i + 2]) for i in range(len(folded) - 1)}))
+    return {
+        "grams3": trigrams,
+        "grams2": bigrams,
+        "grams1": " ".join(sorted({_token(c) for c in folded})),
+    }
+
+
+def term_query(term: str) -> dict[str, Any]:
+    """Documents whose body holds `term` (case-insensitive substring)."""
+    folded = term.lower()
+    if len(folded) >= 3:
+        phrase = " ".join(_token(folded[i : i + 3]) for i in range(len(folded) - 2))
+        return {"match_phrase": {"grams3": {"query": phrase, "analyzer": "whitespace"}}}
+    return {"term": {f"grams{len(folded)}": _token(folded)}}
 
 
 def _unavailable(error: Exception) -> Unavailable:
@@ -66,7 +106,7 @@ def _unavailable(error: Exception) -> Unavailable:
 
 class ElasticSearch:
     def __init__(self, url: str, index: str, store: SqlStore) -> None:
-        self.index_name = index
+        self.index_name = index  # the alias
         # Fail fast: callers answer a retryable error, and the worker parks the work.
         self._client = AsyncElasticsearch(
             url, request_timeout=10, retry_on_timeout=False, max_retries=0
@@ -75,8 +115,9 @@ class ElasticSearch:
         self._ready = False
 
     async def start(self) -> None:
-        """Create the index when missing. Search being down must not stop the process: the
-        store goes on, and the index is created on first use once search answers."""
+        """Create the index when missing; refuse an index of an older mapping. Search being
+        down must not stop the process: the store goes on, and the index is created on first
+        use once search answers."""
         try:
             await self._ensure_index()
         except Unavailable:
@@ -86,10 +127,21 @@ class ElasticSearch:
         if self._ready:
             return
         try:
-            if not await self._client.indices.exists(index=self.index_name):
-                await self._client.indices.create(
-                    index=self.index_name, settings=SETTINGS, mappings=MAPPING
-                )
+            found = await self._client.indices.get(
+                index=self.index_name, ignore_unavailable=True, allow_no_indices=True
+            )
+            if not found:
+                await self._create(self.index_name)
+            else:
+                for name, index in found.items():
+                    version = index.get("mappings", {}).get("_meta", {}).get("version", 1)
+                    if version < MAPPING_VERSION:
+                        raise ConfigurationError(
+                            f"the search index {name} (behind {self.index_name}) has mapping "
+                            f"version {version}, older than this release's {MAPPING_VERSION}: "
+                            "run `graphql-chat reindex` to build the new index (searches go on "
+                            "meanwhile), then start again"
+                        )
         except TransportConnectionError as error:
             raise _unavailable(error) from error
         except (ApiError, TransportError) as error:
@@ -97,16 +149,35 @@ class ElasticSearch:
                 raise _unavailable(error) from error
         self._ready = True
 
+    async def _create(self, alias: str | None) -> str:
+        """A new index of the current mapping, named after the alias. For a new deployment
+        (`alias` given) the name is fixed, so processes starting together create one index
+        (the others lose the race, which is fine); a rebuild's name is new each time."""
+        name = f"{self.index_name}-v{MAPPING_VERSION}"
+        if alias is None:
+            name += f"-{time.time_ns()}"
+        aliases: dict[str, Any] | None = {alias: {}} if alias else None
+        await self._client.indices.create(
+            index=name, settings=SETTINGS, mappings=MAPPING, aliases=aliases
+        )
+        return name
+
     async def close(self) -> None:
         await self._client.close()
 
-    async def index(self, messages: Sequence[IndexedMessage]) -> None:
+    async def index(self, messages: Sequence[IndexedMessage], into: str | None = None) -> None:
         if not messages:
             return
-        await self._ensure_index()
+        if into is None:  # a rebuild writes its new index, whatever the alias holds now
+            await self._ensure_index()
         try:
             _, errors = await async_bulk(
-                self._client, self._actions(messages), raise_on_error=False, stats_only=False
+                self._client,
+                self._actions(messages, into),
+                raise_on_error=False,
+                stats_only=False,
+                # Under 1 MiB: aiohttp warns that larger bodies may hold the event loop.
+                max_chunk_bytes=900 * 1024,
             )
         except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
@@ -115,10 +186,12 @@ class ElasticSearch:
         if failed:
             raise Unavailable(f"search indexing failed for {len(failed)} messages; retry")
 
-    async def _actions(self, messages: Sequence[IndexedMessage]) -> AsyncIterator[dict[str, Any]]:
+    async def _actions(
+        self, messages: Sequence[IndexedMessage], index: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         for m in messages:
             yield {
-                "_index": self.index_name,
+                "_index": index or self.index_name,
                 "_id": f"{m.chat_id}:{m.number}",
                 "_version": m.revision,
                 "_version_type": "external",
@@ -126,7 +199,7 @@ class ElasticSearch:
                     "chat_id": m.chat_id,
                     "number": m.number,
                     "body": m.body,
-                    "body_chunks": chunks(m.body),
+                    **grams(m.body),
                 },
             }
 
@@ -140,7 +213,7 @@ class ElasticSearch:
         common: list[dict[str, Any]] = []
         if before is not None:
             common.append({"range": {"number": {"lt": before}}})
-        common += [{"wildcard": {"body_chunks": {"value": _wildcard(t)}}} for t in terms]
+        common += [term_query(t) for t in terms]
         bodies = [
             {
                 "query": {"bool": {"filter": [{"term": {"chat_id": chat_id}}, *common]}},
@@ -187,16 +260,53 @@ class ElasticSearch:
             raise _unavailable(error) from error
 
     async def rebuild(self, progress: Callable[[int], None]) -> int:
-        total = 0
-        async for batch in self._store.iter_messages(1000):
-            await self.index(batch)
-            total += len(batch)
-            progress(len(batch))
-        await self.refresh()
+        """A new index from the store, while writes and searches go on: copy everything, swap
+        the alias atomically (removing the index it pointed to, or an old index that bears
+        the alias's name), then copy again what changed since the copy began."""
+        try:
+            began = await self._store.clock()
+            new = await self._create(None)
+            total = 0
+            async for batch in self._store.iter_messages(1000):
+                await self.index(batch, into=new)
+                total += len(batch)
+                progress(len(batch))
+            replaced = await self._swap(new)
+            caught_up = 0
+            async for batch in self._store.iter_messages(1000, began - _CATCH_UP_MARGIN):
+                await self.index(batch)
+                caught_up += len(batch)
+            log.info("reindex: %d messages changed during the copy, copied again", caught_up)
+            await self.refresh()
+            for name in replaced:  # searches in flight on it have had the catch-up's time
+                await self._client.indices.delete(index=name, ignore_unavailable=True)
+        except TransportConnectionError as error:
+            raise _unavailable(error) from error
         return total
 
+    async def _swap(self, new: str) -> list[str]:
+        """Point the alias at `new`, atomically; the indices it replaced (to delete)."""
+        found = await self._client.indices.get(
+            index=self.index_name, ignore_unavailable=True, allow_no_indices=True
+        )
+        actions: list[dict[str, Any]] = []
+        for name in found:
+            if name == self.index_name:  # an index of an older release, named like the alias
+                actions.append({"remove_index": {"index": name}})
+            else:
+                actions.append({"remove": {"index": name, "alias": self.index_name}})
+        actions.append({"add": {"index": new, "alias": self.index_name}})
+        await self._client.indices.update_aliases(actions=actions)
+        self._ready = False
+        log.info("search index %s is live behind %s", new, self.index_name)
+        return [name for name in found if name != self.index_name]
+
     async def drop(self) -> None:
-        await self._client.indices.delete(index=self.index_name, ignore_unavailable=True)
+        found = await self._client.indices.get(
+            index=self.index_name, ignore_unavailable=True, allow_no_indices=True
+        )
+        for name in found:
+            await self._client.indices.delete(index=name, ignore_unavailable=True)
 
 
 def _status(error: dict[str, Any]) -> int:

@@ -14,6 +14,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -25,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     tuple_,
     update,
 )
@@ -317,8 +319,11 @@ class SqlStore:
         )
         return bool(await self.write(lambda conn: conn.execute(statement).rowcount == 1))
 
-    async def iter_messages(self, batch_size: int) -> AsyncIterator[list[IndexedMessage]]:
-        """Every stored message, in id order, `batch_size` at a time (for reindexing)."""
+    async def iter_messages(
+        self, batch_size: int, changed_since: datetime | None = None
+    ) -> AsyncIterator[list[IndexedMessage]]:
+        """Every stored message in id order, `batch_size` at a time (for reindexing); with
+        `changed_since` (MySQL), only those inserted or updated since then."""
         last_id = 0
         while True:
             query = (
@@ -333,11 +338,19 @@ class SqlStore:
                 .order_by(messages.c.id)
                 .limit(batch_size)
             )
+            if changed_since is not None:
+                query = query.where(text("changed_at >= :since").bindparams(since=changed_since))
             rows = await self.read(lambda conn, q=query: conn.execute(q).all())  # type: ignore[misc]
             if not rows:
                 return
             last_id = rows[-1].id
             yield [IndexedMessage(r.chat_id, r.number, r.body, r.revision) for r in rows]
+
+    async def clock(self) -> datetime:
+        """The database server's time (what `messages.changed_at` is set from)."""
+        now = select(func.now(6)) if not self.is_sqlite else select(func.current_timestamp())
+        value = await self.read(lambda conn: conn.execute(now).scalar_one())
+        return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
     async def count_messages(self) -> int:
         query = select(func.count()).select_from(messages)

@@ -182,3 +182,115 @@ async def test_fts5_answers_past_its_window_from_the_index(
     assert [m.number for m in page[chat]] == [28, 24, 20, 16]
     threes = [n for n in range(40, 0, -1) if "3" in bodies[n - 1]]
     assert await _numbers(search, chat, "3 OK") == threes
+
+
+async def test_terms_across_ngrams_repeats_and_short_terms(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    bodies = [
+        "aaaa",  # 1
+        "abcabcabc",  # 2
+        "x\ty\u00a0z end",  # 3: a tab and a no-break space inside
+        "private \ue000\ue001 use",  # 4: the n-gram escape characters themselves
+        "Straße ÇA VA",  # 5
+        "b",  # 6
+    ]
+    chat = await _chat(store, writer, bodies)
+    assert await _numbers(search, chat, "aaaa") == [1]
+    assert await _numbers(search, chat, "aaaaa") == []
+    assert await _numbers(search, chat, "aa") == [1]
+    assert await _numbers(search, chat, "cabca") == [2]
+    assert await _numbers(search, chat, "abcabcabca") == []
+    assert await _numbers(search, chat, "BCA") == [2]
+    assert await _numbers(search, chat, "b") == [6, 2]
+    assert await _numbers(search, chat, "y\u00a0z") == [3]
+    assert await _numbers(search, chat, "\ue000\ue001") == [4]
+    assert await _numbers(search, chat, "\ue000") == [4]
+    assert await _numbers(search, chat, "ç") == [5]
+    assert await _numbers(search, chat, "STRASSE") == []  # lower case, not case folding
+    assert await _numbers(search, chat, "straße ça") == [5]
+    long_term = "abc" * 333
+    assert await _numbers(search, chat, long_term) == []
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_an_index_of_an_older_mapping_is_refused_until_reindexed(
+    store: SqlStore, writer: Writer
+) -> None:
+    """An index created by an older release (its name the alias's, no mapping version) stops
+    a process at start with the way out; `rebuild` replaces it while it keeps answering."""
+    from elasticsearch import AsyncElasticsearch
+
+    from graphql_chat.errors import ConfigurationError
+
+    name = unique_name("test")
+    raw = AsyncElasticsearch(engine_url("ELASTICSEARCH_URL"))
+    old_mapping = {"properties": {"chat_id": {"type": "long"}, "number": {"type": "long"}}}
+    await raw.indices.create(index=name, mappings=old_mapping)
+    search = ElasticSearch(engine_url("ELASTICSEARCH_URL"), name, store)
+    try:
+        with pytest.raises(ConfigurationError, match="graphql-chat reindex"):
+            await search.start()
+        chat = await _chat(store, Writer(store, _NoSearch()), BODIES)  # type: ignore[arg-type]
+        seen: list[int] = []
+        assert await search.rebuild(seen.append) == len(BODIES)
+        await search.start()  # now the current mapping, behind the alias
+        assert await _numbers(search, chat, "café") == [3, 2]
+        assert list(await raw.indices.get_alias(name=name)) != [name]
+    finally:
+        await search.drop()
+        await search.close()
+        await raw.close()
+
+
+class _NoSearch:
+    """Only the store: the index is what is being replaced."""
+
+    async def index(self, messages: object) -> None:
+        pass
+
+    async def refresh(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_reindexing_a_live_system_answers_throughout_and_loses_no_write(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    assert isinstance(search, ElasticSearch)
+    app = (await store.insert_application(new_token(), "a")).id
+    await writer.apply(
+        [ChatCreated(app, 1)]
+        + [MessageWritten(app, 1, n, f"before {n}", n) for n in range(1, 3001)]
+    )
+    await search.refresh()
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)].id
+    stop = asyncio.Event()
+    answers: list[int] = []
+
+    async def searching() -> None:
+        while not stop.is_set():
+            found = await search.search([chat], ["before"], None, 5)
+            answers.append(len(found[chat]))
+            await asyncio.sleep(0.01)
+
+    async def writing() -> None:
+        for n in range(3001, 3201):  # new messages, and edits of old ones, during the copy
+            await writer.apply(
+                [
+                    MessageWritten(app, 1, n, f"during {n}", n),
+                    MessageWritten(app, 1, n - 3000, f"edited {n}", 10_000 + n),
+                ]
+            )
+            await asyncio.sleep(0.005)
+
+    searcher = asyncio.create_task(searching())
+    rebuilt, _ = await asyncio.gather(search.rebuild(lambda _: None), writing())
+    stop.set()
+    await searcher
+    assert rebuilt >= 3000
+    assert len(answers) > 10 and all(count == 5 for count in answers)
+    await search.refresh()
+    assert len((await search.search([chat], ["during"], None, 500))[chat]) == 200
+    assert len((await search.search([chat], ["edited"], None, 500))[chat]) == 200
+    assert len((await search.search([chat], ["before"], None, 5000))[chat]) == 2800
