@@ -13,9 +13,9 @@ dictionary, and the index is sorted by chat and number, so a chat's documents si
 `ELASTICSEARCH_INDEX` names an alias; the index behind it is `ALIAS-vVERSION` (or, once
 rebuilt, `ALIAS-vVERSION-STAMP`), its mapping's `_meta.version` is `MAPPING_VERSION`.
 `rebuild` builds a new index from the store while writes and searches go on, swaps the alias
-atomically, then copies again what changed meanwhile. A process refuses to start against an index of an older mapping. Documents carry
-the message's revision as an external version, so replays and out-of-order writes never let
-an older body replace a newer one.
+atomically, then copies again what changed meanwhile. A process refuses to start against an
+index of an older mapping. Documents carry the message's revision as an external version, so
+replays and out-of-order writes never let an older body replace a newer one.
 """
 
 from __future__ import annotations
