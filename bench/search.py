@@ -90,20 +90,21 @@ class Terms:
     def __init__(self, corpus: Corpus) -> None:
         self._rng = random.Random(corpus.seed + 2)
         self._words = corpus.vocabulary()
+        self._at_least = {n: [w for w in self._words if len(w) >= n] for n in range(1, 6)}
         self._used: set[str] = set()
 
     def _fresh(self, make: Callable[[], str]) -> str:
         """A term not used before, or (once a kind's terms run out: there are 702 lowercase
         strings of 1 or 2 letters) one used before."""
-        for _ in range(1000):
+        for _ in range(200):
             term = make()
             if term.lower() not in self._used:
                 self._used.add(term.lower())
                 return term
-        return make()
+        return make()  # this kind has (almost) no fresh term left
 
     def _fragment(self, low: int, high: int) -> str:
-        word = self._rng.choice([w for w in self._words if len(w) >= low] or self._words)
+        word = self._rng.choice(self._at_least[low])
         length = self._rng.randint(low, min(high, len(word)))
         start = self._rng.randint(0, len(word) - length)
         fragment = word[start : start + length]

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -66,38 +67,37 @@ _CATCH_UP_MARGIN = timedelta(seconds=60)
 
 
 _ESCAPE, _END = "\ue000", "\ue001"  # private-use characters
+# White space would split a gram into two tokens: it is written as an escape, and so are the
+# escape characters themselves, so that distinct grams give distinct tokens.
+_ESCAPED = {
+    c: f"{_ESCAPE}{ord(c):x}{_END}"
+    for c in [chr(i) for i in range(0x3001)] + [_ESCAPE, _END]
+    if c.isspace() or c in (_ESCAPE, _END)
+}
 
 
-def _token(gram: str) -> str:
-    """The gram as one token of the `whitespace` analyzer: its characters as they are, but
-    white space (which would split it) and the escape characters written as escapes, so that
-    distinct grams give distinct tokens."""
-    if not any(c.isspace() or c in (_ESCAPE, _END) for c in gram):
-        return gram
-    return "".join(
-        f"{_ESCAPE}{ord(c):x}{_END}" if c.isspace() or c in (_ESCAPE, _END) else c for c in gram
-    )
+def _characters(text: str) -> list[str]:
+    """The case-folded text, a token-safe piece per character."""
+    return [_ESCAPED.get(c, c) for c in text.lower()]
 
 
 def grams(body: str) -> dict[str, str]:
     """The n-gram fields of a body."""
-    folded = body.lower()
-    trigrams = " ".join(_token(folded[i : i + 3]) for i in range(len(folded) - 2))
-    bigrams = " ".join(sorted({_token(folded[i : i + 2]) for i in range(len(folded) - 1)}))
+    c = _characters(body)
     return {
-        "grams3": trigrams,
-        "grams2": bigrams,
-        "grams1": " ".join(sorted({_token(c) for c in folded})),
+        "grams3": " ".join([a + b + d for a, b, d in zip(c, c[1:], c[2:], strict=False)]),
+        "grams2": " ".join({a + b for a, b in pairwise(c)}),
+        "grams1": " ".join(set(c)),
     }
 
 
 def term_query(term: str) -> dict[str, Any]:
     """Documents whose body holds `term` (case-insensitive substring)."""
-    folded = term.lower()
-    if len(folded) >= 3:
-        phrase = " ".join(_token(folded[i : i + 3]) for i in range(len(folded) - 2))
+    c = _characters(term)
+    if len(c) >= 3:
+        phrase = " ".join([a + b + d for a, b, d in zip(c, c[1:], c[2:], strict=False)])
         return {"match_phrase": {"grams3": {"query": phrase, "analyzer": "whitespace"}}}
-    return {"term": {f"grams{len(folded)}": _token(folded)}}
+    return {"term": {f"grams{len(c)}": "".join(c)}}
 
 
 def _unavailable(error: Exception) -> Unavailable:
