@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import secrets
 import statistics
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.distributed import _services
 from graphql_chat import migrations
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
@@ -37,7 +37,6 @@ from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.ports import IndexedMessage, Search
 
-SERVICES_ENV = Path(os.environ.get("SERVICES_DIR", "/var/tmp/graphql-chat-services")) / "env"
 KINDS = ("1-2 chars", "3-5 chars", "common word", "two terms", "no match")
 LOAD_BATCH = 5000
 
@@ -232,15 +231,6 @@ async def _elasticsearch(corpus: Corpus, args: argparse.Namespace) -> tuple[floa
     finally:
         await search.drop()
         await search.close()
-
-
-def _services() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in SERVICES_ENV.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            found[name] = value
-    return found
 
 
 Measured = tuple[float, int, list[Row]]  # load rate, index bytes, query rows

@@ -106,18 +106,23 @@ def server(tmp_path: Path) -> Iterator[Server]:
     started.stop()
 
 
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The environment variables that give a process these distributed settings."""
+    return {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": str(settings.redis_url),
+        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "RABBITMQ_URL": str(settings.rabbitmq_url),
+        "QUEUE_NAME": settings.queue_name,
+        "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
+        "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
+    }
+
+
 class Cluster:
     def __init__(self, settings: Settings, tmp: Path) -> None:
         self.settings = settings
-        self.environment = {
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": str(settings.redis_url),
-            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-            "RABBITMQ_URL": str(settings.rabbitmq_url),
-            "QUEUE_NAME": settings.queue_name,
-            "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
-            "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
-        }
+        self.environment = environment_of(settings)
         self.tmp = tmp
         self.apis = [self._process(("serve",), f"api{i}") for i in range(2)]
         self.workers = [self._process(("worker",), f"worker{i}") for i in range(2)]

@@ -12,7 +12,7 @@ from elasticsearch import AsyncElasticsearch
 
 from tests.conftest import distributed_settings
 from tests.engines import engine_url
-from tests.system.conftest import free_port
+from tests.system.conftest import environment_of, free_port
 
 pytestmark = pytest.mark.system
 
@@ -31,16 +31,7 @@ def _run(
 
 async def test_older_index_refused_at_start_until_reindexed() -> None:
     async with distributed_settings() as settings:
-        environment = {
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": str(settings.redis_url),
-            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-            "RABBITMQ_URL": str(settings.rabbitmq_url),
-            "QUEUE_NAME": settings.queue_name,
-            "ELASTICSEARCH_URL": str(settings.elasticsearch_url),
-            "ELASTICSEARCH_INDEX": settings.elasticsearch_index,
-            "PORT": str(free_port()),
-        }
+        environment = {**environment_of(settings), "PORT": str(free_port())}
         raw = AsyncElasticsearch(engine_url("ELASTICSEARCH_URL"))
         try:
             await raw.indices.create(
