@@ -94,16 +94,23 @@ def start_rabbitmq() -> None:
     _rabbitmqctl("await_startup")
 
 
-def _kill_pid_file(path: Path) -> None:
-    pid = int(path.read_text().strip())
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(300):
+def _gone(pid: int, within: float) -> bool:
+    """Whether process `pid` has exited, waiting up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill_pid_file(path: Path) -> None:
+    pid = int(path.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    if not _gone(pid, 30):
+        os.kill(pid, signal.SIGKILL)
 
 
 def stop_elasticsearch() -> None:
@@ -131,12 +138,7 @@ def restart_redis_empty() -> None:
     for path in (SERVICES_DIR / "redis").glob("appendonly*"):
         subprocess.run(["rm", "-rf", str(path)], check=True)
     os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    _gone(pid, 5)
     restart_services()
 
 

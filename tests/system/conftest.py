@@ -244,3 +244,21 @@ async def created_again(
             return number
         assert time.monotonic() < deadline, f"creates did not resume: {response.text}"
         await asyncio.sleep(0.1)
+
+
+async def indexed(settings: Settings, expected: int, within: float = 60) -> None:
+    """Wait until the search index holds `expected` documents."""
+    from elasticsearch import AsyncElasticsearch
+
+    elastic = AsyncElasticsearch(str(settings.elasticsearch_url))
+    try:
+        index = settings.elasticsearch_index
+        deadline = time.monotonic() + within
+        while True:
+            await elastic.indices.refresh(index=index)
+            if (count := (await elastic.count(index=index))["count"]) == expected:
+                return
+            assert time.monotonic() < deadline, f"{count} documents indexed, not {expected}"
+            await asyncio.sleep(0.5)
+    finally:
+        await elastic.close()

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from elasticsearch import AsyncElasticsearch
 
 from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
@@ -35,6 +34,7 @@ from tests.system.conftest import (
     bounded,
     create_message,
     created_again,
+    indexed,
     persisted,
 )
 
@@ -78,19 +78,7 @@ async def _verify(cluster: Cluster, token: str, created: list[tuple[int, str, in
             assert stored == {n: b for c, b, n in created if c == chat}
         app = (await http.get(f"{api}/api/v1/applications/{token}")).json()
         assert app["chats_count"] == 100
-        elastic = AsyncElasticsearch(str(cluster.settings.elasticsearch_url))
-        try:
-            index = cluster.settings.elasticsearch_index
-            deadline = time.monotonic() + 60
-            while True:
-                await elastic.indices.refresh(index=index)
-                count = (await elastic.count(index=index))["count"]
-                if count == len(created):
-                    break
-                assert time.monotonic() < deadline, f"{count} documents indexed, not {len(created)}"
-                await asyncio.sleep(0.5)
-        finally:
-            await elastic.close()
+        await indexed(cluster.settings, len(created))
         for chat, body, number in random.sample(created, 20):
             found = await http.get(
                 f"{api}/api/v1/applications/{token}/chats/{chat}/messages/search",

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.conftest import distributed_settings
 from tests.engines import restart_redis_empty
-from tests.system.conftest import Cluster, all_messages, created_again, persisted
+from tests.system.conftest import Cluster, all_messages, created_again, indexed, persisted
 
 pytestmark = pytest.mark.system
 
@@ -155,18 +154,7 @@ async def _pages(http: httpx.AsyncClient, url: str) -> list[dict[str, int]]:
 async def _indexed(cluster: Cluster, http: httpx.AsyncClient, api: str, ledger: Ledger) -> None:
     chats = await _pages(http, f"{api}/api/v1/applications/{ledger.token}/chats")
     expected = sum(c["messages_count"] for c in chats)
-    elastic = AsyncElasticsearch(str(cluster.settings.elasticsearch_url))
-    try:
-        index = cluster.settings.elasticsearch_index
-        deadline = time.monotonic() + 60
-        while True:
-            await elastic.indices.refresh(index=index)
-            if (count := (await elastic.count(index=index))["count"]) == expected:
-                return
-            assert time.monotonic() < deadline, f"{count} documents indexed, not {expected}"
-            await asyncio.sleep(0.5)
-    finally:
-        await elastic.close()
+    await indexed(cluster.settings, expected)
 
 
 class _LockedDatabase:
