@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from graphql_chat.adapters import sqlite_functions
 from graphql_chat.config import Settings
 from graphql_chat.tables import metadata
 
@@ -30,6 +31,11 @@ def _migrate(connection: Connection) -> None:
 
 async def _run_online() -> None:
     engine = create_async_engine(_url())
+    if engine.dialect.name == "sqlite":
+        # The search index's triggers call product functions (graphql_chat/adapters/sqlite_functions.py).
+        event.listen(
+            engine.sync_engine, "connect", lambda dbapi, _record: sqlite_functions.register(dbapi)
+        )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_migrate)

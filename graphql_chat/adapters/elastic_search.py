@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
-from itertools import pairwise
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -32,6 +31,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
+from graphql_chat import grams as ngrams
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import Message
 from graphql_chat.errors import ConfigurationError, Unavailable
@@ -66,28 +66,22 @@ SETTINGS: dict[str, Any] = {
 _CATCH_UP_MARGIN = timedelta(seconds=60)
 
 
-_ESCAPE, _END = "\ue000", "\ue001"  # private-use characters
-# White space would split a gram into two tokens: it is written as an escape, and so are the
-# escape characters themselves, so that distinct grams give distinct tokens.
-_ESCAPED = {
-    c: f"{_ESCAPE}{ord(c):x}{_END}"
-    for c in [chr(i) for i in range(0x3001)] + [_ESCAPE, _END]
-    if c.isspace() or c in (_ESCAPE, _END)
-}
+# The `whitespace` analyzer splits at white space (the characters `str.isspace` names).
+_ESCAPED = ngrams.escapes(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
-def _characters(text: str) -> list[str]:
+def _characters(text: str) -> ngrams.Pieces:
     """The case-folded text, a token-safe piece per character."""
-    return [_ESCAPED.get(c, c) for c in text.lower()]
+    return ngrams.pieces(text, _ESCAPED)
 
 
 def grams(body: str) -> dict[str, str]:
     """The n-gram fields of a body."""
     c = _characters(body)
     return {
-        "grams3": " ".join([a + b + d for a, b, d in zip(c, c[1:], c[2:], strict=False)]),
-        "grams2": " ".join({a + b for a, b in pairwise(c)}),
-        "grams1": " ".join(set(c)),
+        "grams3": " ".join(ngrams.trigrams(c)),
+        "grams2": " ".join(ngrams.bigrams(c)),
+        "grams1": " ".join(ngrams.unigrams(c)),
     }
 
 
@@ -95,7 +89,7 @@ def term_query(term: str) -> dict[str, Any]:
     """Documents whose body holds `term` (case-insensitive substring)."""
     c = _characters(term)
     if len(c) >= 3:
-        phrase = " ".join([a + b + d for a, b, d in zip(c, c[1:], c[2:], strict=False)])
+        phrase = " ".join(ngrams.trigrams(c))
         return {"match_phrase": {"grams3": {"query": phrase, "analyzer": "whitespace"}}}
     return {"term": {f"grams{len(c)}": "".join(c)}}
 

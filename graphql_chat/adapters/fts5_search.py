@@ -1,76 +1,74 @@
-"""The search port on SQLite FTS5 with the trigram tokenizer.
+"""The search port on SQLite FTS5: n-gram tokens, each chat's postings side by side.
 
-The index `messages_fts` is an external-content FTS5 table kept by triggers on `messages`
-(see the Alembic history), so it changes in the same transaction as the rows and `index` has
-nothing left to do.
+The index `message_grams` is a contentless FTS5 table kept by triggers on `messages` (see the
+Alembic history), so it changes in the same transaction as the rows and `index` has nothing
+left to do. Its documents are the n-gram tokens of `sqlite_functions.document`: a term of
+three characters or more is a phrase of its trigrams, a shorter one a bigram or unigram token.
 
-Each search first reads the chat's newest `SCAN_WINDOW` rows and checks them directly: a
-small chat is answered from its own rows alone, and a term common enough to fill a page is
-found there at once, without the trigram index, whose cost follows the term's postings across
-every chat. Only when the window leaves the page short and the chat has older rows does the
-index answer for the rest: terms of three characters or more through its trigrams, shorter
-ones (which trigrams cannot match) by the `chat_contains` SQL function. Both checks fold case
-the same way (Python's `str.lower`, "CAFÉ" finds "café"); quotes and wildcards are literal.
+A document's rowid is its chat's id in the high 32 bits and the message number in the low ones:
+a chat's documents are one contiguous rowid range. A search asks FTS5 for the last `limit`
+matching rowids in the chat's range, so it reads the chat's stretch of each token's postings
+(seeking past other chats') and stops when the page is full: a common term costs a page, a
+rare one its postings in this chat, and no chat pays for another's size. (Rowids rise with the
+numbers because FTS5 writes a segment whenever a transaction's rowids go down; the store
+inserts each batch's messages in chat and number order.) Bodies come from `messages`, checked once more against the
+terms (with `str.lower`, as the tokens were made).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
+from graphql_chat.adapters import sqlite_functions
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import Message
+from graphql_chat.errors import ConfigurationError
 from graphql_chat.ports import IndexedMessage
 
-SCAN_WINDOW = 2000  # a chat's newest rows checked directly before the index is asked
+_SPAN = 2**32  # rowids per chat; message numbers are below 2**31 (GraphQL Int)
 
-_WINDOW = text(
-    "SELECT number, body FROM messages WHERE chat_id = :chat AND number < :before "
-    "ORDER BY number DESC LIMIT :window"
+_MATCHING = text(
+    "SELECT rowid FROM message_grams WHERE message_grams MATCH :match "
+    "AND rowid BETWEEN :low AND :high ORDER BY rowid DESC LIMIT :limit"
 )
-
-
-def _phrase(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
+_BODIES = text(
+    "SELECT number, body FROM messages WHERE chat_id = :chat AND number IN :numbers"
+).bindparams(bindparam("numbers", expanding=True))
+_VERSION = text("SELECT grams, unicode FROM message_grams_version")
+_REFILL = [
+    text("INSERT INTO message_grams(message_grams) VALUES ('delete-all')"),
+    text(
+        "INSERT INTO message_grams(rowid, grams) "
+        f"SELECT chat_id * {_SPAN} + number, chat_grams(body) FROM messages"
+    ),
+    text("DELETE FROM message_grams_version"),
+    text("INSERT INTO message_grams_version(grams, unicode) VALUES (:grams, :unicode)"),
+]
 
 
 def _search_chat(
-    conn: Connection, chat_id: int, terms: Sequence[str], before: int | None, limit: int
+    conn: Connection, chat_id: int, query: str, lowered: list[str], before: int | None, limit: int
 ) -> list[Message]:
-    """Up to `limit` matches newest first, below `before`: the window, then the index."""
-    lowered = [t.lower() for t in terms]
-    start = before if before is not None else 2**63 - 1
-    window = conn.execute(_WINDOW, {"chat": chat_id, "before": start, "window": SCAN_WINDOW})
-    rows = window.all()
-    found = [
-        Message(number=r.number, body=r.body)
-        for r in rows
-        if all(term in r.body.lower() for term in lowered)
-    ][:limit]
-    if len(found) == limit or len(rows) < SCAN_WINDOW:
-        return found
-    return found + _indexed(conn, chat_id, terms, rows[-1].number, limit - len(found))
-
-
-def _indexed(
-    conn: Connection, chat_id: int, terms: Sequence[str], before: int, limit: int
-) -> list[Message]:
-    params: dict[str, object] = {"chat": chat_id, "before": before, "limit": limit}
-    where = ["m.chat_id = :chat", "m.number < :before"]
-    long_terms = [t for t in terms if len(t) >= 3]
-    if long_terms:
-        where.append("m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match)")
-        params["match"] = " ".join(_phrase(t) for t in long_terms)
-    for i, term in enumerate(t for t in terms if len(t) < 3):
-        where.append(f"chat_contains(m.body, :short{i})")
-        params[f"short{i}"] = term.lower()
-    query = text(
-        "SELECT m.number, m.body FROM messages m WHERE "
-        + " AND ".join(where)
-        + " ORDER BY m.number DESC LIMIT :limit"
-    )
-    return [Message(number=r.number, body=r.body) for r in conn.execute(query, params)]
+    """Up to `limit` matches newest first, numbered below `before`."""
+    if before is not None and before <= 1:
+        return []
+    below = min(before, _SPAN) if before is not None else _SPAN
+    base = chat_id * _SPAN
+    rowids = conn.execute(
+        _MATCHING, {"match": query, "low": base + 1, "high": base + below - 1, "limit": limit}
+    ).scalars()
+    numbers = [rowid - base for rowid in rowids]
+    if not numbers:
+        return []
+    rows = conn.execute(_BODIES, {"chat": chat_id, "numbers": numbers})
+    bodies = {r.number: r.body for r in rows}
+    return [
+        Message(number=n, body=bodies[n])
+        for n in numbers
+        if n in bodies and all(term in bodies[n].lower() for term in lowered)
+    ]
 
 
 class Fts5Search:
@@ -78,7 +76,14 @@ class Fts5Search:
         self._store = store
 
     async def start(self) -> None:
-        pass
+        """Refuses an index whose tokens were made by another encoding or Unicode version."""
+        built = (await self._store.read(lambda conn: conn.execute(_VERSION).all())) or [None]
+        wanted = (sqlite_functions.GRAMS_VERSION, sqlite_functions.UNICODE_VERSION)
+        if built[0] is None or tuple(built[0]) != wanted:
+            raise ConfigurationError(
+                f"the SQLite search index was built for n-grams {tuple(built[0] or ())}, this "
+                f"code makes {wanted}; run `graphql-chat reindex` to rebuild it"
+            )
 
     async def close(self) -> None:
         pass
@@ -89,10 +94,13 @@ class Fts5Search:
     async def search(
         self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
     ) -> dict[int, list[Message]]:
+        query = sqlite_functions.match(terms)
+        lowered = [t.lower() for t in terms]
+
         def run(conn: Connection) -> dict[int, list[Message]]:
             # One thread hop for every chat.
             return {
-                chat_id: _search_chat(conn, chat_id, terms, before, limit)
+                chat_id: _search_chat(conn, chat_id, query, lowered, before, limit)
                 for chat_id in dict.fromkeys(chat_ids)
             }
 
@@ -102,8 +110,18 @@ class Fts5Search:
         """Nothing to do: FTS5 rows are searchable when their transaction commits."""
 
     async def rebuild(self, progress: Callable[[int], None]) -> int:
+        """Every body's tokens made again, in one transaction: searches read the old index
+        until it commits."""
         total = await self._store.count_messages()
-        rebuild = text("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
-        await self._store.write(lambda conn: conn.execute(rebuild))
+        versions = {
+            "grams": sqlite_functions.GRAMS_VERSION,
+            "unicode": sqlite_functions.UNICODE_VERSION,
+        }
+
+        def refill(conn: Connection) -> None:
+            for statement in _REFILL:
+                conn.execute(statement, versions if statement is _REFILL[-1] else {})
+
+        await self._store.write(refill)
         progress(total)
         return total

@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from graphql_chat.adapters import sqlite_functions
 from graphql_chat.domain import Application, Chat, Event, Message, MessageWritten
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Applied, IndexedMessage, Numbering, TokenClash
@@ -42,11 +43,6 @@ from graphql_chat.tables import applications, chats, messages, numbering
 R = TypeVar("R")
 
 _READ_THREADS = 4
-
-
-def casefold_contains(body: str | None, term: str | None) -> bool:
-    """SQL function `chat_contains(body, lowered_term)`: Unicode case-insensitive substring."""
-    return body is not None and term is not None and term in body.lower()
 
 
 def _configure_sqlite(engine: Engine, synchronous: str, immediate: bool) -> None:
@@ -61,7 +57,7 @@ def _configure_sqlite(engine: Engine, synchronous: str, immediate: bool) -> None
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-        dbapi_connection.create_function("chat_contains", 2, casefold_contains, deterministic=True)
+        sqlite_functions.register(dbapi_connection)
 
     if immediate:
         # Readers run in autocommit: each statement reads one consistent WAL snapshot.

@@ -164,24 +164,54 @@ async def test_many_chats_in_one_call(store: SqlStore, writer: Writer, search: S
 
 
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
-async def test_fts5_answers_past_its_window_from_the_index(
-    store: SqlStore, writer: Writer, search: Search, monkeypatch: pytest.MonkeyPatch
+async def test_fts5_keeps_each_chat_in_its_own_range(
+    store: SqlStore, writer: Writer, search: Search
 ) -> None:
-    """The newest rows are checked directly; when they leave the page short, the trigram index
-    answers for the older rows: one newest-first list either way, pages included."""
-    from graphql_chat.adapters import fts5_search
+    """Chats written in turn, every body matching: a search reads its chat's range only, newest
+    first, from any `before`, up to the chat's first and last numbers."""
+    app = (await store.insert_application(new_token(), "a")).id
+    events: list[Event] = [ChatCreated(app, c) for c in (1, 2, 3)]
+    for n in range(1, 31):
+        events += [MessageWritten(app, c, n, f"zz {c}:{n} Zebra", n) for c in (1, 2, 3)]
+    await writer.apply(events)
+    ids = await store.chats_by_number([(app, c) for c in (1, 2, 3)])
+    one, two, three = (ids[(app, c)].id for c in (1, 2, 3))
+    found = await search.search([one, two, three], ["zebra"], None, 100)
+    for chat in (one, two, three):
+        assert [m.number for m in found[chat]] == list(range(30, 0, -1))
+    page = await search.search([two], ["z"], 11, 4)
+    assert [(m.number, m.body) for m in page[two]] == [
+        (n, f"zz {ids[(app, 2)].number}:{n} Zebra") for n in (10, 9, 8, 7)
+    ]
+    assert [m.number for m in (await search.search([three], ["zz"], 2, 5))[three]] == [1]
+    assert (await search.search([three], ["zz"], 1, 5))[three] == []
+    assert (await search.search([one], [":30 zeb"], None, 5))[one][0].number == 30
 
-    monkeypatch.setattr(fts5_search, "SCAN_WINDOW", 3)
-    bodies = [f"{'needle' if n % 4 == 0 else 'hay'} {n} ok" for n in range(1, 41)]
-    chat = await _chat(store, writer, bodies)
-    everything = [n for n in range(40, 0, -1) if n % 4 == 0]
-    assert await _numbers(search, chat, "NEEDLE") == everything
-    assert await _numbers(search, chat, "ok needle") == everything
-    assert await _numbers(search, chat, "ee") == everything  # short terms past the window too
-    page = await search.search([chat], ["needle"], 30, 4)
-    assert [m.number for m in page[chat]] == [28, 24, 20, 16]
-    threes = [n for n in range(40, 0, -1) if "3" in bodies[n - 1]]
-    assert await _numbers(search, chat, "3 OK") == threes
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_an_fts5_index_of_other_ngrams_is_refused_until_reindexed(
+    store: SqlStore, writer: Writer, search: Search
+) -> None:
+    """Tokens made by another encoding or Unicode version could not be deleted exactly: a
+    process refuses to start on them, and `rebuild` makes them again."""
+    from sqlalchemy import text
+
+    from graphql_chat.errors import ConfigurationError
+
+    chat = await _chat(store, writer, BODIES)
+    await store.write(lambda conn: conn.execute(text("UPDATE message_grams_version SET grams = 0")))
+    with pytest.raises(ConfigurationError, match="graphql-chat reindex"):
+        await search.start()
+    await store.write(
+        lambda conn: conn.execute(
+            text("INSERT INTO message_grams(message_grams) VALUES ('delete-all')")
+        )
+    )
+    assert await _numbers(search, chat, "café") == []
+    seen: list[int] = []
+    assert await search.rebuild(seen.append) == len(BODIES) == seen[-1]
+    await search.start()
+    assert await _numbers(search, chat, "café") == [3, 2]
 
 
 async def test_terms_across_ngrams_repeats_and_short_terms(
@@ -194,6 +224,7 @@ async def test_terms_across_ngrams_repeats_and_short_terms(
         "private \ue000\ue001 use",  # 4: the n-gram escape characters themselves
         "Straße ÇA VA",  # 5
         "b",  # 6
+        'one\nsaid "two" \x1f',  # 7: a line break, quotes, a control character
     ]
     chat = await _chat(store, writer, bodies)
     assert await _numbers(search, chat, "aaaa") == [1]
@@ -203,12 +234,15 @@ async def test_terms_across_ngrams_repeats_and_short_terms(
     assert await _numbers(search, chat, "abcabcabca") == []
     assert await _numbers(search, chat, "BCA") == [2]
     assert await _numbers(search, chat, "b") == [6, 2]
+    assert await _numbers(search, chat, "o") == [7]
     assert await _numbers(search, chat, "y\u00a0z") == [3]
     assert await _numbers(search, chat, "\ue000\ue001") == [4]
     assert await _numbers(search, chat, "\ue000") == [4]
     assert await _numbers(search, chat, "ç") == [5]
     assert await _numbers(search, chat, "STRASSE") == []  # lower case, not case folding
     assert await _numbers(search, chat, "straße ça") == [5]
+    for term in ('E\nSAID "T', '"two"', "\n", " \x1f", "\x1f"):  # one term each
+        assert [m.number for m in (await search.search([chat], [term], None, 9))[chat]] == [7]
     long_term = "abc" * 333
     assert await _numbers(search, chat, long_term) == []
 
