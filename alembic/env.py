@@ -32,7 +32,7 @@ def _migrate(connection: Connection) -> None:
 async def _run_online() -> None:
     engine = create_async_engine(_url())
     if engine.dialect.name == "sqlite":
-        # The search index's triggers call product functions (graphql_chat/adapters/sqlite_functions.py).
+        # The search index's triggers call the product's functions (sqlite_functions.py).
         event.listen(
             engine.sync_engine, "connect", lambda dbapi, _record: sqlite_functions.register(dbapi)
         )

@@ -11,8 +11,8 @@ matching rowids in the chat's range, so it reads the chat's stretch of each toke
 (seeking past other chats') and stops when the page is full: a common term costs a page, a
 rare one its postings in this chat, and no chat pays for another's size. (Rowids rise with the
 numbers because FTS5 writes a segment whenever a transaction's rowids go down; the store
-inserts each batch's messages in chat and number order.) Bodies come from `messages`, checked once more against the
-terms (with `str.lower`, as the tokens were made).
+inserts each batch's messages in chat and number order.) Bodies come from `messages`, checked
+once more against the terms (with `str.lower`, as the tokens were made).
 """
 
 from __future__ import annotations
@@ -77,12 +77,13 @@ class Fts5Search:
 
     async def start(self) -> None:
         """Refuses an index whose tokens were made by another encoding or Unicode version."""
-        built = (await self._store.read(lambda conn: conn.execute(_VERSION).all())) or [None]
+        rows = await self._store.read(lambda conn: conn.execute(_VERSION).all())
+        built = [tuple(row) for row in rows]
         wanted = (sqlite_functions.GRAMS_VERSION, sqlite_functions.UNICODE_VERSION)
-        if built[0] is None or tuple(built[0]) != wanted:
+        if built != [wanted]:
             raise ConfigurationError(
-                f"the SQLite search index was built for n-grams {tuple(built[0] or ())}, this "
-                f"code makes {wanted}; run `graphql-chat reindex` to rebuild it"
+                f"the SQLite search index holds n-grams of {built or 'no known version'}, this "
+                f"code makes {wanted} (encoding, Unicode); run `graphql-chat reindex` to rebuild it"
             )
 
     async def close(self) -> None:
