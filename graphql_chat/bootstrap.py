@@ -12,7 +12,7 @@ from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
-from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings

@@ -106,8 +106,7 @@ def worker(
     burst: bool = typer.Option(False, help="Exit once the queue is empty instead of waiting."),
 ) -> None:
     """Consume the RabbitMQ write queue and batch-write the store and search (distributed mode)."""
-    from graphql_chat.bootstrap import running
-    from graphql_chat.worker import Worker, run_worker
+    import workers
 
     settings = _settings()
     if not settings.rabbitmq_url:
@@ -118,21 +117,8 @@ def worker(
         )
         raise typer.Exit(2)
     _logging(settings)
-    rabbitmq_url = settings.rabbitmq_url
-
-    async def run() -> None:
-        async with running(settings) as container:
-            consumer = Worker(
-                rabbitmq_url,
-                container.writer,
-                settings.queue_name,
-                batch_size=settings.batch_max_events,
-                batch_ms=settings.worker_batch_ms,
-            )
-            await run_worker(consumer, burst=burst)
-
     try:
-        _run(run())
+        _run(workers.run(settings, burst))
     except ConfigurationError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None

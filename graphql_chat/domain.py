@@ -7,7 +7,7 @@ import binascii
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 from graphql_chat.errors import InvalidInput
 
@@ -71,39 +71,6 @@ class MessageWritten:
 
 
 Event: TypeAlias = ChatCreated | MessageWritten
-
-
-def event_to_dict(event: Event) -> dict[str, Any]:
-    if isinstance(event, ChatCreated):
-        return {"kind": "chat", "a": event.application_id, "c": event.chat_number, "e": event.epoch}
-    return {
-        "kind": "message",
-        "a": event.application_id,
-        "c": event.chat_number,
-        "n": event.number,
-        "b": event.body,
-        "r": event.revision,
-        "e": event.epoch,
-        "new": event.created,
-    }
-
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """The inverse of `event_to_dict`; events without an epoch (older publishers) get 0."""
-    epoch = int(data.get("e", 0))
-    if data["kind"] == "chat":
-        return ChatCreated(int(data["a"]), int(data["c"]), epoch)
-    if data["kind"] == "message":
-        return MessageWritten(
-            int(data["a"]),
-            int(data["c"]),
-            int(data["n"]),
-            str(data["b"]),
-            int(data["r"]),
-            epoch,
-            bool(data.get("new", False)),
-        )
-    raise ValueError(f"unknown event kind {data['kind']!r}")
 
 
 def new_token() -> str:

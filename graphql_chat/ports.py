@@ -1,12 +1,15 @@
-"""The four ports. Each has an embedded adapter and (later) a distributed one in `adapters/`."""
+"""The ports. The service drives four (Store, Numbers, Pipeline, Search), each with an embedded
+and a distributed adapter in `adapters/`; the pipelines drive the write side (`WriteSide`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from graphql_chat.domain import Application, Chat, Event, Message
+from graphql_chat.errors import ChatError, Conflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,43 @@ class Applied:
 
     indexed: list[IndexedMessage]
     set_aside: list[tuple[Event, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What committing a batch did: the messages as stored (for search, for subscribers), the
+    events the store set aside (see `Applied`), and the events that failed even alone, each
+    with the error its client gets (or the reason it is dead-lettered)."""
+
+    stored: list[IndexedMessage]
+    set_aside: list[tuple[Event, str]]
+    failed: list[tuple[Event, ChatError]]
+
+    def outcomes(self, events: Sequence[Event]) -> list[ChatError | None]:
+        """Per event of the batch, in order: None when it is stored, else its error."""
+        errors: dict[int, ChatError] = {id(e): error for e, error in self.failed}
+        for event, reason in self.set_aside:
+            errors[id(event)] = Conflict(f"the write was refused: {reason}")
+        return [errors.get(id(event)) for event in events]
+
+
+Park = Callable[[Sequence[IndexedMessage]], Awaitable[None]]
+
+
+class Stopped(Exception):
+    """The store was still unavailable when the driver asked to stop: nothing was committed
+    by this call that a replay would not commit again."""
+
+
+class WriteSide(Protocol):
+    """The write side's rules (`graphql_chat.writer.Writer`), as the pipelines drive them."""
+
+    async def commit(
+        self, events: Sequence[Event], until: asyncio.Event | None = None
+    ) -> Committed: ...
+    async def index(self, messages: Sequence[IndexedMessage], park: Park | None = None) -> None: ...
+    async def numbering(self) -> Numbering:
+        """The store's numbering record (a consumer pauses while numbering recovers)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,53 @@
-"""Applies a batch of accepted events to the store, then to search. Both pipelines run this."""
+"""The write side's rules, whatever carries the writes: the embedded pipeline and the RabbitMQ
+consumer both drive this, and neither knows the other.
+
+- `commit(events)`: one store transaction for the batch. If it fails for any reason but the
+  store being unavailable, each event is applied alone, so that a write the store cannot take
+  fails by itself and never takes its neighbours with it. While the store is unavailable:
+  without `until`, the error is raised at once (a client is waiting: it gets a 503); with
+  `until`, the batch is tried again with backoff until the store answers or `until` is set
+  (then `Stopped`: the driver hands the batch back).
+- `index(messages)`: search after the commit. While search is unavailable the messages go to
+  `park`, the driver's holding place, to be indexed when it answers again.
+
+What a commit did comes back as `Committed`: the messages as stored (what search indexes and
+what subscribers will be told), the events the store set aside (numbering conflicts), and the
+events that failed alone, each with the error its client gets or the reason it is dead-lettered.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
+
+from sqlalchemy.exc import StatementError
 
 from graphql_chat.domain import Event
-from graphql_chat.ports import Search, Store
+from graphql_chat.errors import ChatError, InvalidInput, Unavailable
+from graphql_chat.ports import (
+    Applied,
+    Committed,
+    IndexedMessage,
+    Numbering,
+    Park,
+    Search,
+    Stopped,
+    Store,
+)
 
 log = logging.getLogger(__name__)
+
+FIRST_RETRY = 0.1  # seconds before a batch is tried again while the store is unavailable
+LAST_RETRY = 5.0  # the longest wait between two tries
+
+
+def _logged(committed: Committed) -> Committed:
+    """Every refusal is loud: a number handed out twice or a draw of a retired epoch."""
+    for event, reason in committed.set_aside:
+        log.error("NUMBERING CONFLICT: set aside %r: %s", event, reason)
+    return committed
 
 
 class Writer:
@@ -16,14 +55,76 @@ class Writer:
         self.store = store
         self.search = search
 
-    async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
-        """Idempotent: applying the same events again, in any order, changes nothing more.
+    async def commit(
+        self, events: Sequence[Event], until: asyncio.Event | None = None
+    ) -> Committed:
+        """Idempotent: committing the same events again, in any order, changes nothing more."""
+        try:
+            applied = await self._apply(events, until)
+        except (Unavailable, Stopped):
+            raise
+        except Exception:
+            log.exception("batch of %d events failed; applying them one by one", len(events))
+            return await self._one_by_one(events, until)
+        return _logged(Committed(applied.indexed, applied.set_aside, []))
 
-        Returns the events the store set aside, each with the reason.
-        """
-        applied = await self.store.apply(events)
-        if applied.indexed:
-            await self.search.index(applied.indexed)
-        for event, reason in applied.set_aside:
-            log.error("set aside %r: %s", event, reason)
-        return applied.set_aside
+    async def _one_by_one(self, events: Sequence[Event], until: asyncio.Event | None) -> Committed:
+        stored: list[IndexedMessage] = []
+        set_aside: list[tuple[Event, str]] = []
+        failed: list[tuple[Event, ChatError]] = []
+        for event in events:
+            try:
+                applied = await self._apply([event], until)
+            except Stopped:
+                raise
+            except ChatError as error:
+                failed.append((event, error))
+            except (UnicodeError, ValueError, StatementError):
+                # What this write holds cannot be stored (the edge checks should have said so).
+                log.exception("the store refused %r", event)
+                refusal = "the write was refused by the store: it holds data it cannot keep"
+                failed.append((event, InvalidInput(refusal)))
+            except Exception:
+                log.exception("the write %r could not be committed", event)
+                failed.append((event, Unavailable("the write could not be committed; retry")))
+            else:
+                stored += applied.indexed
+                set_aside += applied.set_aside
+        return _logged(Committed(stored, set_aside, failed))
+
+    async def _apply(self, events: Sequence[Event], until: asyncio.Event | None) -> Applied:
+        delay = FIRST_RETRY
+        while True:
+            try:
+                return await self.store.apply(events)
+            except Unavailable as error:
+                if until is None:
+                    raise
+                if until.is_set():
+                    raise Stopped from error
+                log.warning(
+                    "store unavailable, retrying %d events in %.1fs: %s", len(events), delay, error
+                )
+                with suppress(TimeoutError):  # a stop ends the wait
+                    await asyncio.wait_for(until.wait(), delay)
+                delay = min(delay * 2, LAST_RETRY)
+
+    async def index(self, messages: Sequence[IndexedMessage], park: Park | None = None) -> None:
+        if not messages:
+            return
+        try:
+            await self.search.index(messages)
+        except Unavailable:
+            if park is None:
+                raise
+            await park(messages)
+            log.warning("search unavailable: %d messages parked for indexing", len(messages))
+
+    async def numbering(self) -> Numbering:
+        return await self.store.numbering()
+
+    async def apply(self, events: Sequence[Event]) -> Committed:
+        """Commit, then index: for callers no client waits on (tools, tests)."""
+        committed = await self.commit(events)
+        await self.index(committed.stored)
+        return committed

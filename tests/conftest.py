@@ -16,11 +16,11 @@ from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
 from graphql_chat import migrations
-from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
+from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container, running
 from graphql_chat.config import Settings
-from graphql_chat.worker import Worker
 from tests.client.graphql_chat_client import GraphQLChatClient
 from tests.engines import engine_url, mysql_database, unique_name
 
@@ -55,7 +55,7 @@ async def http(
     has refreshed: the tests then read as they would after the persistence lag.
     """
     async with AsyncExitStack() as stack:
-        worker: Worker | None = None
+        worker: Consumer | None = None
         if request.param == "distributed":
             settings = await stack.enter_async_context(distributed_settings())
         app = create_app(settings, migrate=False)
@@ -63,7 +63,7 @@ async def http(
         container: Container = app.state.container
         hooks: dict[str, list[Any]] = {}
         if request.param == "distributed":
-            worker = Worker(
+            worker = Consumer(
                 engine_url("RABBITMQ_URL"), container.writer, settings.queue_name, batch_ms=2
             )
             task = asyncio.create_task(worker.run())
@@ -120,12 +120,12 @@ async def _drop_queues_and_index(settings: Settings) -> None:
     await elastic.close()
 
 
-async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+async def _stop_worker(worker: Consumer, task: asyncio.Task[None]) -> None:
     worker.stop()
     await asyncio.wait_for(task, 30)
 
 
-def _settled(worker: Worker, container: Container) -> Any:
+def _settled(worker: Consumer, container: Container) -> Any:
     async def hook(response: httpx.Response) -> None:
         if response.request.method not in ("POST", "PUT"):
             return

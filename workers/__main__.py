@@ -1,3 +1,5 @@
+"""`python -m workers [--burst]`: the same as `graphql-chat worker`."""
+
 import sys
 
 from graphql_chat.cli import cli

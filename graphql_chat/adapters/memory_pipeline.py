@@ -1,4 +1,4 @@
-"""The pipeline port in process: a queue feeding the batching writer, with group commit.
+"""The pipeline port in process: a queue feeding the write side in batches, with group commit.
 
 `submit` enqueues the event and waits for the transaction that holds it to commit, so a
 success is durable. Events that queue up while a batch commits form the next batch: under load
@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
-from sqlalchemy.exc import StatementError
+from collections.abc import Sequence
 
 from graphql_chat.domain import Event
-from graphql_chat.errors import ChatError, Conflict, InvalidInput, Unavailable
-from graphql_chat.writer import Writer
+from graphql_chat.errors import ChatError, Unavailable
+from graphql_chat.ports import IndexedMessage, WriteSide
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +22,14 @@ _Item = tuple[Event, asyncio.Future[None]]
 
 
 class MemoryPipeline:
-    def __init__(self, writer: Writer, max_batch: int = 1000) -> None:
-        self._writer = writer
+    def __init__(self, writes: WriteSide, max_batch: int = 1000) -> None:
+        self._writes = writes
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()  # None: stop
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self._in_flight = 0
+        self._parked: list[IndexedMessage] = []  # stored while search was unavailable
 
     async def start(self) -> None:
         if self._task is None:
@@ -50,6 +50,10 @@ class MemoryPipeline:
         self._queue.put_nowait((event, done))
         await done
 
+    async def _park(self, messages: Sequence[IndexedMessage]) -> None:
+        """Search is unavailable: these are indexed with the next batch."""
+        self._parked += messages
+
     async def drained(self) -> bool:
         return self._queue.empty() and self._in_flight == 0
 
@@ -68,23 +72,35 @@ class MemoryPipeline:
                 return
 
     async def _commit(self, batch: list[_Item]) -> None:
-        """One transaction for the batch; if it fails, each write alone, so that a write the
-        store cannot take fails by itself and never takes its neighbours with it."""
+        """One commit of the write side for the batch; each write's future gets its outcome.
+        The store being down fails every write of the batch (their clients retry)."""
         started = time.perf_counter()
         self._in_flight = len(batch)
+        events = [event for event, _ in batch]
+        outcomes: list[ChatError | None]
         try:
-            outcomes = await self._apply([event for event, _ in batch])
-        except Unavailable as error:  # the store is down: every write of the batch fails
+            committed = await self._writes.commit(events)
+            outcomes = committed.outcomes(events)
+        except Unavailable as error:
             log.warning("batch of %d events failed: %s", len(batch), error.message)
             outcomes = [error] * len(batch)
         except Exception:
-            log.exception("batch of %d events failed; applying them one by one", len(batch))
-            outcomes = [await self._alone(event) for event, _ in batch]
+            log.exception("batch of %d events failed", len(batch))
+            outcomes = [Unavailable("the write could not be committed; retry")] * len(batch)
         else:
             self.batches += 1
             log.debug(
                 "committed %d events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
             )
+            # Stored: whatever search does now, the writes succeeded.
+            parked, self._parked = self._parked, []
+            try:
+                await self._writes.index([*parked, *committed.stored], park=self._park)
+            except Exception:
+                self._parked = [*parked, *committed.stored]
+                log.exception(
+                    "indexing failed; %d messages wait for the next batch", len(self._parked)
+                )
         self._in_flight = 0
         for (_, done), outcome in zip(batch, outcomes, strict=True):
             if done.done():
@@ -93,25 +109,3 @@ class MemoryPipeline:
                 done.set_result(None)
             else:
                 done.set_exception(outcome)
-
-    async def _apply(self, events: list[Event]) -> list[ChatError | None]:
-        refused = {id(event): reason for event, reason in await self._writer.apply(events)}
-        return [
-            Conflict(f"the write was refused: {refused[id(event)]}")
-            if id(event) in refused
-            else None
-            for event in events
-        ]
-
-    async def _alone(self, event: Event) -> ChatError | None:
-        try:
-            return (await self._apply([event]))[0]
-        except ChatError as error:
-            return error
-        except (UnicodeError, ValueError, StatementError):
-            # What this write holds cannot be stored (the edge checks should have said so).
-            log.exception("the store refused %r", event)
-            return InvalidInput("the write was refused by the store: it holds data it cannot keep")
-        except Exception:
-            log.exception("the write %r could not be committed", event)
-            return Unavailable("the write could not be committed; retry")

@@ -6,10 +6,10 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.bootstrap import running
 from graphql_chat.domain import Event
 from graphql_chat.ports import Pipeline
-from graphql_chat.worker import Worker
 from tests.conftest import distributed_settings
 from tests.engines import engine_url
 
@@ -33,7 +33,7 @@ class _LossAfterConfirm:
 async def test_a_create_confirmed_before_the_drain_is_acknowledged_after_recovery() -> None:
     async with distributed_settings() as settings, running(settings) as container:
         redis = Redis.from_url(engine_url("REDIS_URL"))
-        worker = Worker(engine_url("RABBITMQ_URL"), container.writer, settings.queue_name)
+        worker = Consumer(engine_url("RABBITMQ_URL"), container.writer, settings.queue_name)
         consuming = asyncio.create_task(worker.run())
         try:
             service = container.service

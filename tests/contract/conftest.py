@@ -16,11 +16,11 @@ from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
-from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
+from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.ports import Numbers, Pipeline, Search
-from graphql_chat.worker import Worker
 from graphql_chat.writer import Writer
 from tests.engines import engine_url, mysql_database, unique_name
 
@@ -95,7 +95,7 @@ async def harness(store: SqlStore, writer: Writer) -> AsyncIterator[Harness]:
     queue = unique_name("test")
     rabbit = RabbitPipeline(engine_url("RABBITMQ_URL"), queue)
     await rabbit.start()
-    worker = Worker(engine_url("RABBITMQ_URL"), writer, queue, batch_size=200, batch_ms=5)
+    worker = Consumer(engine_url("RABBITMQ_URL"), writer, queue, batch_size=200, batch_ms=5)
     running = asyncio.create_task(worker.run())
     yield Harness(rabbit, lambda: worker.batches)
     worker.stop()

@@ -11,12 +11,13 @@ import orjson
 import pytest
 
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
-from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
+from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
+from graphql_chat.adapters.rabbitmq.wire import event_to_dict
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, event_to_dict, new_token
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Applied, Pipeline
-from graphql_chat.worker import Worker
+from graphql_chat.ports import Applied, Committed, Pipeline
 from graphql_chat.writer import Writer
 from tests.contract.conftest import Harness
 from tests.engines import engine_url, unique_name
@@ -66,7 +67,9 @@ async def test_concurrent_submits_share_commits(store: SqlStore, harness: Harnes
 
 
 class _BrokenWriter(Writer):
-    async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
+    async def commit(
+        self, events: Sequence[Event], until: asyncio.Event | None = None
+    ) -> Committed:
         raise RuntimeError("disk full")
 
 
@@ -127,7 +130,7 @@ async def test_worker_retries_while_the_store_is_down(
         for n in range(1, 51):
             await pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n))
         flaky = _FlakyStore(store, failures=3)
-        worker = Worker(engine_url("RABBITMQ_URL"), Writer(flaky, writer.search), queue)  # type: ignore[arg-type]
+        worker = Consumer(engine_url("RABBITMQ_URL"), Writer(flaky, writer.search), queue)  # type: ignore[arg-type]
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert flaky.failures == 0
         assert await _count(store, app) == 50
@@ -156,7 +159,7 @@ async def test_poison_messages_are_dead_lettered(
             pipeline.submit(poison),
             pipeline.submit(MessageWritten(app, 1, 2, "also fine", 2)),
         )
-        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        worker = Consumer(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert await _count(store, app) == 2
         connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
@@ -194,7 +197,7 @@ async def test_concurrent_submits_share_broker_messages_and_single_events_still_
         )
         assert pipeline.published == 1000
         assert 1 < await _ready(queue) <= 11
-        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        worker = Consumer(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert await _count(store, app) == 1000
         assert worker.applied == 1001
@@ -217,7 +220,7 @@ async def test_a_stop_while_the_store_is_down_hands_the_batch_back(
             *[pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n)) for n in range(1, 21)]
         )
         down = _FlakyStore(store, failures=10**6)
-        worker = Worker(engine_url("RABBITMQ_URL"), Writer(down, writer.search), queue)  # type: ignore[arg-type]
+        worker = Consumer(engine_url("RABBITMQ_URL"), Writer(down, writer.search), queue)  # type: ignore[arg-type]
         running = asyncio.create_task(worker.run())
 
         async def tried() -> bool:
@@ -228,7 +231,7 @@ async def test_a_stop_while_the_store_is_down_hands_the_batch_back(
         await asyncio.wait_for(running, 5)
         assert (worker.applied, worker.rejected) == (0, 0)
         await asyncio.wait_for(
-            Worker(engine_url("RABBITMQ_URL"), writer, queue).run(burst=True), 60
+            Consumer(engine_url("RABBITMQ_URL"), writer, queue).run(burst=True), 60
         )
         assert await _count(store, app) == 20
     finally:
@@ -250,7 +253,7 @@ async def test_large_writes_travel_in_bounded_messages(
             *[pipeline.submit(MessageWritten(app, 1, n, body, n)) for n in range(1, 11)]
         )
         assert await _ready(queue) == 1 + 5
-        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        worker = Consumer(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert await _count(store, app) == 10
         chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
@@ -279,7 +282,7 @@ async def test_a_conflicting_create_is_set_aside_loudly(
         await pipeline.submit(ChatCreated(app, 1, epoch))
         await pipeline.submit(first)
         await pipeline.submit(second)
-        worker = Worker(engine_url("RABBITMQ_URL"), writer, queue)
+        worker = Consumer(engine_url("RABBITMQ_URL"), writer, queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
         stored = await store.messages_by_number([(chat.id, 1)])
@@ -323,7 +326,7 @@ async def test_drained_means_nothing_queued_and_nothing_held(
     queue, pipeline = rabbit_queue
     app = (await store.insert_application(new_token(), "a")).id
     stalled = _StalledStore(store)
-    worker = Worker(engine_url("RABBITMQ_URL"), Writer(stalled, writer.search), queue)  # type: ignore[arg-type]
+    worker = Consumer(engine_url("RABBITMQ_URL"), Writer(stalled, writer.search), queue)  # type: ignore[arg-type]
     running = asyncio.create_task(worker.run())
     try:
         await pipeline.submit(ChatCreated(app, 1))

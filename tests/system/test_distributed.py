@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphql_chat.adapters.rabbitmq_pipeline import RabbitPipeline
+from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, MessageWritten, new_token
 from tests.conftest import distributed_settings

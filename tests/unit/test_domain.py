@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from graphql_chat.adapters.rabbitmq.wire import event_from_dict, event_to_dict
 from graphql_chat.domain import (
     ChatCreated,
     MessageWritten,
@@ -13,8 +14,6 @@ from graphql_chat.domain import (
     clean_name,
     decode_cursor,
     encode_cursor,
-    event_from_dict,
-    event_to_dict,
     new_token,
     page_size,
     parse_number,

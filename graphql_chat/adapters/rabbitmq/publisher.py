@@ -2,19 +2,13 @@
 
 `submit` returns once the broker has confirmed the message holding the event: from then on
 the write survives a crash of this process, of a worker, or of the broker itself (quorum
-queues replicate and persist before confirming). Workers (`graphql_chat.worker`) apply the
-queue to the store.
+queues replicate and persist before confirming). Workers (`consumer`) apply the queue to the
+store.
 
 Submits coalesce (`graphql_chat.batching`): events submitted while a publish awaits its
 confirm leave together as the next message, `{"events": [...]}`. Under load one confirmed
 message carries the writes of many requests, which is what the broker and the workers pay
 for; alone, a write is published at once.
-
-Queues, all durable quorum queues on the default exchange:
-
-    NAME            accepted writes, consumed by workers in batches
-    NAME.search     messages stored while search was unavailable, indexed when it returns
-    NAME.dead       events no worker could apply (poison), kept for an operator
 """
 
 from __future__ import annotations
@@ -25,76 +19,19 @@ from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 
+from graphql_chat.adapters.rabbitmq import queues
+from graphql_chat.adapters.rabbitmq.wire import encode, event_bodies, event_to_dict, message
 from graphql_chat.batching import Coalescer
-from graphql_chat.domain import Event, event_from_dict, event_to_dict
+from graphql_chat.domain import Event
 from graphql_chat.errors import InvalidInput, OutcomeUnknown, Unavailable
 
 log = logging.getLogger(__name__)
 
-DELIVERY_LIMIT = 5  # redeliveries before a message is dead-lettered (quorum queues count them)
 MAX_EVENTS_PER_MESSAGE = 500
-# A message closes once its body passes this size (a larger event travels alone), so what a
-# worker holds is bounded: its prefetch times this.
-MAX_MESSAGE_BYTES = 256 * 1024
 PUBLISH_LANES = 1  # publishes awaiting their confirm at once, per process (2 measured no faster)
-
-
-def queue_arguments(name: str) -> dict[str, Any]:
-    return {
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": f"{name}.dead",
-        "x-delivery-limit": DELIVERY_LIMIT,
-    }
-
-
-async def declare_queues(channel: AbstractChannel, name: str) -> AbstractQueue:
-    await channel.declare_queue(f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"})
-    await channel.declare_queue(
-        f"{name}.search", durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    return await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
-
-
-def decode_events(body: bytes) -> list[Event]:
-    """The events of one message: `{"events": [...]}`, or a single event (older publishers).
-
-    Raises ValueError, KeyError or TypeError when the body is not that.
-    """
-    payload = orjson.loads(body)
-    if isinstance(payload, dict) and "events" in payload:
-        return [event_from_dict(item) for item in payload["events"]]
-    return [event_from_dict(payload)]
-
-
-def encode(payload: dict[str, Any]) -> aio_pika.Message:
-    return _message(orjson.dumps(payload))
-
-
-def _message(body: bytes) -> aio_pika.Message:
-    return aio_pika.Message(
-        body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
-    )
-
-
-def event_bodies(items: list[bytes], limit: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
-    """Encoded events as message bodies `{"events": [...]}` of about `limit` bytes at most,
-    in order, each with how many events it holds."""
-    bodies: list[tuple[int, bytes]] = []
-    encoded: list[bytes] = []
-    size = 0
-    for item in items:
-        if encoded and size + len(item) > limit:
-            bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
-            encoded, size = [], 0
-        encoded.append(item)
-        size += len(item) + 1
-    if encoded:
-        bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
-    return bodies
 
 
 class RabbitPipeline:
@@ -131,7 +68,7 @@ class RabbitPipeline:
                 if self._connection is None or self._connection.is_closed:
                     self._connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await self._connection.channel(publisher_confirms=True)
-                await declare_queues(channel, self.queue)
+                await queues.declare(channel, self.queue)
             except (
                 TimeoutError,
                 AMQPError,
@@ -167,7 +104,7 @@ class RabbitPipeline:
                 refused[index] = InvalidInput("the write holds text that cannot be stored")
         bodies = event_bodies(encoded)
         outcomes = await asyncio.gather(
-            *[self._publish(self.queue, _message(body)) for _, body in bodies],
+            *[self._publish(self.queue, message(body)) for _, body in bodies],
             return_exceptions=True,
         )
         published: list[BaseException | None] = []
@@ -197,7 +134,7 @@ class RabbitPipeline:
     async def delete_queues(self) -> None:
         """Remove this pipeline's queues (tests)."""
         channel = await self._ensure_channel()
-        for name in (self.queue, f"{self.queue}.search", f"{self.queue}.dead"):
+        for name in queues.every(self.queue):
             await channel.queue_delete(name)
 
     async def drained(self) -> bool:

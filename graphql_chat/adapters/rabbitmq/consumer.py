@@ -1,4 +1,4 @@
-"""The RabbitMQ worker: consume accepted writes in batches and apply them with the Writer.
+"""The RabbitMQ consumer: accepted writes in batches, committed and indexed by the write side.
 
 Two stages, so the store and search work at the same time:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -34,11 +33,11 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from graphql_chat.adapters.rabbitmq_pipeline import declare_queues, decode_events, encode
-from graphql_chat.domain import Event, event_to_dict
+from graphql_chat.adapters.rabbitmq import queues
+from graphql_chat.adapters.rabbitmq.wire import decode_events, encode, event_to_dict
+from graphql_chat.domain import Event
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Applied, IndexedMessage
-from graphql_chat.writer import Writer
+from graphql_chat.ports import IndexedMessage, Stopped, WriteSide
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +60,17 @@ class _Committed:
     changed: list[IndexedMessage] = field(default_factory=list)
 
 
-class _HandedBack(Exception):
-    """Stopping while the store is unavailable: the batch goes back to the broker."""
-
-
-class Worker:
+class Consumer:
     def __init__(
         self,
         url: str,
-        writer: Writer,
+        writes: WriteSide,
         queue: str = "graphql-chat.writes",
         batch_size: int = 500,
         batch_ms: float = 50,
     ) -> None:
         self._url = url
-        self._writer = writer
+        self._writes = writes
         self._queue_name = queue
         self._batch_size = batch_size
         self._batch_delay = batch_ms / 1000
@@ -100,12 +95,12 @@ class Worker:
         try:
             # Dead letters and parked search work: confirmed, on a channel of their own.
             self._channel = await connection.channel(publisher_confirms=True)
-            await declare_queues(self._channel, self._queue_name)
+            await queues.declare(self._channel, self._queue_name)
             # Search catch-up on its own channel: acks with multiple=True on the writes
             # channel must never cover its deliveries.
             search_channel = await connection.channel()
             await search_channel.set_qos(prefetch_count=1)
-            search_queue = await search_channel.get_queue(f"{self._queue_name}.search")
+            search_queue = await search_channel.get_queue(queues.search(self._queue_name))
             indexer = asyncio.create_task(self._index_stage(), name="worker-index")
             await self._consume(connection)
             search_tag = await search_queue.consume(self._reindex)
@@ -130,7 +125,7 @@ class Worker:
         channel = await connection.channel()
         # Messages, not events: at most PREFETCH times MAX_MESSAGE_BYTES held at once.
         await channel.set_qos(prefetch_count=PREFETCH)
-        queue = await declare_queues(channel, self._queue_name)
+        queue = await queues.declare(channel, self._queue_name)
         tag = await queue.consume(self._receive)
         self._consuming = (channel, queue, tag)
 
@@ -139,7 +134,7 @@ class Worker:
         no consumer once nothing is queued or held (the recovery's exact drain condition);
         it consumes again when the recovery is over or something arrives meanwhile."""
         try:
-            recovering = (await self._writer.store.numbering()).recovering
+            recovering = (await self._writes.numbering()).recovering
             if self._consuming is None:
                 if not recovering or await self._ready():
                     log.info("consuming again")
@@ -224,26 +219,24 @@ class Worker:
         self._pending_events -= sum(len(d.events) for d in batch)
         self._in_hand += len(batch)
         events = [event for delivery in batch for event in delivery.events]
-        committed = _Committed(batch)
         started = asyncio.get_running_loop().time()
         try:
-            try:
-                applied = await self._apply(events)
-                committed.changed = applied.indexed
-                await self._set_aside(applied.set_aside)
-            except _HandedBack:
-                raise
-            except Exception:
-                log.exception("batch of %d events failed; applying them one by one", len(events))
-                committed.changed = []
-                for event in events:
-                    committed.changed += await self._apply_alone(event)
-        except _HandedBack:
+            outcome = await self._writes.commit(events, until=self._stopping)
+        except Stopped:
             # Unacknowledged, so the broker redelivers all of it; what was applied alone
             # meanwhile changes nothing when applied again.
             log.warning("stopping with the store unavailable: handing back %d events", len(events))
             self._in_hand -= len(batch)
             return
+        for event, error in outcome.failed:
+            log.error("dead-lettering event that cannot be applied: %r (%s)", event, error)
+            await self._publish(queues.dead(self._queue_name), event_to_dict(event))
+            self.rejected += 1
+        for event, reason in outcome.set_aside:
+            await self._publish(
+                queues.dead(self._queue_name), {**event_to_dict(event), "set_aside": reason}
+            )
+            self.set_aside += 1
         self.batches += 1
         now = asyncio.get_running_loop().time()
         log.debug(
@@ -252,50 +245,8 @@ class Worker:
             (now - started) * 1000,
             (now - batch[0].arrived) * 1000,
         )
-        self._committed.append(committed)
+        self._committed.append(_Committed(batch, outcome.stored))
         self._indexable.set()
-
-    async def _apply(self, events: list[Event]) -> Applied:
-        """Apply in one transaction; while the store is unavailable, wait and try again."""
-        delay = 0.1
-        while True:
-            try:
-                return await self._writer.store.apply(events)
-            except Unavailable as error:
-                if self._stopping.is_set():
-                    raise _HandedBack from error
-                log.warning(
-                    "store unavailable, retrying batch of %d in %.1fs: %s",
-                    len(events),
-                    delay,
-                    error,
-                )
-                with suppress(asyncio.TimeoutError):  # a stop ends the wait
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _apply_alone(self, event: Event) -> list[IndexedMessage]:
-        try:
-            applied = await self._apply([event])
-            await self._set_aside(applied.set_aside)
-            return applied.indexed
-        except _HandedBack:
-            raise
-        except Exception:
-            log.exception("dead-lettering event that cannot be applied: %r", event)
-            await self._publish(f"{self._queue_name}.dead", event_to_dict(event))
-            self.rejected += 1
-            return []
-
-    async def _set_aside(self, refused: list[tuple[Event, str]]) -> None:
-        """Writes the store refused go to the dead-letter queue, loudly: each is a number that
-        was handed out twice or a draw of a retired epoch (never acknowledged, by design)."""
-        for event, reason in refused:
-            log.error("NUMBERING CONFLICT: set aside %r: %s", event, reason)
-            await self._publish(
-                f"{self._queue_name}.dead", {**event_to_dict(event), "set_aside": reason}
-            )
-            self.set_aside += 1
 
     # -- index stage ---------------------------------------------------------------------------
 
@@ -310,7 +261,8 @@ class Worker:
                     continue
                 ready, self._committed = self._committed, []
                 started = asyncio.get_running_loop().time()
-                await self._index([message for c in ready for message in c.changed])
+                changed = [message for c in ready for message in c.changed]
+                await self._writes.index(changed, park=self._park)
                 log.debug(
                     "indexed %d batches in %.1f ms",
                     len(ready),
@@ -335,16 +287,11 @@ class Worker:
             return
         self.applied += sum(len(d.events) for d in deliveries)
 
-    async def _index(self, changed: Sequence[IndexedMessage]) -> None:
-        """Search after the commit; while search is down, park the work in the search queue."""
-        if not changed:
-            return
-        try:
-            await self._writer.search.index(changed)
-        except Unavailable:
-            payload = [[m.chat_id, m.number, m.body, m.revision] for m in changed]
-            await self._publish(f"{self._queue_name}.search", {"messages": payload})
-            log.warning("search unavailable: %d messages parked for indexing", len(changed))
+    async def _park(self, changed: Sequence[IndexedMessage]) -> None:
+        """Search is unavailable: the stored messages wait in the search queue, which the
+        second consumer indexes once search answers again."""
+        payload = [[m.chat_id, m.number, m.body, m.revision] for m in changed]
+        await self._publish(queues.search(self._queue_name), {"messages": payload})
 
     async def _publish(self, routing_key: str, payload: dict[str, Any]) -> None:
         assert self._channel is not None
@@ -361,18 +308,10 @@ class Worker:
         delay = 0.5
         while not self._stopping.is_set():
             try:
-                await self._writer.search.index(changed)
+                await self._writes.index(changed)
                 await message.ack()
                 return
             except Unavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         await message.nack(requeue=True)
-
-
-async def run_worker(worker: Worker, burst: bool = False) -> None:
-    """Run until SIGTERM or SIGINT: stop consuming, finish the batch in hand, close."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    await worker.run(burst=burst)

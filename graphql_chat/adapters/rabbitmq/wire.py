@@ -1,0 +1,96 @@
+"""The wire format of accepted writes: JSON messages on the write queue.
+
+A message is `{"events": [...]}`; an event is an object with short keys (messages are what
+the broker stores and replicates, so every byte is paid for several times):
+
+    {"kind": "chat", "a": application id, "c": chat number, "e": numbering epoch}
+    {"kind": "message", "a": ..., "c": ..., "n": message number, "b": body, "r": revision,
+     "e": epoch, "new": true for a create}
+
+A message holding a single event object (older publishers) and events without `e` (before
+numbering epochs: epoch 0) are read too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+import orjson
+
+from graphql_chat.domain import ChatCreated, Event, MessageWritten
+
+# A message closes once its body passes this size (a larger event travels alone), so what a
+# worker holds is bounded: its prefetch times this.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, ChatCreated):
+        return {"kind": "chat", "a": event.application_id, "c": event.chat_number, "e": event.epoch}
+    return {
+        "kind": "message",
+        "a": event.application_id,
+        "c": event.chat_number,
+        "n": event.number,
+        "b": event.body,
+        "r": event.revision,
+        "e": event.epoch,
+        "new": event.created,
+    }
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """The inverse of `event_to_dict`; events without an epoch (older publishers) get 0."""
+    epoch = int(data.get("e", 0))
+    if data["kind"] == "chat":
+        return ChatCreated(int(data["a"]), int(data["c"]), epoch)
+    if data["kind"] == "message":
+        return MessageWritten(
+            int(data["a"]),
+            int(data["c"]),
+            int(data["n"]),
+            str(data["b"]),
+            int(data["r"]),
+            epoch,
+            bool(data.get("new", False)),
+        )
+    raise ValueError(f"unknown event kind {data['kind']!r}")
+
+
+def decode_events(body: bytes) -> list[Event]:
+    """The events of one message: `{"events": [...]}`, or a single event (older publishers).
+
+    Raises ValueError, KeyError or TypeError when the body is not that.
+    """
+    payload = orjson.loads(body)
+    if isinstance(payload, dict) and "events" in payload:
+        return [event_from_dict(item) for item in payload["events"]]
+    return [event_from_dict(payload)]
+
+
+def encode(payload: dict[str, Any]) -> aio_pika.Message:
+    return message(orjson.dumps(payload))
+
+
+def message(body: bytes) -> aio_pika.Message:
+    return aio_pika.Message(
+        body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
+    )
+
+
+def event_bodies(items: list[bytes], limit: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
+    """Encoded events as message bodies `{"events": [...]}` of about `limit` bytes at most,
+    in order, each with how many events it holds."""
+    bodies: list[tuple[int, bytes]] = []
+    encoded: list[bytes] = []
+    size = 0
+    for item in items:
+        if encoded and size + len(item) > limit:
+            bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
+            encoded, size = [], 0
+        encoded.append(item)
+        size += len(item) + 1
+    if encoded:
+        bodies.append((len(encoded), b'{"events":[' + b",".join(encoded) + b"]}"))
+    return bodies

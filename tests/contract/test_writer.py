@@ -1,0 +1,106 @@
+"""The write side's rules, once, on the embedded adapters: both pipelines only drive them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from graphql_chat.adapters.sql_store import SqlStore
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
+from graphql_chat.errors import InvalidInput, Unavailable
+from graphql_chat.ports import Applied, IndexedMessage, Search, Stopped
+from graphql_chat.writer import Writer
+
+pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+
+
+class _DownStore:
+    """The real store, unavailable for its first `failures` batches."""
+
+    def __init__(self, store: SqlStore, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+        self.tries = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def apply(self, events: Sequence[Event]) -> Applied:
+        self.tries += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise Unavailable("database down")
+        return await self._store.apply(events)
+
+
+class _DownSearch:
+    def __init__(self, search: Search) -> None:
+        self._search = search
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._search, name)
+
+    async def index(self, messages: Sequence[IndexedMessage]) -> None:
+        raise Unavailable("search down")
+
+
+async def test_a_write_the_store_cannot_keep_fails_alone(store: SqlStore, writer: Writer) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    poison = MessageWritten(app, 1, 2, "lone \ud800 surrogate", 2)
+    events: list[Event] = [
+        ChatCreated(app, 1),
+        MessageWritten(app, 1, 1, "fine", 1),
+        poison,
+        MessageWritten(app, 1, 3, "fine too", 3),
+    ]
+    committed = await writer.commit(events)
+    assert [(m.number, m.body) for m in committed.stored] == [(1, "fine"), (3, "fine too")]
+    assert [event for event, _ in committed.failed] == [poison]
+    outcomes = committed.outcomes(events)
+    assert outcomes[0] is None and outcomes[1] is None and outcomes[3] is None
+    assert isinstance(outcomes[2], InvalidInput)
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)].id
+    stored = await store.messages_by_number([(chat, 1), (chat, 2), (chat, 3)])
+    assert sorted(stored) == [(chat, 1), (chat, 3)]
+
+
+async def test_an_unavailable_store_fails_at_once_or_is_waited_for(
+    store: SqlStore, search: Search
+) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    down = _DownStore(store, failures=2)
+    writer = Writer(down, search)  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):  # a client is waiting: no retry
+        await writer.commit([ChatCreated(app, 1)])
+    assert down.tries == 1
+    committed = await writer.commit([ChatCreated(app, 1)], until=asyncio.Event())
+    assert down.tries == 3 and committed.failed == []
+    assert await store.max_chat_number(app) == 1
+
+    stopping = asyncio.Event()
+    down.failures = 1_000
+    waiting = asyncio.create_task(writer.commit([ChatCreated(app, 2)], until=stopping))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # retrying with backoff
+    stopping.set()
+    with pytest.raises(Stopped):
+        await asyncio.wait_for(waiting, 5)
+    assert await store.max_chat_number(app) == 1
+
+
+async def test_search_down_parks_the_stored_messages(store: SqlStore, search: Search) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    writer = Writer(store, _DownSearch(search))  # type: ignore[arg-type]
+    committed = await writer.commit([ChatCreated(app, 1), MessageWritten(app, 1, 1, "hi", 1)])
+    parked: list[IndexedMessage] = []
+
+    async def park(messages: Sequence[IndexedMessage]) -> None:
+        parked.extend(messages)
+
+    await writer.index(committed.stored, park=park)
+    assert [(m.number, m.body) for m in parked] == [(1, "hi")]
+    with pytest.raises(Unavailable):  # nowhere to park: the caller learns it
+        await writer.index(committed.stored)
+    await writer.index([], park=None)  # nothing to index: search is not asked
