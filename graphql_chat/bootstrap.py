@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
@@ -17,7 +16,7 @@ from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Numbers, Pipeline, Search
+from graphql_chat.ports import Numbers, Pipeline, Search, Store
 from graphql_chat.services import ChatService
 from graphql_chat.writer import Writer
 
@@ -25,7 +24,7 @@ from graphql_chat.writer import Writer
 @dataclass
 class Container:
     settings: Settings
-    store: SqlStore
+    store: Store
     numbers: Numbers
     pipeline: Pipeline
     search: Search
@@ -44,22 +43,21 @@ class Container:
     async def health(self) -> dict[str, str]:
         """Each dependency: "ok", or what is wrong with it (numbers: also whether numbering
         is open or recovering after a Redis data loss)."""
-        checks: dict[str, Any] = {"store": self.store.numbering}
-        for name, part in (
-            ("numbers", self.numbers),
-            ("pipeline", self.pipeline),
-            ("search", self.search),
-        ):
-            ping = getattr(part, "ping", None)
-            if ping is not None:
-                checks[name] = ping
+        checks: dict[str, Callable[[], Awaitable[object]]] = {
+            "store": self.store.numbering,
+            "numbers": self.numbers.ping,
+            "pipeline": self.pipeline.ping,
+            "search": self.search.ping,
+        }
         report: dict[str, str] = {}
         for name, check in checks.items():
             try:
                 await asyncio.wait_for(check(), timeout=5)
                 report[name] = "ok"
-            except (Unavailable, TimeoutError) as error:
-                report[name] = getattr(error, "message", "timed out")
+            except Unavailable as error:
+                report[name] = error.message
+            except TimeoutError:
+                report[name] = "timed out"
         return report
 
     async def close(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from ipaddress import ip_address
-from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -117,9 +116,3 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         return self.rabbitmq_url is not None
-
-    def sqlite_path(self) -> Path | None:
-        if not self.is_sqlite:
-            return None
-        _, _, path = self.database_url.partition(":///")
-        return None if path in ("", ":memory:") else Path(path)

@@ -158,6 +158,9 @@ class Numbers(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raises `Unavailable`, saying what is wrong, unless numbers can be drawn now."""
+
     async def next_chat(self, application_id: int) -> Drawn: ...
 
     async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
@@ -187,6 +190,10 @@ class Pipeline(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raises `Unavailable` unless writes can be accepted now."""
+
     async def submit(self, event: Event) -> None: ...
 
     async def drained(self) -> bool:
@@ -198,6 +205,10 @@ class Search(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raises `Unavailable` unless searches can be answered now."""
+
     async def index(self, messages: Sequence[IndexedMessage]) -> None: ...
     async def search(
         self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int

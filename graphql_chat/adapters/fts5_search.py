@@ -89,6 +89,9 @@ class Fts5Search:
     async def close(self) -> None:
         pass
 
+    async def ping(self) -> None:
+        """The index lives in the store's database: the store's check covers it."""
+
     async def index(self, messages: Sequence[IndexedMessage]) -> None:
         """Nothing to do: the triggers indexed these rows when the store committed them."""
 

@@ -50,6 +50,9 @@ class MemoryNumbers:
     async def close(self) -> None:
         pass
 
+    async def ping(self) -> None:
+        """In process: numbers can always be drawn."""
+
     async def next_chat(self, application_id: int) -> Drawn:
         number = await self._chat_counter(application_id) + 1
         self._chats[application_id] = number

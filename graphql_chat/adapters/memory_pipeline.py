@@ -43,9 +43,12 @@ class MemoryPipeline:
         self._queue.put_nowait(None)
         await task
 
-    async def submit(self, event: Event) -> None:
+    async def ping(self) -> None:
         if self._task is None or self._task.done():
             raise Unavailable("the write pipeline is not running")
+
+    async def submit(self, event: Event) -> None:
+        await self.ping()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
         await done

@@ -2,9 +2,9 @@
 
 Every operation is one plain function over a sync SQLAlchemy `Connection`, run in a single
 hop: on SQLite in a thread (the writer thread for batches and applications, a small pool for
-reads), on MySQL through `AsyncConnection.run_sync` on the asyncmy engine. Measured here, a
-trivial query through aiosqlite costs about 0.5 ms of thread round trips per statement; one
-hop per operation costs one round trip whatever the number of statements.
+reads), on MySQL through `AsyncConnection.run_sync` on the asyncmy engine. A driver like
+aiosqlite pays a thread round trip per statement; one hop per operation pays one whatever the
+number of statements (docs/benchmarks.md has what that was worth).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Parsed and validated documents, cached by query text; the query limits applied on a miss.
 
 This one extension stands in for Strawberry's `MaxTokensLimiter`, `ParserCache`,
-`AddValidationRules` and `ValidationCache`, for two costs found by profiling (together
-they took a createMessage from 245 to 212 µs in process, measured over 5,000 calls):
+`AddValidationRules` and `ValidationCache`, for two costs found by profiling (docs/benchmarks.md,
+"after the GraphQL document cache", has the figures):
 
 - `ValidationCache` keys its cache by the parsed document, and hashing a graphql-core
   document walks every node of it, on every request; a query's text hashes in no time;

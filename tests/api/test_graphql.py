@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container
 from graphql_chat.config import Settings
@@ -200,6 +201,7 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
             for m in range(3):
                 await gql.create_message(token, c, f"message {m}")
     container: Container = http.app.state.container  # type: ignore[attr-defined]
+    assert isinstance(container.store, SqlStore)  # statements are counted on its engines
     engines = container.store.sync_engines
     statements: list[str] = []
 
