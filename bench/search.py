@@ -217,7 +217,7 @@ async def _fts5(corpus: Corpus, args: argparse.Namespace) -> tuple[float, int, l
 async def _elasticsearch(corpus: Corpus, args: argparse.Namespace) -> tuple[float, int, list[Row]]:
     url = _services()["ELASTICSEARCH_URL"]
     index = f"bench-search-{secrets.token_hex(4)}"
-    search = ElasticSearch(url, index, None)  # type: ignore[arg-type]
+    search = ElasticSearch(url, index)
     await search.start()
     try:
         rate = await _load(search, None, corpus)

@@ -74,7 +74,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     store = SqlStore(settings.database_url, settings.sqlite_synchronous)
     search: Search
     if settings.elasticsearch_url:
-        search = ElasticSearch(settings.elasticsearch_url, settings.elasticsearch_index, store)
+        search = ElasticSearch(settings.elasticsearch_url, settings.elasticsearch_index)
     else:
         search = Fts5Search(store)
     writer = Writer(store, search)

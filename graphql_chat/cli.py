@@ -138,7 +138,7 @@ def reindex() -> None:
                 def advance(done: int) -> None:
                     bar.update(done)
 
-                return await container.search.rebuild(advance)
+                return await container.service.reindex(advance)
 
     total = asyncio.run(run())
     typer.echo(f"reindexed {total} messages")

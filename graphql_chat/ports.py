@@ -4,8 +4,9 @@ and a distributed adapter in `adapters/`; the pipelines drive the write side (`W
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from graphql_chat.domain import Application, Chat, Event, Message
@@ -103,7 +104,6 @@ class Store(Protocol):
 
     async def rename_application(self, token: str, name: str) -> Application | None: ...
     async def applications_by_token(self, tokens: Sequence[str]) -> dict[str, Application]: ...
-    async def applications_by_id(self, ids: Sequence[int]) -> dict[int, Application]: ...
     async def list_applications(self, after_id: int | None, limit: int) -> list[Application]: ...
 
     async def chats_by_number(
@@ -137,6 +137,17 @@ class Store(Protocol):
         """
 
     async def numbering(self) -> Numbering: ...
+
+    # For rebuilding a search index while writes go on.
+    async def clock(self) -> datetime:
+        """The database's time, what a message's last change is stamped with."""
+
+    async def count_messages(self) -> int: ...
+    def iter_messages(
+        self, batch_size: int, changed_since: datetime | None = None
+    ) -> AsyncIterator[list[IndexedMessage]]:
+        """Every stored message, `batch_size` at a time; with `changed_since`, only those
+        changed since then (MySQL; SQLite has no such stamp and gives every message)."""
 
     async def claim_recovery(self) -> int:
         """Mark numbering as recovering and return a fencing token larger than any before."""
@@ -219,4 +230,7 @@ class Search(Protocol):
     async def refresh(self) -> None:
         """Make everything indexed so far searchable now (tests, reindex)."""
 
-    async def rebuild(self, progress: Callable[[int], None]) -> int: ...
+    async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
+        """Make the index again from `source` (a new index swapped in, or the same one made
+        again in one transaction), calling `progress` with each number of messages done;
+        returns how many. Searches keep answering meanwhile."""

@@ -291,6 +291,11 @@ class ChatService:
             for chat_id, rows in found.items()
         }
 
+    async def reindex(self, progress: Callable[[int], None]) -> int:
+        """Make the search index again from the store, while writes and searches go on;
+        `progress` hears each number of messages done. Returns how many there are."""
+        return await self.search_index.rebuild(self.store, progress)
+
     def search_terms(self, query: object) -> tuple[str, ...]:
         return tuple(search_terms(query, self.settings.max_body_length))
 

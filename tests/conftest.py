@@ -9,17 +9,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
-from elasticsearch import AsyncElasticsearch
-from redis.asyncio import Redis
 
 from graphql_chat import migrations
+from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
+from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.app import create_app
-from graphql_chat.bootstrap import Container, running
+from graphql_chat.bootstrap import Container, bootstrap, running
 from graphql_chat.config import Settings
 from tests.client.graphql_chat_client import GraphQLChatClient
 from tests.engines import engine_url, mysql_database, unique_name
@@ -83,41 +82,33 @@ async def http(
 @asynccontextmanager
 async def distributed_settings() -> AsyncIterator[Settings]:
     async with mysql_database() as url:
-        prefix, queue, index = unique_name("t"), unique_name("test"), unique_name("test")
-        redis = Redis.from_url(engine_url("REDIS_URL"))
         settings = Settings(
             database_url=url,
             redis_url=engine_url("REDIS_URL"),
-            redis_key_prefix=prefix,
+            redis_key_prefix=unique_name("t"),
             rabbitmq_url=engine_url("RABBITMQ_URL"),
-            queue_name=queue,
+            queue_name=unique_name("test"),
             elasticsearch_url=engine_url("ELASTICSEARCH_URL"),
-            elasticsearch_index=index,
+            elasticsearch_index=unique_name("test"),
         )
         try:
             yield settings
         finally:
-            async for key in redis.scan_iter(match=f"{prefix}:*"):
-                await redis.delete(key)
-            await redis.aclose()
-            await _drop_queues_and_index(settings)
+            await _drop_engine_state(settings)
 
 
-async def _drop_queues_and_index(settings: Settings) -> None:
-    assert settings.rabbitmq_url and settings.elasticsearch_url
-    connection = await aio_pika.connect(settings.rabbitmq_url)
-    async with connection:
-        channel = await connection.channel()
-        for suffix in ("", ".search", ".dead"):
-            await channel.queue_delete(settings.queue_name + suffix)
-    elastic = AsyncElasticsearch(settings.elasticsearch_url)
-    # The name is an alias: delete the indices behind it (and any made by a rebuild).
-    found = await elastic.indices.get(
-        index=f"{settings.elasticsearch_index}*", ignore_unavailable=True, allow_no_indices=True
-    )
-    for name in found:
-        await elastic.indices.delete(index=name, ignore_unavailable=True)
-    await elastic.close()
+async def _drop_engine_state(settings: Settings) -> None:
+    """Remove what a test left in the shared engines, with the adapters' own helpers."""
+    container = bootstrap(settings)
+    numbers, pipeline, search = container.numbers, container.pipeline, container.search
+    assert isinstance(numbers, RedisNumbers) and isinstance(pipeline, RabbitPipeline)
+    assert isinstance(search, ElasticSearch)
+    try:
+        await numbers.drop()
+        await pipeline.delete_queues()
+        await search.drop()
+    finally:
+        await container.close()
 
 
 async def _stop_worker(worker: Consumer, task: asyncio.Task[None]) -> None:

@@ -12,7 +12,7 @@ dictionary, and the index is sorted by chat and number, so a chat's documents si
 
 `ELASTICSEARCH_INDEX` names an alias; the index behind it is `ALIAS-vVERSION` (or, once
 rebuilt, `ALIAS-vVERSION-STAMP`), its mapping's `_meta.version` is `MAPPING_VERSION`.
-`rebuild` builds a new index from the store while writes and searches go on, swaps the alias
+`rebuild` builds a new index from the store port while writes and searches go on, swaps the alias
 atomically, then copies again what changed meanwhile. A process refuses to start against an
 index of an older mapping. Documents carry the message's revision as an external version, so
 replays and out-of-order writes never let an older body replace a newer one.
@@ -32,10 +32,9 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
 from graphql_chat import grams as ngrams
-from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import Message
 from graphql_chat.errors import ConfigurationError, Unavailable
-from graphql_chat.ports import IndexedMessage
+from graphql_chat.ports import IndexedMessage, Store
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +98,12 @@ def _unavailable(error: Exception) -> Unavailable:
 
 
 class ElasticSearch:
-    def __init__(self, url: str, index: str, store: SqlStore) -> None:
+    def __init__(self, url: str, index: str) -> None:
         self.index_name = index  # the alias
         # Fail fast: callers answer a retryable error, and the worker parks the work.
         self._client = AsyncElasticsearch(
             url, request_timeout=10, retry_on_timeout=False, max_retries=0
         )
-        self._store = store
         self._ready = False
 
     async def start(self) -> None:
@@ -253,21 +251,21 @@ class ElasticSearch:
         except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
 
-    async def rebuild(self, progress: Callable[[int], None]) -> int:
+    async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
         """A new index from the store, while writes and searches go on: copy everything, swap
         the alias atomically (removing the index it pointed to, or an old index that bears
         the alias's name), then copy again what changed since the copy began."""
         try:
-            began = await self._store.clock()
+            began = await source.clock()
             new = await self._create(None)
             total = 0
-            async for batch in self._store.iter_messages(1000):
+            async for batch in source.iter_messages(1000):
                 await self.index(batch, into=new)
                 total += len(batch)
                 progress(len(batch))
             replaced = await self._swap(new)
             caught_up = 0
-            async for batch in self._store.iter_messages(1000, began - _CATCH_UP_MARGIN):
+            async for batch in source.iter_messages(1000, began - _CATCH_UP_MARGIN):
                 await self.index(batch)
                 caught_up += len(batch)
             log.info("reindex: %d messages changed during the copy, copied again", caught_up)
@@ -296,8 +294,11 @@ class ElasticSearch:
         return [name for name in found if name != self.index_name]
 
     async def drop(self) -> None:
+        """Delete the indices behind the alias and any a rebuild left (tests, teardown)."""
         found = await self._client.indices.get(
-            index=self.index_name, ignore_unavailable=True, allow_no_indices=True
+            index=f"{self.index_name},{self.index_name}-v*",
+            ignore_unavailable=True,
+            allow_no_indices=True,
         )
         for name in found:
             await self._client.indices.delete(index=name, ignore_unavailable=True)

@@ -18,14 +18,16 @@ once more against the terms (with `str.lower`, as the tokens were made).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, bindparam, text
 
 from graphql_chat.adapters import sqlite_functions
-from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import Message
 from graphql_chat.errors import ConfigurationError
-from graphql_chat.ports import IndexedMessage
+from graphql_chat.ports import IndexedMessage, Store
+
+R = TypeVar("R")
 
 _SPAN = 2**32  # rowids per chat; message numbers are below 2**31 (GraphQL Int)
 
@@ -71,13 +73,20 @@ def _search_chat(
     ]
 
 
+class Database(Protocol):
+    """The SQLite database the index lives in (the store's): functions run on a connection."""
+
+    async def read(self, operation: Callable[[Connection], R]) -> R: ...
+    async def write(self, operation: Callable[[Connection], R]) -> R: ...
+
+
 class Fts5Search:
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def start(self) -> None:
         """Refuses an index whose tokens were made by another encoding or Unicode version."""
-        rows = await self._store.read(lambda conn: conn.execute(_VERSION).all())
+        rows = await self._database.read(lambda conn: conn.execute(_VERSION).all())
         built = [tuple(row) for row in rows]
         wanted = (sqlite_functions.GRAMS_VERSION, sqlite_functions.UNICODE_VERSION)
         if built != [wanted]:
@@ -108,15 +117,15 @@ class Fts5Search:
                 for chat_id in dict.fromkeys(chat_ids)
             }
 
-        return await self._store.read(run)
+        return await self._database.read(run)
 
     async def refresh(self) -> None:
         """Nothing to do: FTS5 rows are searchable when their transaction commits."""
 
-    async def rebuild(self, progress: Callable[[int], None]) -> int:
+    async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
         """Every body's tokens made again, in one transaction: searches read the old index
         until it commits."""
-        total = await self._store.count_messages()
+        total = await source.count_messages()
         versions = {
             "grams": sqlite_functions.GRAMS_VERSION,
             "unicode": sqlite_functions.UNICODE_VERSION,
@@ -126,6 +135,6 @@ class Fts5Search:
             for statement in _REFILL:
                 conn.execute(statement, versions if statement is _REFILL[-1] else {})
 
-        await self._store.write(refill)
+        await self._database.write(refill)
         progress(total)
         return total

@@ -169,6 +169,11 @@ class RedisNumbers:
     def _app(self, application_id: int) -> str:
         return f"{self._prefix}:{{a:{application_id}}}"
 
+    @property
+    def key_prefix(self) -> str:
+        """Every key this numbering uses starts with this and a colon."""
+        return self._prefix
+
     async def start(self) -> None:
         """Open numbering if Redis has no epoch: at once for a new deployment; a recovery that
         must wait for the queue goes on in the background (draws answer `Unavailable`)."""

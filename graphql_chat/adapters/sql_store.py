@@ -187,10 +187,6 @@ class SqlStore:
         query = select(applications).where(applications.c.token.in_(tokens))
         return await self.read(lambda conn: {r.token: _application(r) for r in conn.execute(query)})
 
-    async def applications_by_id(self, ids: Sequence[int]) -> dict[int, Application]:
-        query = select(applications).where(applications.c.id.in_(ids))
-        return await self.read(lambda conn: {r.id: _application(r) for r in conn.execute(query)})
-
     async def list_applications(self, after_id: int | None, limit: int) -> list[Application]:
         query = select(applications).order_by(applications.c.id).limit(limit)
         if after_id is not None:

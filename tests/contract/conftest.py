@@ -46,7 +46,7 @@ async def search(store: SqlStore) -> AsyncIterator[Search]:
         yield adapter
         await adapter.close()
         return
-    elastic = ElasticSearch(engine_url("ELASTICSEARCH_URL"), unique_name("test"), store)
+    elastic = ElasticSearch(engine_url("ELASTICSEARCH_URL"), unique_name("test"))
     await elastic.start()
     yield elastic
     await elastic.drop()

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
@@ -186,7 +187,8 @@ async def test_an_older_releases_epoch_key_is_recovered_from(
     """The epoch key of a release without numbering epochs (a random value) is not an open
     epoch: numbering recovers, waiting for the queue, instead of trusting old counters."""
     numbers, _ = redis_numbers
-    await numbers._redis.set(f"{numbers._prefix}:epoch", "5f0c2a9e1b7d4e33")
+    async with Redis.from_url(engine_url("REDIS_URL")) as redis:
+        await redis.set(f"{numbers.key_prefix}:epoch", "5f0c2a9e1b7d4e33")
     app = (await store.insert_application(new_token(), "a")).id
     await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
     await store.open_epoch(0, await store.claim_recovery())  # the migration of a used database
@@ -216,8 +218,8 @@ async def test_draws_survive_redis_forgetting_its_scripts(
     app = (await store.insert_application(new_token(), "a")).id
     await numbers.next_chat(app)
     assert (await numbers.draw_message(app, 1)).number == 1
-    assert isinstance(numbers, RedisNumbers)
-    await numbers._redis.script_flush()
+    async with Redis.from_url(engine_url("REDIS_URL")) as redis:
+        await redis.script_flush()
     drawn = await asyncio.gather(*[numbers.draw_message(app, 1) for _ in range(10)])
     assert sorted(d.number for d in drawn) == list(range(2, 12))
     assert (await numbers.next_chat(app)).number == 2

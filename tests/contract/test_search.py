@@ -100,7 +100,7 @@ async def test_updates_replace_the_indexed_body(
 async def test_rebuild_restores_the_index(store: SqlStore, writer: Writer, search: Search) -> None:
     chat = await _chat(store, writer, BODIES)
     seen: list[int] = []
-    assert await search.rebuild(seen.append) == len(BODIES)
+    assert await search.rebuild(store, seen.append) == len(BODIES)
     assert sum(seen) == len(BODIES)
     assert await _numbers(search, chat, "bottle") == [7]
 
@@ -121,7 +121,7 @@ async def test_long_bodies_are_searchable_everywhere(
 async def test_processes_starting_together_share_one_index(store: SqlStore) -> None:
     """Elasticsearch creates its index at start; FTS5's comes with the store's migration."""
     index = unique_name("test")
-    adapters = [ElasticSearch(engine_url("ELASTICSEARCH_URL"), index, store) for _ in range(4)]
+    adapters = [ElasticSearch(engine_url("ELASTICSEARCH_URL"), index) for _ in range(4)]
     try:
         await asyncio.gather(*[a.start() for a in adapters])
         for adapter in adapters:
@@ -209,7 +209,7 @@ async def test_an_fts5_index_of_other_ngrams_is_refused_until_reindexed(
     )
     assert await _numbers(search, chat, "café") == []
     seen: list[int] = []
-    assert await search.rebuild(seen.append) == len(BODIES) == seen[-1]
+    assert await search.rebuild(store, seen.append) == len(BODIES) == seen[-1]
     await search.start()
     assert await _numbers(search, chat, "café") == [3, 2]
 
@@ -261,13 +261,13 @@ async def test_an_index_of_an_older_mapping_is_refused_until_reindexed(
     raw = AsyncElasticsearch(engine_url("ELASTICSEARCH_URL"))
     old_mapping = {"properties": {"chat_id": {"type": "long"}, "number": {"type": "long"}}}
     await raw.indices.create(index=name, mappings=old_mapping)
-    search = ElasticSearch(engine_url("ELASTICSEARCH_URL"), name, store)
+    search = ElasticSearch(engine_url("ELASTICSEARCH_URL"), name)
     try:
         with pytest.raises(ConfigurationError, match="graphql-chat reindex"):
             await search.start()
         chat = await _chat(store, Writer(store, _NoSearch()), BODIES)  # type: ignore[arg-type]
         seen: list[int] = []
-        assert await search.rebuild(seen.append) == len(BODIES)
+        assert await search.rebuild(store, seen.append) == len(BODIES)
         await search.start()  # now the current mapping, behind the alias
         assert await _numbers(search, chat, "café") == [3, 2]
         assert list(await raw.indices.get_alias(name=name)) != [name]
@@ -319,7 +319,7 @@ async def test_reindexing_a_live_system_answers_throughout_and_loses_no_write(
             await asyncio.sleep(0.005)
 
     searcher = asyncio.create_task(searching())
-    rebuilt, _ = await asyncio.gather(search.rebuild(lambda _: None), writing())
+    rebuilt, _ = await asyncio.gather(search.rebuild(store, lambda _: None), writing())
     stop.set()
     await searcher
     assert rebuilt >= 3000
