@@ -41,10 +41,10 @@ typecheck: $(BIN)/.installed
 
 # schema.graphql is exported from the code; schema-check fails when the checked-in file drifts.
 schema: $(BIN)/.installed
-	$(BIN)/strawberry export-schema graphql_chat.graphql.schema:schema --output schema.graphql
+	$(BIN)/graphql-chat export-schema --output schema.graphql
 
 schema-check: $(BIN)/.installed
-	$(BIN)/strawberry export-schema graphql_chat.graphql.schema:schema --output $(VENV)/schema.graphql
+	$(BIN)/graphql-chat export-schema --output $(VENV)/schema.graphql
 	diff -u schema.graphql $(VENV)/schema.graphql
 
 # The typed client in tests/client is generated from schema.graphql; client-check regenerates

@@ -1,4 +1,4 @@
-"""graphql-chat serve | worker | migrate | reindex"""
+"""graphql-chat serve | worker | migrate | reindex | export-schema"""
 
 from __future__ import annotations
 
@@ -142,6 +142,23 @@ def reindex() -> None:
 
     total = asyncio.run(run())
     typer.echo(f"reindexed {total} messages")
+
+
+@cli.command("export-schema")
+def export_schema(
+    output: str | None = typer.Option(None, help="Write to this file instead of stdout."),
+) -> None:
+    """Print the GraphQL schema (SDL), as `schema.graphql` holds it."""
+    from strawberry.printer import print_schema
+
+    from graphql_chat.graphql.schema import build_schema
+
+    text = print_schema(build_schema(Settings())) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

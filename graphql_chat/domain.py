@@ -167,7 +167,7 @@ def encode_cursor(kind: CursorKind, key: int) -> str:
 MAX_KEY = 2**63 - 1  # the largest id or number a store holds (a signed 64-bit integer)
 
 
-def decode_cursor(kind: CursorKind, cursor: str | None) -> int | None:
+def decode_cursor(kind: CursorKind, cursor: str | None, name: str = "cursor") -> int | None:
     """The key a cursor of this list carries. A key has one encoding (the one
     `encode_cursor` gives); anything else is refused, as are keys no store can hold."""
     if cursor is None:
@@ -186,14 +186,15 @@ def decode_cursor(kind: CursorKind, cursor: str | None) -> int | None:
                 return int(key)
     except (binascii.Error, UnicodeError, ValueError):
         pass
-    raise InvalidInput("after is not a cursor of this list", "after")
+    raise InvalidInput(f"{name} is not a cursor of this list", name)
 
 
-def page_size(first: object, default: int, maximum: int) -> int:
-    if first is None:
+def page_size(size: object, default: int, maximum: int, name: str = "size") -> int:
+    """A page's size as asked for (`name` is what the interface calls it, for its errors)."""
+    if size is None:
         return default
-    if isinstance(first, bool) or not isinstance(first, int):
-        raise InvalidInput("first must be an integer", "first")
-    if not 1 <= first <= maximum:
-        raise InvalidInput(f"first must be between 1 and {maximum}", "first")
-    return first
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise InvalidInput(f"{name} must be an integer", name)
+    if not 1 <= size <= maximum:
+        raise InvalidInput(f"{name} must be between 1 and {maximum}", name)
+    return size

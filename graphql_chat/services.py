@@ -49,10 +49,18 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
-    """A validated `first`/`after` pair: `after` is the key the cursor carried."""
+    """A validated page: its size, and the key its cursor carried (the page starts past it)."""
 
     size: int
-    after: int | None
+    key: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """What an interface calls a page's size and its cursor (its errors use these names)."""
+
+    size: str
+    cursor: str
 
 
 def _page(kind: CursorKind, rows: list[T], size: int, key: Callable[[T], int]) -> Page[T]:
@@ -77,9 +85,12 @@ class ChatService:
         self._tokens: dict[str, int] = {}
         self._chat_ids: dict[tuple[int, int], int] = {}
 
-    def page_request(self, kind: CursorKind, first: object, after: str | None) -> PageRequest:
-        size = page_size(first, self.settings.default_page_size, self.settings.max_page_size)
-        return PageRequest(size, decode_cursor(kind, after))
+    def page_request(
+        self, kind: CursorKind, size: object, cursor: str | None, names: Paging
+    ) -> PageRequest:
+        maximum = self.settings.max_page_size
+        checked = page_size(size, self.settings.default_page_size, maximum, names.size)
+        return PageRequest(checked, decode_cursor(kind, cursor, names.cursor))
 
     # -- applications --------------------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class ChatService:
             raise Forbidden("the admin credential is not valid")
 
     async def list_applications(self, request: PageRequest) -> Page[Application]:
-        rows = await self.store.list_applications(request.after, request.size + 1)
+        rows = await self.store.list_applications(request.key, request.size + 1)
         return _page("application", rows, request.size, lambda a: a.id)
 
     # -- chats ---------------------------------------------------------------------------------
@@ -238,7 +249,7 @@ class ChatService:
     async def chat_pages(
         self, application_ids: Sequence[int], request: PageRequest
     ) -> dict[int, Page[Chat]]:
-        found = await self.store.list_chats(application_ids, request.after, request.size + 1)
+        found = await self.store.list_chats(application_ids, request.key, request.size + 1)
         return {
             app_id: _page("chat", rows, request.size, lambda c: c.number)
             for app_id, rows in found.items()
@@ -285,7 +296,7 @@ class ChatService:
     async def message_pages(
         self, chat_ids: Sequence[int], request: PageRequest
     ) -> dict[int, Page[Message]]:
-        found = await self.store.list_messages(chat_ids, request.after, request.size + 1)
+        found = await self.store.list_messages(chat_ids, request.key, request.size + 1)
         return {
             chat_id: _page("message", rows, request.size, lambda m: m.number)
             for chat_id, rows in found.items()
@@ -307,7 +318,7 @@ class ChatService:
         self, chat_ids: Sequence[int], terms: Sequence[str], request: PageRequest
     ) -> dict[int, Page[Message]]:
         """The same search in each chat, one round trip for all (`terms` from `search_terms`)."""
-        found = await self.search_index.search(chat_ids, terms, request.after, request.size + 1)
+        found = await self.search_index.search(chat_ids, terms, request.key, request.size + 1)
         return {
             chat_id: _page("search", rows, request.size, lambda m: m.number)
             for chat_id, rows in found.items()

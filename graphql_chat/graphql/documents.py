@@ -121,13 +121,21 @@ class DocumentCache(SchemaExtension):
             context.parse_options["max_tokens"] = self.documents.max_tokens
             yield  # Strawberry parses; a syntax error is answered and not cached
             document = context.graphql_document
-            if query is None or document is None or context.pre_execution_errors:
+            if context.pre_execution_errors:
+                context.pre_execution_errors = _with_code(
+                    context.pre_execution_errors, "GRAPHQL_PARSE_FAILED"
+                )
+                return
+            if query is None or document is None:
                 return
             # The limits first, in one linear walk: a document over them is not handed to
             # the standard rules, some of which cost the square of its size.
             errors = check(document, self.documents.limits, self.documents.paged)
             if not errors:
-                errors = validate(context.schema._schema, document, context.validation_rules)
+                errors = _with_code(
+                    validate(context.schema._schema, document, context.validation_rules),
+                    "GRAPHQL_VALIDATION_FAILED",
+                )
             entry = _Entry(document, errors, len(query) + _BYTES_PER_TOKEN * _tokens(document))
             self.documents.put(query, entry)
             self._use(entry)
@@ -151,3 +159,11 @@ class DocumentCache(SchemaExtension):
                     extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
                 )
             ]
+
+
+def _with_code(errors: list[GraphQLError], code: str) -> list[GraphQLError]:
+    """The errors, each with `extensions.code` (unless it has one already)."""
+    for error in errors:
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code}
+    return errors

@@ -15,7 +15,7 @@ from graphql_chat.errors import ChatError
 from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.limits import Limits
-from graphql_chat.graphql.types import Application, Chat, Connection, Message, connection
+from graphql_chat.graphql.types import PAGING, Application, Chat, Connection, Message, connection
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ class Query:
     ) -> Connection[Application]:
         service = info.context.service
         service.authorize_admin(info.context.authorization)
-        page = await service.list_applications(service.page_request("application", first, after))
+        page = await service.list_applications(
+            service.page_request("application", first, after, PAGING)
+        )
         return connection(page, Application.of)
 
     @strawberry.field(description="The application with this token, or null when unknown.")
@@ -137,22 +139,19 @@ class Mutation:
 
 
 def coded(error: GraphQLError) -> GraphQLError:
-    """The error with `extensions.code`; an unexpected error becomes a generic one."""
+    """The error with `extensions.code`, by what raised it; an unexpected error becomes a
+    generic one. Parse and validation errors are coded where the document is checked
+    (`documents.py`); what is left of graphql-core's own is input that did not fit the
+    schema's types (variables, arguments)."""
     original = error.original_error
     if error.extensions and "code" in error.extensions:
-        return error  # coded where it was raised (the document limits)
+        return error
     if isinstance(original, ChatError):
         code, message = original.code, original.message
+    elif isinstance(error, GraphQLSyntaxError) or isinstance(original, GraphQLSyntaxError):
+        code, message = "GRAPHQL_PARSE_FAILED", error.message
     elif original is None or isinstance(original, GraphQLError):
-        message = error.message
-        if isinstance(original, GraphQLSyntaxError) or message.startswith("Syntax Error"):
-            code = "GRAPHQL_PARSE_FAILED"
-        elif message.startswith(("Variable '$", "Int cannot represent", "String cannot")):
-            code = "BAD_USER_INPUT"
-        elif error.path is None:
-            code = "GRAPHQL_VALIDATION_FAILED"
-        else:
-            code = "BAD_USER_INPUT"
+        code, message = "BAD_USER_INPUT", error.message
     else:
         code, message = "INTERNAL_SERVER_ERROR", "Internal server error"
     return GraphQLError(
@@ -176,8 +175,7 @@ class ChatSchema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=original)
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    settings = settings or Settings()
+def build_schema(settings: Settings) -> strawberry.Schema:
     documents = Documents(
         max_bytes=settings.max_query_bytes,
         max_tokens=settings.max_query_tokens,
@@ -208,6 +206,3 @@ def _paged_fields(built: strawberry.Schema) -> set[str]:
         for name, field in graphql_type.fields.items()
         if "first" in field.args
     }
-
-
-schema = build_schema()

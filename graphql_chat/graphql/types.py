@@ -9,7 +9,9 @@ import strawberry
 
 from graphql_chat import domain
 from graphql_chat.graphql.context import Info
-from graphql_chat.services import Page
+from graphql_chat.services import Page, Paging
+
+PAGING = Paging(size="first", cursor="after")  # the Relay connection arguments
 
 N = TypeVar("N")
 T = TypeVar("T")
@@ -79,11 +81,11 @@ class Chat:
     async def messages(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Message]:
-        request = info.context.service.page_request("message", first, after)
+        request = info.context.service.page_request("message", first, after, PAGING)
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return connection(Page[domain.Message]([], [], False), Message.of)
-        page = await info.context.message_pages.load((chat_id, request.size, request.after))
+        page = await info.context.message_pages.load((chat_id, request.size, request.key))
         return connection(page, Message.of)
 
     @strawberry.field(description="The message with this number, or null.")
@@ -102,12 +104,12 @@ class Chat:
         self, info: Info, query: str, first: int | None = None, after: str | None = None
     ) -> Connection[Message]:
         service = info.context.service
-        request = service.page_request("search", first, after)
+        request = service.page_request("search", first, after, PAGING)
         terms = service.search_terms(query)
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return connection(Page[domain.Message]([], [], False), Message.of)
-        page = await info.context.search_pages.load((chat_id, terms, request.size, request.after))
+        page = await info.context.search_pages.load((chat_id, terms, request.size, request.key))
         return connection(page, Message.of)
 
 
@@ -131,8 +133,8 @@ class Application:
     async def chats(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Chat]:
-        request = info.context.service.page_request("chat", first, after)
-        page = await info.context.chat_pages.load((self.id, request.size, request.after))
+        request = info.context.service.page_request("chat", first, after, PAGING)
+        page = await info.context.chat_pages.load((self.id, request.size, request.key))
         return connection(page, Chat.of)
 
     @strawberry.field(description="The chat with this number, or null.")

@@ -15,14 +15,8 @@ from starlette.routing import BaseRoute, Route
 
 from graphql_chat.domain import Application, Chat, CursorKind, Message
 from graphql_chat.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from graphql_chat.services import ChatService, Page, PageRequest
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+from graphql_chat.services import ChatService, Page, PageRequest, Paging
+from graphql_chat.web.responses import JSONResponse
 
 
 def _service(request: Request) -> ChatService:
@@ -38,6 +32,9 @@ def _json_content(request: Request) -> None:
         raise UnsupportedMediaType(
             "send the request body as JSON, with the header Content-Type: application/json"
         )
+
+
+PAGING = Paging(size="limit", cursor="cursor")
 
 
 async def _json_object(request: Request, required: bool = True) -> dict[str, Any]:
@@ -62,13 +59,7 @@ def _page_request(request: Request, kind: CursorKind) -> PageRequest:
         if not (limit.isascii() and limit.isdigit()):
             raise InvalidInput("limit must be a positive integer", "limit")
         limit = int(limit)
-    try:
-        return _service(request).page_request(kind, limit, request.query_params.get("cursor"))
-    except InvalidInput as error:
-        field = "limit" if error.field == "first" else "cursor"
-        raise InvalidInput(
-            error.message.replace("first", "limit").replace("after", "cursor"), field
-        ) from None
+    return _service(request).page_request(kind, limit, request.query_params.get("cursor"), PAGING)
 
 
 def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:

@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from graphql_chat.app import create_app, wants_graphql_response
+from graphql_chat.app import create_app
 from graphql_chat.config import Settings
+from graphql_chat.graphql.view import wants_graphql_response
 
 
 @asynccontextmanager

@@ -1,0 +1,108 @@
+"""The GraphQL endpoint: Strawberry's ASGI view with our context, the offline playground, and
+the GraphQL-over-HTTP media types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cross_web import HTTPException  # what Strawberry raises for a request that is not GraphQL
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from graphql_chat.bootstrap import Container
+from graphql_chat.graphql.context import Context
+from graphql_chat.graphql.schema import build_schema, coded
+from graphql_chat.web.responses import JSONResponse
+
+STATIC = Path(__file__).parent.parent / "static"
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def wants_graphql_response(accept: str) -> bool:
+    """Whether `Accept` prefers `application/graphql-response+json` to `application/json`
+    (the GraphQL-over-HTTP media types; a tie goes to the newer one, no mention to JSON)."""
+    best = {GRAPHQL_RESPONSE: -1.0, "application/json": -1.0}
+    for part in accept.split(","):
+        media, _, parameters = part.partition(";")
+        media = media.strip().lower()
+        if media in best:
+            quality = 1.0
+            for parameter in parameters.split(";"):
+                name, _, value = parameter.partition("=")
+                if name.strip() == "q":
+                    try:
+                        quality = float(value)
+                    except ValueError:
+                        quality = 0.0
+            best[media] = max(best[media], quality)
+    return best[GRAPHQL_RESPONSE] > 0 and best[GRAPHQL_RESPONSE] >= best["application/json"]
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context, the offline playground, and the
+    GraphQL-over-HTTP media types: `application/graphql-response+json` when the client asks
+    for it (a request error, one with no `data`, then answers 400), `application/json`
+    otherwise (200 for every well-formed request)."""
+
+    def __init__(self, container: Container) -> None:
+        super().__init__(build_schema(container.settings), graphql_ide="graphiql")
+        self.container = container
+
+    def parse_json(self, data: str | bytes) -> object:
+        # orjson only: it refuses what the standard parser lets through (lone surrogates,
+        # NaN, Infinity), which is not JSON and must not reach the service.
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise HTTPException(400, f"the request body is not valid JSON: {error.msg}") from None
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(self.container.service, request.headers.get("authorization"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            # Not a GraphQL request at all (bad JSON, no query, wrong method): answer in the
+            # GraphQL response shape rather than Strawberry's plain text.
+            response = JSONResponse(
+                {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]},
+                status_code=error.status_code,
+            )
+        if response.media_type != "text/html" and wants_graphql_response(
+            request.headers.get("accept", "")
+        ):
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+            if response.status_code == 200 and getattr(request.state, "request_error", False):
+                response.status_code = 400
+        await response(scope, receive, send)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        request_error = False
+        if result.errors:
+            result.errors = [coded(error) for error in result.errors]
+            # Nothing ran: the document did not parse or validate, or the variables did not
+            # fit. Such a response has no `data` entry.
+            request_error = result.data is None and all(e.path is None for e in result.errors)
+            request.state.request_error = request_error
+        answer = await super().process_result(request, result)
+        if request_error:
+            answer.pop("data", None)
+        return answer
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        return FileResponse(STATIC / "graphiql.html", media_type="text/html")

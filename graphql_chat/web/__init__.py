@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the interfaces: middleware, responses, health."""

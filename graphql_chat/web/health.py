@@ -1,0 +1,24 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from graphql_chat.web.responses import JSONResponse
+
+
+async def live(_: Request) -> Response:
+    """The process answers (for restarts); says nothing about its dependencies."""
+    return JSONResponse({"status": "ok"})
+
+
+async def health(request: Request) -> Response:
+    """Readiness: 200 when every dependency answers and numbering is open; 503 naming what
+    is not (a dependency down, or numbering recovering after a Redis data loss)."""
+    report = await request.app.state.container.health()
+    if all(state == "ok" for state in report.values()):
+        return JSONResponse({"status": "ok", **report})
+    return JSONResponse(
+        {"status": "unavailable", **report}, status_code=503, headers={"Retry-After": "1"}
+    )
