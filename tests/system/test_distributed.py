@@ -19,7 +19,7 @@ from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, MessageWritten, new_token
 from tests.conftest import distributed_settings
-from tests.engines import (
+from tests.engine_control import (
     restart_services,
     start_rabbitmq,
     stop_elasticsearch,

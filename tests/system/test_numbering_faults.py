@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.conftest import distributed_settings
-from tests.engines import restart_redis_empty
+from tests.engine_control import restart_redis_empty
 from tests.system.conftest import Cluster, all_messages, created_again, indexed, persisted
 
 pytestmark = pytest.mark.system

@@ -1,0 +1,88 @@
+"""The service through `bootstrap()` on the embedded adapters: the use cases as the
+interfaces call them, without HTTP or GraphQL in between."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from graphql_chat.bootstrap import running
+from graphql_chat.config import Settings
+from graphql_chat.errors import InvalidInput, NotFound
+from graphql_chat.services import ChatService, Paging
+
+NAMES = Paging(size="size", cursor="cursor")
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[ChatService]:
+    async with running(settings) as container:
+        yield container.service
+
+
+async def test_an_application_its_chats_and_messages(service: ChatService) -> None:
+    app = await service.create_application("inbox")
+    assert (await service.require_application(app.token)).name == "inbox"
+    chats = await asyncio.gather(*[service.create_chat(app.token) for _ in range(3)])
+    assert sorted(chats) == [1, 2, 3]
+    created = await asyncio.gather(
+        *[service.create_message(app.token, 2, f"hello {n}") for n in range(5)]
+    )
+    assert sorted(m.number for m in created) == [1, 2, 3, 4, 5]
+    updated = await service.update_message(app.token, 2, 3, "edited")
+    assert (await service.require_message(app.token, 2, 3)).body == updated.body == "edited"
+    chat = await service.require_chat(app.token, 2)
+    assert chat.messages_count == 5
+    assert (await service.require_application(app.token)).chats_count == 3
+
+
+async def test_pages_follow_their_cursors(service: ChatService) -> None:
+    app = await service.create_application("a")
+    await service.create_chat(app.token)
+    for n in range(7):
+        await service.create_message(app.token, 1, f"m{n}")
+    chat_id = await service.chat_id(app.token, 1)
+    seen: list[int] = []
+    cursor: str | None = None
+    while True:
+        request = service.page_request("message", 3, cursor, NAMES)
+        page = (await service.message_pages([chat_id], request))[chat_id]
+        seen += [m.number for m in page.items]
+        if not page.has_next:
+            break
+        cursor = page.end_cursor
+    assert seen == list(range(1, 8))
+
+
+async def test_errors_name_the_interface_s_own_parameters(service: ChatService) -> None:
+    with pytest.raises(InvalidInput) as too_big:
+        service.page_request("message", 10_000, None, Paging(size="limit", cursor="cursor"))
+    assert too_big.value.field == "limit" and "limit must be between" in too_big.value.message
+    with pytest.raises(InvalidInput) as bad_cursor:
+        service.page_request("message", None, "nope", Paging(size="first", cursor="after"))
+    assert bad_cursor.value.field == "after"
+
+
+async def test_search_and_reindex(service: ChatService) -> None:
+    app = await service.create_application("a")
+    await service.create_chat(app.token)
+    for body in ("a café", "CAFÉ CRÈME", "tea"):
+        await service.create_message(app.token, 1, body)
+    chat_id = await service.chat_id(app.token, 1)
+    request = service.page_request("search", None, None, NAMES)
+    assert [m.number for m in (await service.search(chat_id, "café", request)).items] == [2, 1]
+    done: list[int] = []
+    assert await service.reindex(done.append) == 3 == sum(done)
+    assert [m.number for m in (await service.search(chat_id, "crè", request)).items] == [2]
+
+
+async def test_unknown_things_are_not_found(service: ChatService) -> None:
+    with pytest.raises(NotFound):
+        await service.create_chat("00000000-0000-4000-8000-000000000000")
+    app = await service.create_application("a")
+    with pytest.raises(NotFound):
+        await service.create_message(app.token, 9, "no such chat")
+    with pytest.raises(InvalidInput):
+        await service.create_message(app.token, 1, "")
