@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, make_url
 
 from bench import cpu
 from bench.load import CREATE, ROOT, Figures, Scenario, _graphql, _serve, _vegeta, _wrk
+from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.domain import encode_cursor
 
 POLL = 0.01  # seconds between two polls of the persistence lag measurement
@@ -85,8 +86,8 @@ def _remove(environment: dict[str, str]) -> None:
     management = make_url(environment["RABBITMQ_MANAGEMENT_URL"])
     api = f"http://{management.host}:{management.port}/api/queues/%2F"
     auth = (management.username or "guest", management.password or "guest")
-    for suffix in ("", ".search", ".dead"):
-        httpx.delete(f"{api}/{environment['QUEUE_NAME']}{suffix}", auth=auth)
+    for queue in queues.every(environment["QUEUE_NAME"]):
+        httpx.delete(f"{api}/{queue}", auth=auth)
     keys = Redis.from_url(environment["REDIS_URL"])
     for key in keys.scan_iter(match=f"{environment['REDIS_KEY_PREFIX']}:*", count=1000):
         keys.delete(key)

@@ -12,6 +12,7 @@ import pytest
 
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
+from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.rabbitmq.wire import event_to_dict
 from graphql_chat.adapters.sql_store import SqlStore
@@ -165,7 +166,7 @@ async def test_poison_messages_are_dead_lettered(
         connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
         async with connection:
             channel = await connection.channel()
-            dead = await channel.declare_queue(f"{queue}.dead", passive=True)
+            dead = await channel.declare_queue(queues.dead(queue), passive=True)
             assert dead.declaration_result.message_count == 2
             bodies = []
             for _ in range(2):
@@ -293,7 +294,7 @@ async def test_a_conflicting_create_is_set_aside_loudly(
         connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
         async with connection:
             channel = await connection.channel()
-            dead = await channel.declare_queue(f"{queue}.dead", passive=True)
+            dead = await channel.declare_queue(queues.dead(queue), passive=True)
             message = await dead.get(timeout=5)
             assert message is not None
             body = orjson.loads(message.body)
