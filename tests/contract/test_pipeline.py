@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
-from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq import queues
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.rabbitmq.wire import event_to_dict
 from graphql_chat.adapters.sql_store import SqlStore
