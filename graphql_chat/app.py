@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
             log.error("refusing to start: %s", error.message)
             raise
         # Everything built so far lives as long as the process: keep it out of the cyclic
-        # collector, whose full passes over it otherwise stall every request ~50 ms.
+        # collector, whose full passes over it otherwise stall every request in flight.
         gc.freeze()
         try:
             yield

@@ -43,8 +43,8 @@ class Container:
     async def health(self) -> dict[str, str]:
         """Each dependency: "ok", or what is wrong with it (numbers: also whether numbering
         is open or recovering after a Redis data loss)."""
-        checks: dict[str, Callable[[], Awaitable[object]]] = {
-            "store": self.store.numbering,
+        checks: dict[str, Callable[[], Awaitable[None]]] = {
+            "store": self.store.ping,
             "numbers": self.numbers.ping,
             "pipeline": self.pipeline.ping,
             "search": self.search.ping,

@@ -99,6 +99,9 @@ class Store(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raises `Unavailable` unless the database answers now."""
+
     async def insert_application(self, token: str, name: str) -> Application:
         """Raises `TokenClash` when the token is taken."""
 

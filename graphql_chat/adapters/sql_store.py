@@ -118,6 +118,9 @@ class SqlStore:
     async def start(self) -> None:
         await self.read(lambda conn: conn.execute(select(func.count()).select_from(applications)))
 
+    async def ping(self) -> None:
+        await self.numbering()
+
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
