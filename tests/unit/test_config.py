@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,30 @@ def test_cli_refuses_with_a_message_not_a_traceback() -> None:
     )
     assert result.returncode == 2
     assert "needs REDIS_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_worker_process_refuses_the_embedded_mode() -> None:
+    """`python -m workers` is `graphql-chat worker`: without a queue it says why and exits."""
+    result = subprocess.run(
+        [sys.executable, "-m", "workers", "--burst"],
+        env={"PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "RABBITMQ_URL is not set" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_schema_prints_the_checked_in_schema(tmp_path: Path) -> None:
+    out = tmp_path / "schema.graphql"
+    result = subprocess.run(
+        [sys.executable, "-m", "graphql_chat", "export-schema", "--output", str(out)],
+        env={"PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    checked_in = Path(__file__).resolve().parent.parent.parent / "schema.graphql"
+    assert out.read_text() == checked_in.read_text()
