@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -24,24 +24,42 @@ class IndexedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredChat:
+    """A chat as a batch inserted it."""
+
+    application_id: int
+    number: int
+    chat_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
-    """What a batch did: the messages as they now stand (for search), and the events the store
-    refused, each with the reason (a draw of a retired numbering epoch, or a create whose
-    number already holds a message from another draw)."""
+    """What a batch did: the messages as they now stand (for search, replays included), and
+    the events the store refused, each with the reason (a draw of a retired numbering epoch,
+    or a create whose number already holds a message from another draw). `created`,
+    `updated` and `chats` are what this transaction itself changed, in chat and number order:
+    a replay changes nothing and reports nothing there."""
 
     indexed: list[IndexedMessage]
     set_aside: list[tuple[Event, str]]
+    created: list[IndexedMessage] = field(default_factory=list)
+    updated: list[IndexedMessage] = field(default_factory=list)
+    chats: list[StoredChat] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """What committing a batch did: the messages as stored (for search, for subscribers), the
-    events the store set aside (see `Applied`), and the events that failed even alone, each
-    with the error its client gets (or the reason it is dead-lettered)."""
+    """What committing a batch did: the messages as stored (for search), the events the store
+    set aside (see `Applied`), the events that failed even alone, each with the error its
+    client gets (or the reason it is dead-lettered), and what this commit itself created and
+    updated (for subscribers: nothing for a replay)."""
 
     stored: list[IndexedMessage]
     set_aside: list[tuple[Event, str]]
     failed: list[tuple[Event, ChatError]]
+    created: list[IndexedMessage] = field(default_factory=list)  # as in `Applied`
+    updated: list[IndexedMessage] = field(default_factory=list)
+    chats: list[StoredChat] = field(default_factory=list)
 
     def outcomes(self, events: Sequence[Event]) -> list[ChatError | None]:
         """Per event of the batch, in order: None when it is stored, else its error."""

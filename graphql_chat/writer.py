@@ -35,6 +35,7 @@ from graphql_chat.ports import (
     Search,
     Stopped,
     Store,
+    StoredChat,
 )
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,24 @@ class Writer:
         except Exception:
             log.exception("batch of %d events failed; applying them one by one", len(events))
             return await self._one_by_one(events, until)
-        return _logged(Committed(applied.indexed, applied.set_aside, []))
+        return _logged(
+            Committed(
+                applied.indexed,
+                applied.set_aside,
+                [],
+                created=applied.created,
+                updated=applied.updated,
+                chats=applied.chats,
+            )
+        )
 
     async def _one_by_one(self, events: Sequence[Event], until: asyncio.Event | None) -> Committed:
         stored: list[IndexedMessage] = []
         set_aside: list[tuple[Event, str]] = []
         failed: list[tuple[Event, ChatError]] = []
+        created: list[IndexedMessage] = []
+        updated: list[IndexedMessage] = []
+        chats: list[StoredChat] = []
         for event in events:
             try:
                 applied = await self._apply([event], until)
@@ -90,7 +103,10 @@ class Writer:
             else:
                 stored += applied.indexed
                 set_aside += applied.set_aside
-        return _logged(Committed(stored, set_aside, failed))
+                created += applied.created
+                updated += applied.updated
+                chats += applied.chats
+        return _logged(Committed(stored, set_aside, failed, created, updated, chats))
 
     async def _apply(self, events: Sequence[Event], until: asyncio.Event | None) -> Applied:
         delay = FIRST_RETRY

@@ -14,6 +14,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from graphql_chat.adapters import sqlite_functions
 from graphql_chat.domain import Application, Chat, Event, Message, MessageWritten
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Applied, IndexedMessage, Numbering, TokenClash
+from graphql_chat.ports import Applied, IndexedMessage, Numbering, StoredChat, TokenClash
 from graphql_chat.tables import applications, chats, messages, numbering
 
 R = TypeVar("R")
@@ -407,20 +408,32 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
         # Serialises writers per application (in id order: no deadlocks).
         query = select(applications.c.id).where(applications.c.id.in_(app_ids))
         conn.execute(query.order_by(applications.c.id).with_for_update())
-    chat_ids = _ensure_chats(conn, chat_keys)
-    written = [e for e in accepted if isinstance(e, MessageWritten)]
-    indexed = _write_messages(conn, chat_ids, written, set_aside)
+    chat_ids, new_chats = _ensure_chats(conn, chat_keys)
+    written = _write_messages(
+        conn, chat_ids, [e for e in accepted if isinstance(e, MessageWritten)], set_aside
+    )
     if set_aside:
         conn.execute(
             update(numbering)
             .where(numbering.c.id == 1)
             .values(set_aside=numbering.c.set_aside + len(set_aside))
         )
-    return Applied(indexed, set_aside)
+    return Applied(
+        written.indexed,
+        set_aside,
+        created=written.created,
+        updated=written.updated,
+        chats=[
+            StoredChat(app_id, number, chat_ids[(app_id, number)]) for app_id, number in new_chats
+        ],
+    )
 
 
-def _ensure_chats(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    """Chat ids for `keys`, inserting the chats not persisted yet (a message may come first)."""
+def _ensure_chats(
+    conn: Connection, keys: set[tuple[int, int]]
+) -> tuple[dict[tuple[int, int], int], list[tuple[int, int]]]:
+    """Chat ids for `keys`, inserting the chats not persisted yet (a message may come first);
+    and the keys it inserted, in order."""
     ids = _chat_ids(conn, keys)
     missing = sorted(keys - ids.keys())
     if missing:
@@ -436,7 +449,7 @@ def _ensure_chats(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[in
             [{"app_id": a, "added": n} for a, n in sorted(per_app.items())],
         )
         ids |= _chat_ids(conn, set(missing))
-    return ids
+    return ids, missing
 
 
 def _chat_ids(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
@@ -448,16 +461,23 @@ def _chat_ids(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, i
     return {(r.application_id, r.number): r.id for r in conn.execute(query)}
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    indexed: list[IndexedMessage]  # every message the batch names, as it now stands
+    created: list[IndexedMessage]  # rows this transaction inserted
+    updated: list[IndexedMessage]  # rows whose body this transaction replaced
+
+
 def _write_messages(
     conn: Connection,
     chat_ids: dict[tuple[int, int], int],
     written: list[MessageWritten],
     set_aside: list[tuple[Event, str]],
-) -> list[IndexedMessage]:
+) -> _Written:
     """Upsert by revision; a create whose number holds a message of another draw is refused
     (appended to `set_aside`) instead of overwriting it."""
     if not written:
-        return []
+        return _Written([], [], [])
     keyed: dict[tuple[int, int], list[MessageWritten]] = {}
     for e in written:
         keyed.setdefault((chat_ids[(e.application_id, e.chat_number)], e.number), []).append(e)
@@ -539,12 +559,16 @@ def _write_messages(
     # died between the commit and the indexing must index again (external versions make a
     # repeat harmless).
     changed = {*new, *newer}
-    return [
-        IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
-        if (c, n) in changed
-        else IndexedMessage(c, n, rows[(c, n)].body, rows[(c, n)].revision)
-        for c, n in sorted(wanted)
-    ]
+    return _Written(
+        [
+            IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
+            if (c, n) in changed
+            else IndexedMessage(c, n, rows[(c, n)].body, rows[(c, n)].revision)
+            for c, n in sorted(wanted)
+        ],
+        [IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision) for c, n in new],
+        [IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision) for c, n in newer],
+    )
 
 
 def _application(row: Row[Any]) -> Application:

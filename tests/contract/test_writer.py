@@ -58,6 +58,9 @@ async def test_a_write_the_store_cannot_keep_fails_alone(store: SqlStore, writer
     committed = await writer.commit(events)
     assert [(m.number, m.body) for m in committed.stored] == [(1, "fine"), (3, "fine too")]
     assert [event for event, _ in committed.failed] == [poison]
+    # What the commit changed survives the one-by-one path: subscribers hear of it.
+    assert [m.number for m in committed.created] == [1, 3]
+    assert [c.number for c in committed.chats] == [1]
     outcomes = committed.outcomes(events)
     assert outcomes[0] is None and outcomes[1] is None and outcomes[3] is None
     assert isinstance(outcomes[2], InvalidInput)
