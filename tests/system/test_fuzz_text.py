@@ -22,6 +22,8 @@ _CHARACTERS = st.one_of(
     st.characters(),
     st.integers(0xD800, 0xDFFF).map(chr),  # lone surrogates: JSON can escape them
     st.sampled_from(["\x00", "\x01", "\x1b", "\x7f", "\u2028", "\ufeff", "\U0010ffff", " "]),
+    # Search query syntax (FTS5's and Lucene's): every term must stay a literal substring.
+    st.sampled_from(['"', "*", ":", "^", "(", ")", "NEAR(", " OR ", " NOT ", "\\", "\ue000"]),
 )
 TEXT = st.lists(_CHARACTERS, max_size=40).map("".join)
 
