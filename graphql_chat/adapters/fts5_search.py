@@ -39,15 +39,15 @@ _BODIES = text(
     "SELECT number, body FROM messages WHERE chat_id = :chat AND number IN :numbers"
 ).bindparams(bindparam("numbers", expanding=True))
 _VERSION = text("SELECT grams, unicode FROM message_grams_version")
-_REFILL = [
-    text("INSERT INTO message_grams(message_grams) VALUES ('delete-all')"),
-    text(
-        "INSERT INTO message_grams(rowid, grams) "
-        f"SELECT chat_id * {_SPAN} + number, chat_grams(body) FROM messages"
-    ),
-    text("DELETE FROM message_grams_version"),
-    text("INSERT INTO message_grams_version(grams, unicode) VALUES (:grams, :unicode)"),
-]
+_EMPTY = text("INSERT INTO message_grams(message_grams) VALUES ('delete-all')")
+_REFILL = text(
+    "INSERT INTO message_grams(rowid, grams) "
+    f"SELECT chat_id * {_SPAN} + number, chat_grams(body) FROM messages"
+)
+_FORGET_VERSION = text("DELETE FROM message_grams_version")
+_RECORD_VERSION = text(
+    "INSERT INTO message_grams_version(grams, unicode) VALUES (:grams, :unicode)"
+)
 
 
 def _search_chat(
@@ -123,18 +123,20 @@ class Fts5Search:
         """Nothing to do: FTS5 rows are searchable when their transaction commits."""
 
     async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
-        """Every body's tokens made again, in one transaction: searches read the old index
-        until it commits."""
-        total = await source.count_messages()
+        """Every body's tokens made again from the rows beside the index (the database the
+        store keeps), in one transaction: searches read the old index until it commits."""
         versions = {
             "grams": sqlite_functions.GRAMS_VERSION,
             "unicode": sqlite_functions.UNICODE_VERSION,
         }
 
-        def refill(conn: Connection) -> None:
-            for statement in _REFILL:
-                conn.execute(statement, versions if statement is _REFILL[-1] else {})
+        def refill(conn: Connection) -> int:
+            conn.execute(_EMPTY)
+            count = conn.execute(_REFILL).rowcount
+            conn.execute(_FORGET_VERSION)
+            conn.execute(_RECORD_VERSION, versions)
+            return count
 
-        await self._database.write(refill)
+        total = await self._database.write(refill)
         progress(total)
         return total
