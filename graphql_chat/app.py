@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from graphql_chat import migrations
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
             await migrations.upgrade_async(settings.database_url)
         try:
             await container.start()
+            await container.listen()
         except ConfigurationError as error:
             log.error("refusing to start: %s", error.message)
             raise
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/health", health, methods=["GET"]),
             Route("/health/ready", health, methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),

@@ -9,14 +9,17 @@ from dataclasses import dataclass
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
+from graphql_chat.adapters.memory_feed import MemoryFeed
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
+from graphql_chat.adapters.redis_feed import RedisFeed
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Numbers, Pipeline, Search, Store
+from graphql_chat.live import Hub
+from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
 from graphql_chat.services import ChatService
 from graphql_chat.writer import Writer
 
@@ -28,8 +31,10 @@ class Container:
     numbers: Numbers
     pipeline: Pipeline
     search: Search
+    feed: Feed
     writer: Writer
     service: ChatService
+    hub: Hub
 
     async def start(self, search: bool = True) -> None:
         """Start every port; `search=False` leaves the search index as it is (reindexing
@@ -37,8 +42,13 @@ class Container:
         await self.store.start()
         if search:
             await self.search.start()
+        await self.feed.start()
         await self.pipeline.start()
         await self.numbers.start()
+
+    async def listen(self) -> None:
+        """Receive committed changes for this process's subscribers (API processes)."""
+        await self.feed.listen(self.hub)
 
     async def health(self) -> dict[str, str]:
         """Each dependency: "ok", or what is wrong with it (numbers: also whether numbering
@@ -48,6 +58,7 @@ class Container:
             "numbers": self.numbers.ping,
             "pipeline": self.pipeline.ping,
             "search": self.search.ping,
+            "feed": self.feed.ping,
         }
         report: dict[str, str] = {}
         for name, check in checks.items():
@@ -62,6 +73,7 @@ class Container:
 
     async def close(self) -> None:
         await self.pipeline.close()
+        await self.feed.close()
         await self.numbers.close()
         await self.search.close()
         await self.store.close()
@@ -77,7 +89,12 @@ def bootstrap(settings: Settings | None = None) -> Container:
         search = ElasticSearch(settings.elasticsearch_url, settings.elasticsearch_index)
     else:
         search = Fts5Search(store)
-    writer = Writer(store, search)
+    feed: Feed = (
+        RedisFeed(settings.redis_url, settings.redis_key_prefix + ":live")
+        if (settings.redis_url)
+        else MemoryFeed()
+    )
+    writer = Writer(store, search, feed)
     pipeline: Pipeline
     if settings.rabbitmq_url:
         pipeline = RabbitPipeline(settings.rabbitmq_url, settings.queue_name)
@@ -90,8 +107,9 @@ def bootstrap(settings: Settings | None = None) -> Container:
         )
     else:
         numbers = MemoryNumbers(store)
-    service = ChatService(settings, store, numbers, pipeline, search)
-    return Container(settings, store, numbers, pipeline, search, writer, service)
+    hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
+    service = ChatService(settings, store, numbers, pipeline, search, hub)
+    return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub)
 
 
 @asynccontextmanager

@@ -81,6 +81,7 @@ def serve(
             log_level=settings.log_level,
             access_log=False,
             timeout_graceful_shutdown=10,
+            **_websocket_options(settings),
         )
     else:
         uvicorn.run(
@@ -90,7 +91,14 @@ def serve(
             log_level=settings.log_level,
             access_log=False,
             timeout_graceful_shutdown=10,
+            **_websocket_options(settings),
         )
+
+
+def _websocket_options(settings: Settings) -> dict[str, Any]:
+    """No per-message compression (its zlib state costs hundreds of KB per connection, and
+    it inflates what a client sends), and a frame no larger than a request body."""
+    return {"ws_per_message_deflate": False, "ws_max_size": settings.max_request_bytes}
 
 
 @cli.command()

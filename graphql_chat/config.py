@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_query_fields: int = Field(default=500, ge=10)
     max_query_cost: int = Field(default=100_000, ge=100)
 
+    live_max_connections: int = Field(default=10_000, ge=1)
+    live_max_subscriptions: int = Field(default=20, ge=1)
+    live_queue_size: int = Field(default=1000, ge=1)
+    live_init_timeout_ms: int = Field(default=10_000, ge=100)
+    live_gap_wait_ms: int = Field(default=500, ge=1)
+
     batch_max_events: int = Field(default=1000, ge=1)
     worker_batch_ms: float = Field(default=50, ge=0)
     sqlite_synchronous: str = "FULL"

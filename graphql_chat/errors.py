@@ -11,6 +11,7 @@
     ├── Conflict          the write collides with another one     (REST 409, CONFLICT)
     ├── Unavailable       a dependency failed; retry later        (REST 503, UNAVAILABLE)
     │   └── OutcomeUnknown    the write may have been stored      (REST 503, UNAVAILABLE)
+    ├── SlowConsumer      a subscriber fell too far behind        (SLOW_CONSUMER)
     └── ConfigurationError  refused at start
 
 Driver errors are translated into these at the adapter boundary; nothing else reaches a client.
@@ -26,6 +27,11 @@ class ChatError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        """What a GraphQL error made from this one carries (graphql-core copies it)."""
+        return {"code": self.code}
 
 
 class InvalidInput(ChatError):
@@ -86,6 +92,14 @@ class OutcomeUnknown(Unavailable):
             f"{reason}: the write may have been accepted; retrying may create a duplicate "
             "unless an idempotency key is sent"
         )
+
+
+class SlowConsumer(ChatError):
+    """More events waited for a subscriber than its queue holds: it can resume from the last
+    number it received."""
+
+    code = "SLOW_CONSUMER"
+    status = 429
 
 
 class ConfigurationError(ChatError):

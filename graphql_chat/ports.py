@@ -1,5 +1,6 @@
-"""The ports. The service drives four (Store, Numbers, Pipeline, Search), each with an embedded
-and a distributed adapter in `adapters/`; the pipelines drive the write side (`WriteSide`)."""
+"""The ports. The service drives five (Store, Numbers, Pipeline, Search, Feed), each with an
+embedded and a distributed adapter in `adapters/`; the pipelines drive the write side
+(`WriteSide`)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,48 @@ class Committed:
 
 
 Park = Callable[[Sequence[IndexedMessage]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one commit changed, told to subscribers once it is durable: the messages it
+    created and updated, the chats it inserted, and the messages of a batch committed before
+    (`replayed`: its first telling may have been lost with the process that committed it)."""
+
+    created: Sequence[IndexedMessage] = ()
+    updated: Sequence[IndexedMessage] = ()
+    replayed: Sequence[IndexedMessage] = ()
+    chats: Sequence[StoredChat] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.updated or self.replayed or self.chats)
+
+
+class Listener(Protocol):
+    """What a feed tells, in the order it was published (`graphql_chat.live.Hub`)."""
+
+    def changes(self, changes: Changes) -> None: ...
+
+    def lost(self) -> None:
+        """The feed may have dropped changes (its connection broke and is back): whatever
+        was committed meanwhile is in the store."""
+
+
+class Feed(Protocol):
+    """Carries committed changes from the processes that commit to every API process."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raises `Unavailable` unless changes can be published and received now."""
+
+    async def publish(self, changes: Changes) -> None:
+        """Best effort, after the commit: never raises (a listener that misses changes
+        catches up from the store)."""
+
+    async def listen(self, listener: Listener) -> None:
+        """Tell `listener` every change published from now on (returns once listening)."""
 
 
 class Stopped(Exception):

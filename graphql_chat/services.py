@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -27,12 +28,21 @@ from graphql_chat.domain import (
     parse_number,
     search_terms,
 )
-from graphql_chat.errors import Forbidden, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
+from graphql_chat.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OutcomeUnknown,
+    Unauthenticated,
+    Unavailable,
+)
+from graphql_chat.live import EventKind, Hub
 from graphql_chat.ports import Drawn, Numbers, Pipeline, Search, Store, TokenClash
 
 T = TypeVar("T")
 
 _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
+_CHAT_WAIT = 5.0  # seconds a subscription waits for a queued chat to be stored
 _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to learn its fate
 
 
@@ -76,8 +86,10 @@ class ChatService:
         numbers: Numbers,
         pipeline: Pipeline,
         search: Search,
+        hub: Hub,
     ) -> None:
         self.settings = settings
+        self.hub = hub
         self.store = store
         self.numbers = numbers
         self.pipeline = pipeline
@@ -323,3 +335,38 @@ class ChatService:
             chat_id: _page("search", rows, request.size, lambda m: m.number)
             for chat_id, rows in found.items()
         }
+
+    # -- live ----------------------------------------------------------------------------------
+
+    async def message_events(
+        self, token: str, chat_number: object, after: object, overflow: Callable[[], None]
+    ) -> AsyncGenerator[tuple[EventKind, Message], None]:
+        """A chat's messages as they are stored; with `after`, first the stored ones above it.
+        Raises `NotFound` at once for an unknown application or chat."""
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= 2**53
+        ):
+            raise InvalidInput("afterNumber must be a number of 0 or more", "afterNumber")
+        chat = await self._stored_chat(token, chat_number)
+        return self.hub.message_events(chat, after, overflow)
+
+    async def chat_events(
+        self, token: str, overflow: Callable[[], None]
+    ) -> AsyncGenerator[tuple[EventKind, Chat], None]:
+        """An application's chats as they are stored. Raises `NotFound` for an unknown token."""
+        return self.hub.chat_events(await self.application_id(token), overflow)
+
+    async def _stored_chat(self, token: str, chat_number: object) -> Chat:
+        """The chat, once the store holds it. In the distributed mode a chat is acknowledged
+        once queued, so one just created is waited for a little."""
+        wait = _CHAT_WAIT if self.settings.distributed else 0.0
+        deadline = asyncio.get_running_loop().time() + wait
+        delay = 0.05
+        while True:
+            try:
+                return await self.require_chat(token, chat_number)
+            except NotFound:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

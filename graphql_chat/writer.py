@@ -7,6 +7,8 @@ consumer both drive this, and neither knows the other.
   without `until`, the error is raised at once (a client is waiting: it gets a 503); with
   `until`, the batch is tried again with backoff until the store answers or `until` is set
   (then `Stopped`: the driver hands the batch back).
+- After the commit, what it changed is published to subscribers (the `Feed`), before the
+  driver acknowledges anything: a subscriber hears of a write only once a read can return it.
 - `index(messages)`: search after the commit. While search is unavailable the messages go to
   `park`, the driver's holding place, to be indexed when it answers again.
 
@@ -28,7 +30,9 @@ from graphql_chat.domain import Event
 from graphql_chat.errors import ChatError, InvalidInput, Unavailable
 from graphql_chat.ports import (
     Applied,
+    Changes,
     Committed,
+    Feed,
     IndexedMessage,
     Numbering,
     Park,
@@ -51,15 +55,35 @@ def _logged(committed: Committed) -> Committed:
     return committed
 
 
+def _changes(committed: Committed) -> Changes:
+    """What subscribers are told: what the commit itself did, and the rest of what it names
+    as `replayed` (a redelivered batch whose first telling may have been lost)."""
+    told = {(m.chat_id, m.number) for m in (*committed.created, *committed.updated)}
+    return Changes(
+        created=committed.created,
+        updated=committed.updated,
+        replayed=[m for m in committed.stored if (m.chat_id, m.number) not in told],
+        chats=committed.chats,
+    )
+
+
 class Writer:
-    def __init__(self, store: Store, search: Search) -> None:
+    def __init__(self, store: Store, search: Search, feed: Feed | None = None) -> None:
         self.store = store
         self.search = search
+        self.feed = feed
 
     async def commit(
         self, events: Sequence[Event], until: asyncio.Event | None = None
     ) -> Committed:
-        """Idempotent: committing the same events again, in any order, changes nothing more."""
+        """Idempotent: committing the same events again, in any order, changes nothing more.
+        Once committed, the changes are published to subscribers."""
+        committed = await self._commit(events, until)
+        if self.feed is not None:
+            await self.feed.publish(_changes(committed))
+        return committed
+
+    async def _commit(self, events: Sequence[Event], until: asyncio.Event | None) -> Committed:
         try:
             applied = await self._apply(events, until)
         except (Unavailable, Stopped):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
@@ -14,6 +16,7 @@ from graphql_chat.domain import Chat, Message
 from graphql_chat.services import ChatService, Page, PageRequest
 
 K = TypeVar("K")
+_closing: set[asyncio.Task[None]] = set()
 V = TypeVar("V")
 
 # (parent id, page size, key after which the page starts)
@@ -75,12 +78,39 @@ def _lookup_loader(
     return DataLoader(load_fn=load)
 
 
-class Context:
-    """Loaders are made on first use: a mutation, which uses none, pays for none."""
+SLOW_CONSUMER_CLOSE = 4008  # the close code of a WebSocket whose client fell behind
 
-    def __init__(self, service: ChatService, authorization: str | None = None) -> None:
+
+class Context:
+    """Loaders are made on first use: a mutation, which uses none, pays for none. Over a
+    WebSocket one context serves the connection: each subscription event starts afresh."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        authorization: str | None = None,
+        websocket: WebSocket | None = None,
+    ) -> None:
         self.service = service
         self.authorization = authorization  # the request's Authorization header
+        self.websocket = websocket
+        self.connection_params: object = None  # graphql-transport-ws connection_init payload
+
+    def fresh(self) -> None:
+        """Forget what the loaders hold: the next event reads the store as it is now."""
+        for name in ("chat_pages", "message_pages", "search_pages", "chats", "messages"):
+            self.__dict__.pop(name, None)
+
+    def slow(self) -> None:
+        """A subscription's queue overflowed: close the connection with a code that says so
+        (a graphql-ws client reconnects; resubscribing with afterNumber loses nothing)."""
+        websocket = self.websocket
+        if websocket is not None and websocket.client_state == WebSocketState.CONNECTED:
+            task = asyncio.ensure_future(
+                websocket.close(SLOW_CONSUMER_CLOSE, "slow consumer: resubscribe with afterNumber")
+            )
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
 
     @cached_property
     def chat_pages(self) -> DataLoader[PageKey, Page[Chat]]:

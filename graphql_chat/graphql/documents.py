@@ -20,7 +20,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse, validate
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+    validate,
+)
 from strawberry.extensions import SchemaExtension
 
 from graphql_chat.graphql.limits import Limits, check
@@ -75,12 +82,19 @@ class Documents:
 
 
 class _Entry:
-    __slots__ = ("document", "errors", "operations", "size")
+    __slots__ = ("document", "errors", "operations", "size", "subscriptions")
 
     def __init__(self, document: DocumentNode, errors: list[GraphQLError], size: int) -> None:
         self.document = document
         self.errors = errors
-        self.operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        self.operations = len(operations)
+        # The names of its subscriptions (None: an anonymous one).
+        self.subscriptions = frozenset(
+            d.name.value if d.name else None
+            for d in operations
+            if d.operation is OperationType.SUBSCRIPTION
+        )
         self.size = size
 
 
@@ -152,7 +166,20 @@ class DocumentCache(SchemaExtension):
         # Strawberry's `operation_name` falls back to the first operation's: ask what the
         # request named.
         named = context._provided_operation_name
-        if not entry.errors and entry.operations > 1 and named is None:
+        if (
+            not entry.errors
+            and entry.subscriptions
+            and getattr(context.context, "websocket", None) is None
+            and (named in entry.subscriptions or (named is None and entry.operations == 1))
+        ):
+            context.pre_execution_errors = [
+                GraphQLError(
+                    "subscriptions are served over WebSocket at /graphql "
+                    "(the graphql-transport-ws protocol)",
+                    extensions={"code": "BAD_REQUEST"},
+                )
+            ]
+        elif not entry.errors and entry.operations > 1 and named is None:
             context.pre_execution_errors = [
                 GraphQLError(
                     "the document holds several operations: operationName must name one",

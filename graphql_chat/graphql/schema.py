@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from functools import partial
 
 import strawberry
@@ -15,7 +17,16 @@ from graphql_chat.errors import ChatError
 from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.limits import Limits
-from graphql_chat.graphql.types import PAGING, Application, Chat, Connection, Message, connection
+from graphql_chat.graphql.types import (
+    PAGING,
+    Application,
+    Chat,
+    ChatEvent,
+    Connection,
+    Message,
+    MessageEvent,
+    connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +149,41 @@ class Mutation:
         return UpdateMessagePayload(message=Message.of(updated))
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Messages of a chat as they are stored, created and updated, in the order "
+        "they were stored. With afterNumber, first every stored message numbered above it "
+        "(oldest first), then live."
+    )
+    async def message_events(
+        self,
+        info: Info,
+        application_token: str,
+        chat_number: int,
+        after_number: int | None = None,
+    ) -> AsyncGenerator[MessageEvent, None]:
+        context = info.context
+        events = await context.service.message_events(
+            application_token, chat_number, after_number, context.slow
+        )
+        async with aclosing(events):
+            async for kind, message in events:
+                context.fresh()
+                yield MessageEvent(kind=kind, message=Message.of(message))
+
+    @strawberry.subscription(description="Chats of an application as they are stored.")
+    async def chat_events(
+        self, info: Info, application_token: str
+    ) -> AsyncGenerator[ChatEvent, None]:
+        context = info.context
+        events = await context.service.chat_events(application_token, context.slow)
+        async with aclosing(events):
+            async for kind, chat in events:
+                context.fresh()
+                yield ChatEvent(kind=kind, chat=Chat.of(chat))
+
+
 def coded(error: GraphQLError) -> GraphQLError:
     """The error with `extensions.code`, by what raised it; an unexpected error becomes a
     generic one. Parse and validation errors are coded where the document is checked
@@ -191,7 +237,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     )
     # A factory, not an instance: an extension instance must not be shared by requests.
     built = ChatSchema(
-        query=Query, mutation=Mutation, extensions=[partial(DocumentCache, documents)]
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[partial(DocumentCache, documents)],
     )
     documents.paged = frozenset(_paged_fields(built))
     return built

@@ -9,6 +9,7 @@ import strawberry
 
 from graphql_chat import domain
 from graphql_chat.graphql.context import Info
+from graphql_chat.live import EventKind
 from graphql_chat.services import Page, Paging
 
 PAGING = Paging(size="first", cursor="after")  # the Relay connection arguments
@@ -141,3 +142,18 @@ class Application:
     async def chat(self, info: Info, number: int) -> Chat | None:
         found = await info.context.chats.load((self.id, number))
         return Chat.of(found) if found else None
+
+
+strawberry.enum(EventKind, description="What happened to the object.")
+
+
+@strawberry.type(description="A message of a chat was stored: created, or its body updated.")
+class MessageEvent:
+    kind: EventKind
+    message: Message
+
+
+@strawberry.type(description="A chat of an application was stored.")
+class ChatEvent:
+    kind: EventKind
+    chat: Chat

@@ -3,6 +3,7 @@ the GraphQL-over-HTTP media types."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ from cross_web import HTTPException  # what Strawberry raises for a request that
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from graphql_chat.bootstrap import Container
@@ -52,8 +55,19 @@ class GraphQLView(GraphQL[Context, None]):
     otherwise (200 for every well-formed request)."""
 
     def __init__(self, container: Container) -> None:
-        super().__init__(build_schema(container.settings), graphql_ide="graphiql")
+        settings = container.settings
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            connection_init_wait_timeout=timedelta(milliseconds=settings.live_init_timeout_ms),
+            max_subscriptions_per_connection=settings.live_max_subscriptions,
+            keep_alive=True,  # the legacy protocol's "ka"; graphql-transport-ws pings itself
+            keep_alive_interval=15,
+            allowed_origins=settings.origins,
+        )
         self.container = container
+        self.connections = 0  # open WebSockets
 
     def parse_json(self, data: str | bytes) -> object:
         # orjson only: it refuses what the standard parser lets through (lone surrogates,
@@ -67,9 +81,13 @@ class GraphQLView(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(self.container.service, request.headers.get("authorization"))
+        websocket = request if isinstance(request, WebSocket) else None
+        return Context(self.container.service, request.headers.get("authorization"), websocket)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -90,6 +108,21 @@ class GraphQLView(GraphQL[Context, None]):
             if response.status_code == 200 and getattr(request.state, "request_error", False):
                 response.status_code = 400
         await response(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """At most LIVE_MAX_CONNECTIONS at once: one more is accepted and closed at once with
+        1013 (try again later), which graphql-ws clients retry with backoff."""
+        if self.connections >= self.container.settings.live_max_connections:
+            websocket = WebSocket(scope, receive, send)
+            protocols = scope.get("subprotocols") or []
+            await websocket.accept(protocols[0] if protocols else None)
+            await websocket.close(1013, "too many connections: try again later")
+            return
+        self.connections += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.connections -= 1
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         request_error = False

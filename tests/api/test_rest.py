@@ -106,4 +106,5 @@ async def test_health(http: httpx.AsyncClient) -> None:
         "numbers": "ok",
         "pipeline": "ok",
         "search": "ok",
+        "feed": "ok",
     }

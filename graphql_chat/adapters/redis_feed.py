@@ -1,0 +1,133 @@
+"""The feed port across processes: Redis pub/sub on one channel.
+
+Every process that commits (a worker, or an API process with the in-process pipeline)
+publishes; every API process subscribes once and fans out to its own clients. Pub/sub keeps
+nothing: a listener whose connection breaks is told `lost()` once it is subscribed again, and
+catches up from the store. Large commits go out in several messages, each under `_CHUNK`
+bytes of bodies, well below what Redis lets a subscriber fall behind by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from graphql_chat.errors import Unavailable
+from graphql_chat.ports import Changes, IndexedMessage, Listener, StoredChat
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 256 * 1024
+_FIRST_RETRY = 0.1
+_LAST_RETRY = 2.0
+
+
+def encode(changes: Changes) -> Iterator[bytes]:
+    """The changes as one or more messages, each holding whole entries."""
+    part: dict[str, list[Any]] = {}
+    size = 0
+    entries: list[tuple[str, list[Any], int]] = [
+        ("h", [c.application_id, c.number, c.chat_id], 0) for c in changes.chats
+    ]
+    for key, messages in (("c", changes.created), ("u", changes.updated), ("r", changes.replayed)):
+        entries += [(key, [m.chat_id, m.number, m.revision, m.body], len(m.body)) for m in messages]
+    for key, entry, weight in entries:
+        if part and size + weight > _CHUNK:
+            yield orjson.dumps(part)
+            part, size = {}, 0
+        part.setdefault(key, []).append(entry)
+        size += weight + 32
+    if part:
+        yield orjson.dumps(part)
+
+
+def decode(data: bytes) -> Changes:
+    part = orjson.loads(data)
+
+    def messages(key: str) -> list[IndexedMessage]:
+        return [IndexedMessage(c, n, b, r) for c, n, r, b in part.get(key, ())]
+
+    return Changes(
+        created=messages("c"),
+        updated=messages("u"),
+        replayed=messages("r"),
+        chats=[StoredChat(a, n, c) for a, n, c in part.get("h", ())],
+    )
+
+
+class RedisFeed:
+    def __init__(self, url: str, channel: str) -> None:
+        self._redis = Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+        )
+        self._channel = channel
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._redis.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"the live feed (Redis) is unavailable: {error}") from error
+        if self._task is not None and self._task.done():
+            raise Unavailable("the live feed stopped listening")
+
+    async def publish(self, changes: Changes) -> None:
+        for data in encode(changes):
+            try:
+                await self._redis.publish(self._channel, data)
+            except (RedisError, OSError) as error:
+                # Subscribers find the hole when the next change arrives, or when a replay of
+                # this batch is published, and read what they missed from the store.
+                log.warning("could not publish committed changes: %s", error)
+                return
+
+    async def listen(self, listener: Listener) -> None:
+        subscribed = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(listener, subscribed), name="live-feed")
+        await subscribed
+
+    async def _run(self, listener: Listener, subscribed: asyncio.Future[None]) -> None:
+        delay = _FIRST_RETRY
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                if subscribed.done():
+                    log.warning("live feed subscribed again: subscribers catch up from the store")
+                    listener.lost()
+                else:
+                    subscribed.set_result(None)
+                delay = _FIRST_RETRY
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message["type"] == "message":
+                        listener.changes(decode(message["data"]))
+            except (RedisError, OSError) as error:
+                log.warning(
+                    "live feed connection lost (%s); subscribing again in %.1fs", error, delay
+                )
+                if not subscribed.done():
+                    subscribed.set_exception(
+                        Unavailable(f"the live feed (Redis) is unavailable: {error}")
+                    )
+                    return
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LAST_RETRY)
