@@ -77,6 +77,10 @@ class _Subscriber(Generic[T]):
         self._queue.append((kind, item))
         self._ready.set()
 
+    def forget(self, upto: int) -> None:
+        """Drop what was queued for numbers up to `upto`: the replay reads them as they are."""
+        self._queue = deque(entry for entry in self._queue if entry[1].number > upto)
+
     async def get(self) -> tuple[EventKind, T]:
         while not self._queue:
             if self.slow:
@@ -253,6 +257,8 @@ class _Sequences(Generic[K, T]):
                     del self.by_key[key]
                 raise
             joined, skipped = sequence.upto, set(sequence.skipped)
+            if after is not None:  # events emitted while the sequence started
+                subscriber.forget(joined)
             replayed: set[int] = set()
             cursor = joined if after is None else after
             while cursor < joined:  # the replay: what the store holds up to `joined`
