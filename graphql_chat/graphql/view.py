@@ -3,6 +3,7 @@ the GraphQL-over-HTTP media types."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from cross_web import HTTPException  # what Strawberry raises for a request that
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
@@ -48,11 +50,24 @@ def wants_graphql_response(accept: str) -> bool:
     return best[GRAPHQL_RESPONSE] > 0 and best[GRAPHQL_RESPONSE] >= best["application/json"]
 
 
+class _TextFrames(ASGIWebSocketAdapter):
+    """The graphql-ws protocols speak in text frames: a browser hands a binary one to the
+    client as a Blob, which it cannot parse."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, the offline playground, and the
     GraphQL-over-HTTP media types: `application/graphql-response+json` when the client asks
     for it (a request error, one with no `data`, then answers 400), `application/json`
     otherwise (200 for every well-formed request)."""
+
+    websocket_adapter_class = _TextFrames
 
     def __init__(self, container: Container) -> None:
         settings = container.settings

@@ -45,9 +45,9 @@ class LiveClient:
         await self.connection.send(json.dumps(message))
 
     async def receive(self, timeout: float = 10) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(
-            await asyncio.wait_for(self.connection.recv(), timeout)
-        )
+        frame = await asyncio.wait_for(self.connection.recv(), timeout)
+        assert isinstance(frame, str), "the protocol speaks in text frames"
+        message: dict[str, Any] = json.loads(frame)
         return message
 
     async def subscribe(self, query: str, variables: dict[str, Any]) -> str:

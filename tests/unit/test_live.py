@@ -158,7 +158,9 @@ async def test_an_update_told_before_its_create_makes_the_create_carry_the_new_b
     await client.close()
 
 
-async def test_replay_then_live_has_no_hole_and_no_duplicate_with_writes_during_the_replay() -> None:
+async def test_replay_then_live_has_no_hole_and_no_duplicate_with_writes_during_the_replay() -> (
+    None
+):
     store = _Store(range(1, 251))  # three pages of replay
     hub = _hub(store)
     watcher = _Client(hub)  # the sequence exists already, and moves on while we replay
@@ -237,3 +239,16 @@ async def test_a_sequence_lives_while_it_has_subscribers() -> None:
     assert hub.subscribers == 1
     await second.close()
     assert hub.subscribers == 0 and not hub.messages.by_key
+
+
+async def test_commits_told_while_the_first_subscriber_starts_its_sequence_come_once() -> None:
+    store = _Store(range(1, 101))
+    hub = _hub(store)
+    client = _Client(hub, after=10)  # the chat's first subscriber: its sequence starts now
+    for number in range(101, 131):  # each told while the sequence reads where the store stands
+        store.bodies[number] = f"m{number}"
+        _tell(hub, created=[_message(number)])
+        await asyncio.sleep(0)
+    await _settle(GAP * 2)
+    assert client.numbers() == list(range(11, 131))
+    await client.close()

@@ -1,0 +1,109 @@
+"""Subscriptions in the distributed mode: two API processes, two workers, MySQL, Redis,
+RabbitMQ and Elasticsearch, all real. A subscriber on one API process hears of what was
+created through the other; a worker killed with -9 mid-stream, or the live feed's connection
+cut, loses nothing and repeats nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.engines import engine_url
+from tests.system.conftest import Cluster, bounded, create_message
+from tests.system.live_client import Collector, LiveClient, new_chat
+
+pytestmark = pytest.mark.system
+
+
+async def _subscribers(cluster: Cluster, token: str) -> list[Collector]:
+    collectors = []
+    for api in cluster.apis:
+        client = await LiveClient.open(api.url)
+        await client.messages(token, 1, after=0)
+        collectors.append(Collector(client))
+    return collectors
+
+
+async def _creates(http: httpx.AsyncClient, cluster: Cluster, token: str, count: int) -> set[int]:
+    """Creates spread over both API processes, 20 at a time; the numbers acknowledged."""
+    calls = [
+        create_message(http, cluster.apis[i % 2].url, token, 1, f"message {i}")
+        for i in range(count)
+    ]
+    return set(await bounded(calls, 20))
+
+
+async def test_every_api_process_delivers_what_any_of_them_accepted(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await new_chat(http, cluster.apis[0].url)
+        collectors = await _subscribers(cluster, token)
+        await asyncio.sleep(0.2)
+        acknowledged = await _creates(http, cluster, token, 400)
+        assert acknowledged == set(range(1, 401))
+        for collector in collectors:
+            await collector.until(400, timeout=60)
+        await asyncio.sleep(0.5)  # nothing more may come
+        for collector in collectors:
+            assert collector.created() == list(range(1, 401))  # once each, in number order
+            assert collector.others == []
+        # Edits made through one process reach subscribers of both.
+        response = await http.put(
+            f"{cluster.apis[1].url}/api/v1/applications/{token}/chats/1/messages/7",
+            json={"body": "edited"},
+        )
+        assert response.status_code == 200
+        async with asyncio.timeout(20):
+            while not all(("UPDATED", 7, "edited") in c.events for c in collectors):
+                await asyncio.sleep(0.05)
+        for collector in collectors:
+            await collector.close()
+
+
+async def test_a_worker_killed_mid_stream_repeats_nothing_and_loses_nothing(
+    cluster: Cluster,
+) -> None:
+    async with httpx.AsyncClient(timeout=60) as http:
+        token = await new_chat(http, cluster.apis[0].url)
+        collectors = await _subscribers(cluster, token)
+        await asyncio.sleep(0.2)
+        writing = asyncio.ensure_future(_creates(http, cluster, token, 600))
+        await asyncio.sleep(0.5)
+        cluster.workers[0].kill()  # its unacknowledged batches are redelivered
+        acknowledged = await writing
+        for collector in collectors:
+            await collector.until(len(acknowledged), timeout=90)
+        await asyncio.sleep(1)
+        for collector in collectors:
+            created = collector.created()
+            assert len(created) == len(set(created)), "a message was sent twice"
+            assert set(created) == acknowledged
+            await collector.close()
+
+
+async def test_a_cut_feed_connection_is_caught_up_from_the_store(cluster: Cluster) -> None:
+    redis = Redis.from_url(engine_url("REDIS_URL"))
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            token = await new_chat(http, cluster.apis[0].url)
+            collectors = await _subscribers(cluster, token)
+            await asyncio.sleep(0.2)
+            writing = asyncio.ensure_future(_creates(http, cluster, token, 400))
+            for _ in range(3):
+                await asyncio.sleep(0.3)
+                # Every subscriber connection of Redis is cut, ours among others': pub/sub
+                # keeps nothing for them, so what was published meanwhile is gone.
+                await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            acknowledged = await writing
+            for collector in collectors:
+                await collector.until(len(acknowledged), timeout=60)
+            await asyncio.sleep(1)
+            for collector in collectors:
+                created = collector.created()
+                assert len(created) == len(set(created)), "a message was sent twice"
+                assert set(created) == acknowledged
+                await collector.close()
+    finally:
+        await redis.aclose()
