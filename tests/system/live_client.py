@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 MESSAGE_EVENTS = """subscription($t: String!, $c: Int!, $after: Int) {
   messageEvents(applicationToken: $t, chatNumber: $c, afterNumber: $after) {
@@ -33,8 +35,8 @@ class LiveClient:
     @classmethod
     async def open(cls, http_url: str, init: bool = True, **options: Any) -> LiveClient:
         connection = await connect(
-            ws_url(http_url), subprotocols=["graphql-transport-ws"], **options
-        )  # type: ignore[list-item]
+            ws_url(http_url), subprotocols=[Subprotocol("graphql-transport-ws")], **options
+        )
         client = cls(connection)
         if init:
             await client.send({"type": "connection_init"})
@@ -44,8 +46,8 @@ class LiveClient:
     async def send(self, message: dict[str, Any]) -> None:
         await self.connection.send(json.dumps(message))
 
-    async def receive(self, timeout: float = 10) -> dict[str, Any]:
-        frame = await asyncio.wait_for(self.connection.recv(), timeout)
+    async def receive(self, within: float = 10) -> dict[str, Any]:
+        frame = await asyncio.wait_for(self.connection.recv(), within)
         assert isinstance(frame, str), "the protocol speaks in text frames"
         message: dict[str, Any] = json.loads(frame)
         return message
@@ -80,7 +82,7 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
-            message = await self.client.receive(timeout=120)
+            message = await self.client.receive(within=120)
             if message["type"] == "next" and "errors" not in message["payload"]:
                 event = message["payload"]["data"]["messageEvents"]
                 self.events.append(
@@ -93,10 +95,14 @@ class Collector:
     def created(self) -> list[int]:
         return [number for kind, number, _ in self.events if kind == "CREATED"]
 
-    async def until(self, count: int, timeout: float = 30) -> None:
+    async def until(self, count: int, within: float = 30) -> None:
         """Wait until `count` CREATED events have arrived."""
-        async with asyncio.timeout(timeout):
-            while len(self.created()) < count:
+        await self.holds(lambda: len(self.created()) >= count, within)
+
+    async def holds(self, condition: Callable[[], bool], within: float = 30) -> None:
+        """Wait until `condition()` is true of what arrived."""
+        async with asyncio.timeout(within):
+            while not condition():
                 if self.task.done():
                     self.task.result()
                 self._grew.clear()

@@ -77,9 +77,7 @@ async def test_page_then_subscribe_has_no_hole_and_no_duplicate(server: Server) 
                 json={"body": body},
             )
             assert response.status_code == 200, response.text
-        async with asyncio.timeout(10):
-            while len([e for e in live.events if e[0] == "UPDATED"]) < 3:
-                await asyncio.sleep(0.05)
+        await live.holds(lambda: len([e for e in live.events if e[0] == "UPDATED"]) == 3)
         assert [e for e in live.events if e[0] == "UPDATED"] == [
             ("UPDATED", 5, "edit 1"),
             ("UPDATED", 5, "edit 2"),
@@ -151,14 +149,14 @@ async def test_subscription_and_connection_limits(limited: Server) -> None:
     # Connection init has a deadline.
     silent = await LiveClient.open(limited.url, init=False)
     with pytest.raises(ConnectionClosed) as timed_out:
-        await silent.receive(timeout=5)
+        await silent.receive(within=5)
     assert timed_out.value.rcvd is not None and timed_out.value.rcvd.code == 4408
 
     # A frame larger than a request body closes the connection (1009: message too big).
     big = await LiveClient.open(limited.url)
     with pytest.raises(ConnectionClosed) as too_big:
         await big.send({"type": "ping", "payload": {"x": "y" * 2_000_000}})
-        await big.receive(timeout=5)
+        await big.receive(within=5)
     assert too_big.value.rcvd is not None and too_big.value.rcvd.code == 1009
 
     # And the server still serves.
@@ -175,15 +173,15 @@ async def test_a_slow_consumer_is_closed_with_its_code_and_resumes_without_loss(
         token = await new_chat(http, limited.url)
         # A client that stops reading: its socket fills, then its queue (LIVE_QUEUE_SIZE=20).
         slow = await LiveClient.open(limited.url, max_queue=1)
-        slow.connection.transport.pause_reading()  # type: ignore[attr-defined]
+        slow.connection.transport.pause_reading()
         await slow.messages(token, 1, after=0)
         body = "x" * 60_000
         await bounded([_post(http, limited.url, token, body) for _ in range(300)], 10)
-        slow.connection.transport.resume_reading()  # type: ignore[attr-defined]
+        slow.connection.transport.resume_reading()
         received: list[int] = []
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                message = await slow.receive(timeout=30)
+                message = await slow.receive(within=30)
                 if message["type"] == "next" and "errors" not in message["payload"]:
                     received.append(
                         message["payload"]["data"]["messageEvents"]["message"]["number"]
@@ -214,7 +212,7 @@ async def test_sigterm_sends_subscribers_a_close_frame(tmp_path: Path) -> None:
         assert server.process is not None
         server.process.terminate()
         with pytest.raises(ConnectionClosed) as closed:
-            await client.receive(timeout=10)
+            await client.receive(within=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # restarting
         # uvicorn exits by the signal once it has shut down gracefully
         assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
@@ -224,12 +222,13 @@ async def test_sigterm_sends_subscribers_a_close_frame(tmp_path: Path) -> None:
 
 async def test_the_legacy_graphql_ws_protocol_is_served_too(server: Server) -> None:
     from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
 
     from tests.system.live_client import ws_url
 
     async with httpx.AsyncClient(timeout=30) as http:
         token = await new_chat(http, server.url)
-        async with connect(ws_url(server.url), subprotocols=["graphql-ws"]) as ws:  # type: ignore[list-item]
+        async with connect(ws_url(server.url), subprotocols=[Subprotocol("graphql-ws")]) as ws:
             await ws.send(json.dumps({"type": "connection_init"}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(
