@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.system.conftest import Server, bounded, free_port
-from tests.system.live_client import MESSAGE_EVENTS, Collector, LiveClient, new_chat
+from tests.system.live_client import MESSAGE_EVENTS, Collector, LiveClient, new_chat, ws_url
 
 pytestmark = pytest.mark.system
 
@@ -224,8 +224,6 @@ async def test_the_legacy_graphql_ws_protocol_is_served_too(server: Server) -> N
     from websockets.asyncio.client import connect
     from websockets.typing import Subprotocol
 
-    from tests.system.live_client import ws_url
-
     async with httpx.AsyncClient(timeout=30) as http:
         token = await new_chat(http, server.url)
         async with connect(ws_url(server.url), subprotocols=[Subprotocol("graphql-ws")]) as ws:
@@ -251,3 +249,29 @@ async def test_the_legacy_graphql_ws_protocol_is_served_too(server: Server) -> N
                 "number": 1,
                 "body": "over the old protocol",
             }
+
+
+async def test_the_typed_client_follows_a_chat(server: Server) -> None:
+    from tests.client.graphql_chat_client import GraphQLChatClient
+    from tests.client.graphql_chat_client.enums import EventKind
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await new_chat(http, server.url)
+        await _post(http, server.url, token, "stored first")
+        typed = GraphQLChatClient(
+            url=f"{server.url}/graphql",
+            ws_url=ws_url(server.url),
+            http_client=http,  # type: ignore[arg-type]
+        )
+        received = []
+        async with asyncio.timeout(20):
+            events = typed.message_events(token, 1, after=0)
+            async for event in events:
+                received.append((event.message_events.kind, event.message_events.message.body))
+                if len(received) == 1:
+                    created = await typed.create_message(token, 1, "sent live")
+                    assert created.create_message.message.number == 2
+                if len(received) == 2:
+                    break
+            await events.aclose()  # type: ignore[attr-defined]
+    assert received == [(EventKind.CREATED, "stored first"), (EventKind.CREATED, "sent live")]

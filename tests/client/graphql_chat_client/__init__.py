@@ -16,6 +16,7 @@ from .applications import (
 )
 from .async_base_client import AsyncBaseClient
 from .base_model import BaseModel, Upload
+from .chat_events import ChatEvents, ChatEventsChatEvents, ChatEventsChatEventsChat
 from .chat_messages import (
     ChatMessages,
     ChatMessagesApplication,
@@ -37,6 +38,7 @@ from .create_message import (
     CreateMessageCreateMessage,
     CreateMessageCreateMessageMessage,
 )
+from .enums import EventKind
 from .exceptions import (
     GraphQLClientError,
     GraphQLClientGraphQLError,
@@ -56,6 +58,11 @@ from .message import (
     MessageApplication,
     MessageApplicationChat,
     MessageApplicationChatMessage,
+)
+from .message_events import (
+    MessageEvents,
+    MessageEventsMessageEvents,
+    MessageEventsMessageEventsMessage,
 )
 from .search_messages import (
     SearchMessages,
@@ -89,6 +96,9 @@ __all__ = [
     "ApplicationsApplicationsPageInfo",
     "AsyncBaseClient",
     "BaseModel",
+    "ChatEvents",
+    "ChatEventsChatEvents",
+    "ChatEventsChatEventsChat",
     "ChatMessages",
     "ChatMessagesApplication",
     "ChatMessagesApplicationChat",
@@ -108,6 +118,7 @@ __all__ = [
     "CreateMessageCreateMessage",
     "CreateMessageCreateMessageMessage",
     "CreateMessageInput",
+    "EventKind",
     "GraphQLChatClient",
     "GraphQLClientError",
     "GraphQLClientGraphQLError",
@@ -118,6 +129,9 @@ __all__ = [
     "MessageApplication",
     "MessageApplicationChat",
     "MessageApplicationChatMessage",
+    "MessageEvents",
+    "MessageEventsMessageEvents",
+    "MessageEventsMessageEventsMessage",
     "SearchMessages",
     "SearchMessagesApplication",
     "SearchMessagesApplicationChat",
