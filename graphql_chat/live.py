@@ -22,15 +22,14 @@ one that does not keep up is told `SlowConsumer` and can resume with `after`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from graphql_chat.domain import Chat, Message
+from graphql_chat.domain import Chat
 from graphql_chat.errors import ChatError, SlowConsumer
 from graphql_chat.ports import Changes, IndexedMessage, Store, StoredChat
 
@@ -55,17 +54,28 @@ class _Item(Protocol):
 T = TypeVar("T", bound=_Item)
 
 
+@dataclass(slots=True, eq=False)
+class LiveEvent(Generic[T]):
+    """What a subscriber is sent. One object goes to every subscriber of a sequence
+    (`shared`), so an interface renders it once for all of them (`view`)."""
+
+    kind: EventKind
+    item: T
+    shared: bool
+    view: Any = None
+
+
 class _Subscriber(Generic[T]):
     """One subscription's queue of events the sequence emitted for it."""
 
     def __init__(self, size: int, overflow: Callable[[], None]) -> None:
-        self._queue: deque[tuple[EventKind, T]] = deque()
+        self._queue: deque[LiveEvent[T]] = deque()
         self._size = size
         self._ready = asyncio.Event()
         self._overflow = overflow
         self.slow = False
 
-    def put(self, kind: EventKind, item: T) -> None:
+    def put(self, event: LiveEvent[T]) -> None:
         if self.slow:
             return
         if len(self._queue) >= self._size:
@@ -74,14 +84,14 @@ class _Subscriber(Generic[T]):
             self._ready.set()
             self._overflow()
             return
-        self._queue.append((kind, item))
+        self._queue.append(event)
         self._ready.set()
 
     def forget(self, upto: int) -> None:
         """Drop what was queued for numbers up to `upto`: the replay reads them as they are."""
-        self._queue = deque(entry for entry in self._queue if entry[1].number > upto)
+        self._queue = deque(event for event in self._queue if event.item.number > upto)
 
-    async def get(self) -> tuple[EventKind, T]:
+    async def get(self) -> LiveEvent[T]:
         while not self._queue:
             if self.slow:
                 raise SlowConsumer(
@@ -163,8 +173,9 @@ class _Sequence(Generic[T]):
         self._revisions.move_to_end(item.number)
         if len(self._revisions) > _REVISIONS:
             self._revisions.popitem(last=False)
+        event = LiveEvent(kind, item, shared=True)
         for subscriber in list(self.subscribers):
-            subscriber.put(kind, item)
+            subscriber.put(event)
 
     def _advance(self) -> None:
         while (item := self._pending.pop(self.upto + 1, None)) is not None:
@@ -241,7 +252,7 @@ class _Sequences(Generic[K, T]):
         source: Callable[[], _Source[T]],
         after: int | None,
         overflow: Callable[[], None],
-    ) -> AsyncGenerator[tuple[EventKind, T], None]:
+    ) -> AsyncGenerator[LiveEvent[T], None]:
         sequence = self.by_key.get(key)
         if sequence is None:
             sequence = self.by_key[key] = _Sequence(source(), self._gap_wait)
@@ -270,17 +281,18 @@ class _Sequences(Generic[K, T]):
                 for item in page:
                     if item.number in skipped:
                         replayed.add(item.number)
-                    yield EventKind.CREATED, item
+                    yield LiveEvent(EventKind.CREATED, item, shared=False)
                 if not page:
                     break
                 cursor = page[-1].number
             while True:
-                kind, item = await subscriber.get()
-                if kind is EventKind.CREATED and (
-                    (after is not None and item.number <= after) or item.number in replayed
+                event = await subscriber.get()
+                number = event.item.number
+                if event.kind is EventKind.CREATED and (
+                    (after is not None and number <= after) or number in replayed
                 ):
                     continue
-                yield kind, item
+                yield event
         finally:
             sequence.subscribers.discard(subscriber)
             if not sequence.subscribers and self.by_key.get(key) is sequence:
@@ -360,24 +372,19 @@ class Hub:
 
     # -- subscriptions -------------------------------------------------------------------------
 
-    async def message_events(
+    def message_events(
         self, chat: Chat, after: int | None, overflow: Callable[[], None]
-    ) -> AsyncGenerator[tuple[EventKind, Message], None]:
+    ) -> AsyncGenerator[LiveEvent[IndexedMessage], None]:
         """The chat's messages from `after` on (see the module's docstring)."""
-        stream = self.messages.stream(chat.id, lambda: self._message_source(chat), after, overflow)
-        async with contextlib.aclosing(stream) as events:
-            async for kind, message in events:
-                yield kind, Message(message.number, message.body)
+        return self.messages.stream(chat.id, lambda: self._message_source(chat), after, overflow)
 
-    async def chat_events(
+    def chat_events(
         self, application_id: int, overflow: Callable[[], None]
-    ) -> AsyncGenerator[tuple[EventKind, Chat], None]:
-        stream = self.chats.stream(
+    ) -> AsyncGenerator[LiveEvent[StoredChat], None]:
+        """The application's chats as they are stored."""
+        return self.chats.stream(
             application_id, lambda: self._chat_source(application_id), None, overflow
         )
-        async with contextlib.aclosing(stream) as events:
-            async for kind, chat in events:
-                yield kind, Chat(chat.chat_id, chat.application_id, chat.number, 0)
 
     @property
     def subscribers(self) -> int:

@@ -36,8 +36,17 @@ from graphql_chat.errors import (
     Unauthenticated,
     Unavailable,
 )
-from graphql_chat.live import EventKind, Hub
-from graphql_chat.ports import Drawn, Numbers, Pipeline, Search, Store, TokenClash
+from graphql_chat.live import Hub, LiveEvent
+from graphql_chat.ports import (
+    Drawn,
+    IndexedMessage,
+    Numbers,
+    Pipeline,
+    Search,
+    Store,
+    StoredChat,
+    TokenClash,
+)
 
 T = TypeVar("T")
 
@@ -340,7 +349,7 @@ class ChatService:
 
     async def message_events(
         self, token: str, chat_number: object, after: object, overflow: Callable[[], None]
-    ) -> AsyncGenerator[tuple[EventKind, Message], None]:
+    ) -> AsyncGenerator[LiveEvent[IndexedMessage], None]:
         """A chat's messages as they are stored; with `after`, first the stored ones above it.
         Raises `NotFound` at once for an unknown application or chat."""
         if after is not None and (
@@ -352,7 +361,7 @@ class ChatService:
 
     async def chat_events(
         self, token: str, overflow: Callable[[], None]
-    ) -> AsyncGenerator[tuple[EventKind, Chat], None]:
+    ) -> AsyncGenerator[LiveEvent[StoredChat], None]:
         """An application's chats as they are stored. Raises `NotFound` for an unknown token."""
         return self.hub.chat_events(await self.application_id(token), overflow)
 

@@ -16,6 +16,7 @@ from graphql_chat.config import Settings
 from graphql_chat.errors import ChatError
 from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
+from graphql_chat.graphql.events import SharedEvents
 from graphql_chat.graphql.limits import Limits
 from graphql_chat.graphql.types import (
     PAGING,
@@ -168,9 +169,16 @@ class Subscription:
             application_token, chat_number, after_number, context.slow
         )
         async with aclosing(events):
-            async for kind, message in events:
+            async for event in events:
                 context.fresh()
-                yield MessageEvent(kind=kind, message=Message.of(message))
+                if event.view is None:
+                    message = event.item
+                    event.view = MessageEvent(
+                        kind=event.kind,
+                        message=Message(number=message.number, body=message.body),
+                        shared=event.shared,
+                    )
+                yield event.view
 
     @strawberry.subscription(description="Chats of an application as they are stored.")
     async def chat_events(
@@ -179,9 +187,21 @@ class Subscription:
         context = info.context
         events = await context.service.chat_events(application_token, context.slow)
         async with aclosing(events):
-            async for kind, chat in events:
+            async for event in events:
                 context.fresh()
-                yield ChatEvent(kind=kind, chat=Chat.of(chat))
+                if event.view is None:
+                    chat = event.item
+                    event.view = ChatEvent(
+                        kind=event.kind,
+                        chat=Chat(
+                            number=chat.number,
+                            messages_count=0,
+                            application_id=chat.application_id,
+                            id=chat.chat_id,
+                        ),
+                        shared=event.shared,
+                    )
+                yield event.view
 
 
 def coded(error: GraphQLError) -> GraphQLError:
@@ -241,6 +261,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[partial(DocumentCache, documents)],
+        execution_context_class=SharedEvents,
     )
     documents.paged = frozenset(_paged_fields(built))
     return built

@@ -151,9 +151,11 @@ strawberry.enum(EventKind, description="What happened to the object.")
 class MessageEvent:
     kind: EventKind
     message: Message
+    shared: strawberry.Private[bool] = False  # sent to every subscriber of the chat
 
 
 @strawberry.type(description="A chat of an application was stored.")
 class ChatEvent:
     kind: EventKind
     chat: Chat
+    shared: strawberry.Private[bool] = False

@@ -59,8 +59,8 @@ class _Client:
 
     async def _run(self) -> None:
         try:
-            async for kind, message in self._events:
-                self.got.append((kind, message.number, message.body))
+            async for event in self._events:
+                self.got.append((event.kind, event.item.number, event.item.body))
         except SlowConsumer as error:
             self.error = error
 
@@ -204,7 +204,7 @@ async def test_a_subscriber_that_does_not_keep_up_is_told_and_the_others_are_not
         await _settle()  # the fast one reads each as it comes
     assert stalled == [True]
     assert fast.numbers() == list(range(2, 8))
-    assert (await first)[1].number == 2  # what it had before it fell behind
+    assert (await first).item.number == 2  # what it had before it fell behind
     with pytest.raises(SlowConsumer):
         await events.__anext__()
     await events.aclose()

@@ -1,0 +1,374 @@
+"""Benchmark subscriptions in the distributed mode on the engines of `make services`.
+
+    python -m bench.live [--subscribers 2000] [--chats 100] [--hot 100] [--rates 100,250,500]
+
+Starts, on a fresh database, key prefix, queue and index: two API processes (`graphql-chat
+serve`, one process each), two workers, and subscriber processes holding the WebSockets.
+
+1. Held: `--subscribers` connections, half on each API process, each with one messageEvents
+   subscription, spread evenly over `--chats` chats. Each subscribes from afterNumber 0 to a
+   chat holding one message, so it is counted as held once that message arrived. Memory per
+   connection is the growth of the API processes' resident memory divided by the connections.
+2. Fan-out: creates at a fixed rate (open loop, spread over the API processes) into the chats
+   that have `--hot` subscribers each, for `--duration` seconds per rate. Delivery latency runs
+   from each create's response to each subscriber's receipt (one clock: CLOCK_MONOTONIC).
+3. One chat: every subscriber in one chat, creates at a low fixed rate.
+
+Everything shares the 2 cores: the API processes, the workers, the four engines, the load
+generator and the subscribers' own processes (which parse every event).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from bench.distributed import _fresh, _remove, _services
+from bench.load import ROOT, _free_port
+
+SUBSCRIBE = (
+    "subscription($t: String!, $c: Int!, $a: Int) { messageEvents(applicationToken: $t, "
+    "chatNumber: $c, afterNumber: $a) { kind message { number } } }"
+)
+CLIENT_PROCESSES = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one subscriber process holds: (API URL, chat number) per connection."""
+
+    token: str
+    connections: list[tuple[str, int]]
+
+
+def _subscriber_process(plan: Plan, pipe: Connection) -> None:
+    asyncio.run(_subscribers(plan, pipe))
+
+
+async def _subscribers(plan: Plan, pipe: Connection) -> None:
+    """Hold the connections; report when all are held; record (chat, number, time) of every
+    CREATED event until told to stop; send the records back."""
+    received: list[tuple[int, int, float]] = []
+    held = asyncio.Event()
+    count = 0
+    failures = 0
+
+    async def one(api: str, chat: int) -> None:
+        nonlocal count, failures
+        try:
+            async with connect(
+                api.replace("http", "ws") + "/graphql",
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                open_timeout=60,
+                ping_interval=None,
+                max_queue=None,
+            ) as ws:
+                await ws.send('{"type":"connection_init"}')
+                await ws.recv()
+                variables = {"t": plan.token, "c": chat, "a": 0}
+                subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
+                subscribe["payload"]["variables"] = variables  # type: ignore[index]
+                await ws.send(orjson.dumps(subscribe).decode())
+                first = True
+                async for frame in ws:
+                    now = time.monotonic()
+                    message = orjson.loads(frame)
+                    if message.get("type") != "next":
+                        failures += 1
+                        return
+                    number = message["payload"]["data"]["messageEvents"]["message"]["number"]
+                    if first:
+                        first = False
+                        count += 1
+                        if count == len(plan.connections):
+                            held.set()
+                        continue
+                    received.append((chat, number, now))
+        except Exception:
+            failures += 1
+            if count + failures >= len(plan.connections):
+                held.set()
+
+    gate = asyncio.Semaphore(50)
+
+    async def opened(api: str, chat: int) -> None:
+        async with gate:
+            task = asyncio.ensure_future(one(api, chat))
+            await asyncio.sleep(0.002)
+        await task
+
+    tasks = [asyncio.ensure_future(opened(api, chat)) for api, chat in plan.connections]
+    await held.wait()
+    pipe.send(("held", count, failures))
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command == "records":
+            pipe.send(received)
+            received = []
+        elif command == "stop":
+            break
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _create_at(
+    apis: list[str], token: str, chats: list[int], rate: float, duration: float
+) -> dict[tuple[int, int], float]:
+    """Open loop: one create every 1/rate s, round robin over chats and API processes; the
+    response time of each, by (chat, number)."""
+    accepted: dict[tuple[int, int], float] = {}
+    errors = 0
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            chat = chats[i % len(chats)]
+            api = apis[i % len(apis)]
+            response = await http.post(
+                f"{api}/api/v1/applications/{token}/chats/{chat}/messages", json={"body": "x"}
+            )
+            if response.status_code != 201:
+                errors += 1
+                return
+            accepted[(chat, response.json()["number"])] = time.monotonic()
+
+        tasks = []
+        start = time.monotonic()
+        total = int(rate * duration)
+        for i in range(total):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+    if errors:
+        print(f"  {errors} creates failed", file=sys.stderr)
+    return accepted
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
+
+
+def _serve_api(environment: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graphql_chat", "serve"],
+        cwd=ROOT,
+        env={**os.environ, **environment, "PORT": str(port)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url + "/health/live", timeout=1).status_code == 200:
+                return process, url
+        time.sleep(0.1)
+    raise RuntimeError(f"the API did not start: {log.read_text()}")
+
+
+class Subscribers:
+    """Subscriber processes, each holding its share of the connections."""
+
+    def __init__(self, token: str, connections: list[tuple[str, int]]) -> None:
+        self.pipes: list[Connection] = []
+        self.processes: list[multiprocessing.Process] = []
+        for k in range(CLIENT_PROCESSES):
+            parent, child = multiprocessing.Pipe()
+            plan = Plan(token, connections[k::CLIENT_PROCESSES])
+            process = multiprocessing.Process(target=_subscriber_process, args=(plan, child))
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def held(self) -> tuple[int, int]:
+        held = failed = 0
+        for pipe in self.pipes:
+            if not pipe.poll(300):
+                raise RuntimeError("the subscribers were not held within 300 s")
+            _, count, failures = pipe.recv()
+            held += count
+            failed += failures
+        return held, failed
+
+    def records(self) -> list[tuple[int, int, float]]:
+        found: list[tuple[int, int, float]] = []
+        for pipe in self.pipes:
+            pipe.send("records")
+        for pipe in self.pipes:
+            found += pipe.recv()
+        return found
+
+    def stop(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send("stop")
+        for process in self.processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+
+
+def _fan_out(
+    subscribers: Subscribers,
+    apis: list[str],
+    token: str,
+    chats: list[int],
+    per_chat: int,
+    rate: float,
+    duration: float,
+) -> tuple[str, ...]:
+    subscribers.records()  # forget what came before
+    accepted = asyncio.run(_create_at(apis, token, chats, rate, duration))
+    time.sleep(3)  # the last deliveries
+    records = subscribers.records()
+    latencies = [t - accepted[(c, n)] for c, n, t in records if (c, n) in accepted]
+    expected = len(accepted) * per_chat
+    delivered = len(latencies)
+    return (
+        f"{rate:.0f}",
+        f"{len(accepted) / duration:.0f}",
+        f"{per_chat}",
+        f"{delivered / duration:,.0f}",
+        f"{delivered:,} of {expected:,}",
+        f"{_percentile(latencies, 50):.0f}" if latencies else "-",
+        f"{_percentile(latencies, 99):.0f}" if latencies else "-",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--chats", type=int, default=100)
+    parser.add_argument("--hot", type=int, default=100, help="subscribers per chat, fan-out")
+    parser.add_argument("--rates", default="100,250,500")
+    parser.add_argument("--one-chat-rate", type=float, default=20)
+    parser.add_argument("--duration", type=float, default=10)
+    args = parser.parse_args()
+    environment = _fresh(_services())
+    workdir = Path(tempfile.mkdtemp(prefix="graphql-chat-bench-live-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    subscribers: Subscribers | None = None
+    rows: list[tuple[str, ...]] = []
+    try:
+        apis: list[str] = []
+        for i in range(2):
+            process, url = _serve_api(environment, workdir / f"api{i}.log")
+            processes.append(process)
+            apis.append(url)
+        for i in range(2):
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "graphql_chat", "worker"],
+                    cwd=ROOT,
+                    env={**os.environ, **environment},
+                    stdout=(workdir / f"worker{i}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        time.sleep(3)
+        for _ in range(100):  # numbering opens once recovery saw the fresh queue drained
+            token = httpx.post(f"{apis[0]}/api/v1/applications", json={"name": "b"}).json()["token"]
+            if (
+                httpx.post(f"{apis[0]}/api/v1/applications/{token}/chats", json={}).status_code
+                == 201
+            ):
+                break
+            time.sleep(0.5)
+        chats_needed = max(args.chats, args.subscribers // args.hot)
+        with httpx.Client(timeout=30) as http:
+            for chat in range(1, chats_needed + 1):
+                if chat > 1:
+                    http.post(f"{apis[0]}/api/v1/applications/{token}/chats", json={})
+                http.post(
+                    f"{apis[0]}/api/v1/applications/{token}/chats/{chat}/messages",
+                    json={"body": "the first"},
+                )
+        time.sleep(2)  # stored by the workers: the replay finds each chat's first message
+
+        # 1. Held, spread over --chats chats.
+        before = sum(_rss_kib(p.pid) for p in processes[:2])
+        spread = [(apis[i % 2], 1 + i % args.chats) for i in range(args.subscribers)]
+        subscribers = Subscribers(token, spread)
+        held, failed = subscribers.held()
+        time.sleep(2)
+        after = sum(_rss_kib(p.pid) for p in processes[:2])
+        per_connection = (after - before) * 1024 / max(held, 1)
+        subscribers.stop()
+        subscribers = None
+        time.sleep(2)
+
+        # 2. Fan-out: --hot subscribers in each of subscribers/hot chats.
+        chats = list(range(1, args.subscribers // args.hot + 1))
+        hot = [(apis[i % 2], chats[i % len(chats)]) for i in range(args.subscribers)]
+        subscribers = Subscribers(token, hot)
+        hot_held, _ = subscribers.held()
+        for rate in (float(r) for r in args.rates.split(",")):
+            rows.append(_fan_out(subscribers, apis, token, chats, args.hot, rate, args.duration))
+            print(f"measured fan-out at {rate:.0f}/s", file=sys.stderr)
+        subscribers.stop()
+        subscribers = None
+        time.sleep(2)
+
+        # 3. One chat holding every subscriber.
+        every = [(apis[i % 2], 1) for i in range(args.subscribers)]
+        subscribers = Subscribers(token, every)
+        one_held, _ = subscribers.held()
+        rows.append(
+            _fan_out(subscribers, apis, token, [1], one_held, args.one_chat_rate, args.duration)
+        )
+    finally:
+        if subscribers is not None:
+            subscribers.stop()
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        _remove(environment)
+
+    print(
+        f"\nHeld: {held:,} of {args.subscribers:,} subscribers ({failed} failed) on 2 API "
+        f"processes, over {args.chats} chats; API resident memory "
+        f"{before / 1024:.0f} MiB -> {after / 1024:.0f} MiB: {per_connection / 1024:.1f} KiB "
+        "per idle connection with one subscription.\n"
+    )
+    print(f"Fan-out: {hot_held:,} subscribers held; then {one_held:,} in one chat (last row).\n")
+    print(
+        "| creates/s asked | creates/s done | subscribers per chat | deliveries/s "
+        "| delivered | p50 ms | p99 ms |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
