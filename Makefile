@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test services bench bench-distributed lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
+.PHONY: run test services bench bench-distributed bench-live lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,10 @@ bench-search: $(BIN)/.installed services
 bench-distributed: $(BIN)/.installed $(BIN)/vegeta services
 	@command -v wrk >/dev/null || scripts/install-debian-packages.sh wrk
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.distributed
+
+# Subscriptions: held connections, memory per connection, fan-out latency (distributed mode).
+bench-live: $(BIN)/.installed services
+	$(BIN)/python -m bench.live
 
 clean:
 	rm -rf $(VENV) $(CODEGEN_VENV) build *.egg-info
