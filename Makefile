@@ -94,8 +94,8 @@ bench-distributed: $(BIN)/.installed $(BIN)/vegeta services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.distributed
 
 # Subscriptions: held connections, memory per connection, fan-out latency (distributed mode).
-bench-live: $(BIN)/.installed services
-	$(BIN)/python -m bench.live
+bench-live: $(BIN)/.installed $(BIN)/vegeta services
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.live
 
 clean:
 	rm -rf $(VENV) $(CODEGEN_VENV) build *.egg-info

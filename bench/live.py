@@ -15,13 +15,14 @@ serve`, one process each), two workers, and subscriber processes holding the Web
 3. One chat: every subscriber in one chat, creates at a low fixed rate.
 
 Everything shares the 2 cores: the API processes, the workers, the four engines, the load
-generator and the subscribers' own processes (which parse every event).
+generator (vegeta) and the subscribers' own processes (which parse every event).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import multiprocessing
 import os
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -39,6 +41,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from bench import cpu
 from bench.distributed import _fresh, _remove, _services
 from bench.load import ROOT, _free_port
 
@@ -87,7 +90,7 @@ async def _subscribers(plan: Plan, pipe: Connection) -> None:
                 await ws.send(orjson.dumps(subscribe).decode())
                 first = True
                 async for frame in ws:
-                    now = time.monotonic()
+                    now = time.time()
                     message = orjson.loads(frame)
                     if message.get("type") != "next":
                         failures += 1
@@ -129,44 +132,47 @@ async def _subscribers(plan: Plan, pipe: Connection) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _create_at(
-    apis: list[str], token: str, chats: list[int], rate: float, duration: float
+def _create_at(
+    apis: list[str], token: str, chats: list[int], rate: float, duration: float, workdir: Path
 ) -> dict[tuple[int, int], tuple[float, float]]:
-    """Open loop: one create every 1/rate s, round robin over chats and API processes; when
-    each was sent and when its response came, by (chat, number)."""
+    """Open loop with vegeta (requests leave at `rate` whatever the responses do), round
+    robin over chats and API processes; when each create was sent and when its response
+    came (wall clock), by (chat, number)."""
+    body = workdir / "body.json"
+    body.write_text('{"body": "x"}')
+    targets = "\n".join(
+        f"POST {api}/api/v1/applications/{token}/chats/{chat}/messages\n"
+        f"Content-Type: application/json\n@{body}\n"
+        for chat in chats
+        for api in apis
+    )
+    attack = subprocess.run(
+        [
+            "vegeta",
+            "attack",
+            f"-rate={max(int(rate), 1)}/s",
+            f"-duration={duration}s",
+            "-max-workers=512",
+            "-timeout=60s",
+        ],
+        input=targets.encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    lines = subprocess.run(
+        ["vegeta", "encode", "--to", "json"], input=attack, capture_output=True, check=True
+    ).stdout.splitlines()
     accepted: dict[tuple[int, int], tuple[float, float]] = {}
     errors = 0
-    limits = httpx.Limits(max_connections=200)
-    timeout = httpx.Timeout(60, pool=None)  # an overloaded server makes creates wait, not fail
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            chat = chats[i % len(chats)]
-            api = apis[i % len(apis)]
-            sent = time.monotonic()
-            try:
-                response = await http.post(
-                    f"{api}/api/v1/applications/{token}/chats/{chat}/messages",
-                    json={"body": "x"},
-                )
-            except httpx.HTTPError:
-                errors += 1
-                return
-            if response.status_code != 201:
-                errors += 1
-                return
-            accepted[(chat, response.json()["number"])] = (sent, time.monotonic())
-
-        tasks = []
-        start = time.monotonic()
-        total = int(rate * duration)
-        for i in range(total):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(i)))
-        await asyncio.gather(*tasks)
+    for line in lines:
+        result = orjson.loads(line)
+        if result["code"] != 201:
+            errors += 1
+            continue
+        chat = int(result["url"].rsplit("/", 2)[-2])
+        number = orjson.loads(base64.b64decode(result["body"]))["number"]
+        sent = datetime.fromisoformat(result["timestamp"]).timestamp()
+        accepted[(chat, number)] = (sent, sent + result["latency"] / 1e9)
     if errors:
         print(f"  {errors} creates failed", file=sys.stderr)
     return accepted
@@ -245,6 +251,8 @@ class Subscribers:
 
 def _fan_out(
     subscribers: Subscribers,
+    workdir: Path,
+    trees: dict[int, str],
     apis: list[str],
     token: str,
     chats: list[int],
@@ -253,8 +261,13 @@ def _fan_out(
     duration: float,
 ) -> tuple[str, ...]:
     subscribers.records()  # forget what came before
-    accepted = asyncio.run(_create_at(apis, token, chats, rate, duration))
+    for process in subscribers.processes:
+        assert process.pid is not None
+        trees[process.pid] = "subscribers (load)"
+    started = cpu.snapshot(trees)
+    accepted = _create_at(apis, token, chats, rate, duration, workdir)
     time.sleep(3)  # the last deliveries
+    used = cpu.spent(started, cpu.snapshot(trees))
     records = subscribers.records()
     from_sent = [t - accepted[(c, n)][0] for c, n, t in records if (c, n) in accepted]
     from_response = [t - accepted[(c, n)][1] for c, n, t in records if (c, n) in accepted]
@@ -270,6 +283,8 @@ def _fan_out(
         f"{_percentile(creates, 50):.0f} / {_percentile(creates, 99):.0f}",
         f"{_percentile(from_response, 50):.0f} / {_percentile(from_response, 99):.0f}",
         f"{_percentile(from_sent, 50):.0f} / {_percentile(from_sent, 99):.0f}",
+        f"{used.get('API processes', 0) / max(delivered, 1) * 1e6:.0f}",
+        ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items() if seconds >= 0.5),
     )
 
 
@@ -280,7 +295,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--chats", type=int, default=100)
     parser.add_argument("--hot", type=int, default=100, help="subscribers per chat, fan-out")
-    parser.add_argument("--rates", default="100,250,500")
+    parser.add_argument("--rates", default="50,100,250,500")
     parser.add_argument("--one-chat-rate", type=float, default=20)
     parser.add_argument("--duration", type=float, default=10)
     args = parser.parse_args()
@@ -291,10 +306,12 @@ def main() -> None:
     rows: list[tuple[str, ...]] = []
     try:
         apis: list[str] = []
+        trees: dict[int, str] = {}
         for i in range(2):
             process, url = _serve_api(environment, workdir / f"api{i}.log")
             processes.append(process)
             apis.append(url)
+            trees[process.pid] = "API processes"
         for i in range(2):
             processes.append(
                 subprocess.Popen(
@@ -305,6 +322,7 @@ def main() -> None:
                     stderr=subprocess.STDOUT,
                 )
             )
+            trees[processes[-1].pid] = "workers"
         time.sleep(3)
         for _ in range(100):  # numbering opens once recovery saw the fresh queue drained
             token = httpx.post(f"{apis[0]}/api/v1/applications", json={"name": "b"}).json()["token"]
@@ -349,18 +367,38 @@ def main() -> None:
         subscribers = Subscribers(token, hot)
         hot_held, _ = subscribers.held()
         for rate in (float(r) for r in args.rates.split(",")):
-            rows.append(_fan_out(subscribers, apis, token, chats, args.hot, rate, args.duration))
+            rows.append(
+                _fan_out(
+                    subscribers, workdir, trees, apis, token, chats, args.hot, rate, args.duration
+                )
+            )
             print(f"measured fan-out at {rate:.0f}/s: {rows[-1]}", file=sys.stderr)
         subscribers.stop()
         subscribers = None
         time.sleep(2)
 
-        # 3. One chat holding every subscriber.
-        every = [(apis[i % 2], 1) for i in range(args.subscribers)]
+        # 3. One chat holding every subscriber: a new one, with nothing to replay but its
+        # first message.
+        base = f"{apis[0]}/api/v1/applications"
+        with httpx.Client(timeout=30) as http:
+            one = http.post(f"{base}/{token}/chats", json={}).json()["number"]
+            http.post(f"{base}/{token}/chats/{one}/messages", json={"body": "the first"})
+        time.sleep(2)
+        every = [(apis[i % 2], one) for i in range(args.subscribers)]
         subscribers = Subscribers(token, every)
         one_held, _ = subscribers.held()
         rows.append(
-            _fan_out(subscribers, apis, token, [1], one_held, args.one_chat_rate, args.duration)
+            _fan_out(
+                subscribers,
+                workdir,
+                trees,
+                apis,
+                token,
+                [one],
+                one_held,
+                args.one_chat_rate,
+                args.duration,
+            )
         )
     finally:
         if subscribers is not None:
@@ -384,9 +422,9 @@ def main() -> None:
     print(
         "| creates/s asked | creates/s done | subscribers per chat | deliveries/s "
         "| delivered | create p50 / p99 ms | delivery from response p50 / p99 ms "
-        "| from request p50 / p99 ms |"
+        "| from request p50 / p99 ms | API CPU µs per delivery | CPU s by component |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 

@@ -10,7 +10,7 @@ import pytest
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.errors import InvalidInput, Unavailable
-from graphql_chat.ports import Applied, IndexedMessage, Search, Stopped
+from graphql_chat.ports import Applied, Changes, IndexedMessage, Search, Stopped
 from graphql_chat.writer import Writer
 
 pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
@@ -107,3 +107,42 @@ async def test_search_down_parks_the_stored_messages(store: SqlStore, search: Se
     with pytest.raises(Unavailable):  # nowhere to park: the caller learns it
         await writer.index(committed.stored)
     await writer.index([], park=None)  # nothing to index: search is not asked
+
+
+class _ReadingFeed:
+    """A feed that, when told, reads the store: what it was told must be there already."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.told: list[Changes] = []
+        self.readable: list[bool] = []
+
+    async def publish(self, changes: Changes) -> None:
+        self.told.append(changes)
+        for message in changes.created:
+            found = await self.store.list_messages([message.chat_id], message.number - 1, 1)
+            self.readable.append([m.number for m in found[message.chat_id]] == [message.number])
+
+
+async def test_what_a_commit_changed_is_told_after_the_commit_and_a_replay_as_such(
+    store: SqlStore, search: Search
+) -> None:
+    feed = _ReadingFeed(store)
+    writer = Writer(store, search, feed)  # type: ignore[arg-type]
+    app = (await store.insert_application(new_token(), "a")).id
+    batch: list[Event] = [
+        ChatCreated(app, 1),
+        MessageWritten(app, 1, 1, "one", 1, created=True),
+        MessageWritten(app, 1, 2, "two", 2, created=True),
+    ]
+    await writer.commit(batch)
+    await writer.commit([MessageWritten(app, 1, 1, "one, edited", 3)])
+    await writer.commit(batch)  # a redelivered batch: nothing changes
+    first, edit, again = feed.told
+    assert [(c.application_id, c.number) for c in first.chats] == [(app, 1)]
+    assert [(m.number, m.body) for m in first.created] == [(1, "one"), (2, "two")]
+    assert feed.readable == [True, True]
+    assert [(m.number, m.body, m.revision) for m in edit.updated] == [(1, "one, edited", 3)]
+    assert not edit.created and not edit.replayed
+    assert not again.created and not again.updated and not again.chats
+    assert [(m.number, m.body) for m in again.replayed] == [(1, "one, edited"), (2, "two")]
