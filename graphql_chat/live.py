@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 _PAGE = 100  # rows per store read, for replays and catch-ups
 _WINDOW = 64  # numbers below the top checked for holes when a sequence starts
-_SKIPPED = 1024  # skipped numbers remembered per sequence (late arrivals still sent)
-_REVISIONS = 4096  # revisions remembered per chat (older duplicates dropped)
+_SKIPPED = 256  # skipped numbers remembered per sequence (late arrivals still sent)
+_REVISIONS = 256  # revisions of recent messages remembered per chat (older duplicates dropped)
 
 
 class EventKind(Enum):

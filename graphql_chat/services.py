@@ -52,6 +52,7 @@ T = TypeVar("T")
 
 _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
 _CHAT_WAIT = 5.0  # seconds a subscription waits for a queued chat to be stored
+_CHAT_WAITERS = 256  # subscriptions of one process waiting so at once
 _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to learn its fate
 
 
@@ -105,6 +106,7 @@ class ChatService:
         self.search_index = search
         self._tokens: dict[str, int] = {}
         self._chat_ids: dict[tuple[int, int], int] = {}
+        self._chat_waits = 0  # subscriptions waiting for their chat to be stored
 
     def page_request(
         self, kind: CursorKind, size: object, cursor: str | None, names: Paging
@@ -367,15 +369,24 @@ class ChatService:
 
     async def _stored_chat(self, token: str, chat_number: object) -> Chat:
         """The chat, once the store holds it. In the distributed mode a chat is acknowledged
-        once queued, so one just created is waited for a little."""
-        wait = _CHAT_WAIT if self.settings.distributed else 0.0
-        deadline = asyncio.get_running_loop().time() + wait
-        delay = 0.05
-        while True:
-            try:
-                return await self.require_chat(token, chat_number)
-            except NotFound:
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        once queued, so one just created is waited for a little; only so many subscriptions
+        wait at once (unknown chats asked for in bulk cost a few reads each, not more)."""
+        try:
+            return await self.require_chat(token, chat_number)
+        except NotFound:
+            if not self.settings.distributed or self._chat_waits >= _CHAT_WAITERS:
+                raise
+        self._chat_waits += 1
+        try:
+            deadline = asyncio.get_running_loop().time() + _CHAT_WAIT
+            delay = 0.05
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    return await self.require_chat(token, chat_number)
+                except NotFound:
+                    if asyncio.get_running_loop().time() + delay > deadline:
+                        raise
+                delay = min(delay * 2, 1.0)
+        finally:
+            self._chat_waits -= 1

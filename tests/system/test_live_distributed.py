@@ -110,3 +110,26 @@ async def test_a_cut_feed_connection_is_caught_up_from_the_store(cluster: Cluste
                 await collector.close()
     finally:
         await redis.aclose()
+
+
+async def test_a_chat_still_queued_is_waited_for(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        for worker in cluster.workers:
+            worker.pause()  # the chat is acknowledged (queued) but not stored
+        try:
+            token = await new_chat(http, cluster.apis[0].url)
+            client = await LiveClient.open(cluster.apis[1].url)
+            await client.messages(token, 1, after=0)
+            live = Collector(client)
+            await asyncio.sleep(1)
+        finally:
+            for worker in cluster.workers:
+                worker.resume()
+        await create_message(http, cluster.apis[0].url, token, 1, "first")
+        await live.until(1)
+        assert live.events == [("CREATED", 1, "first")] and live.others == []
+        # A chat that never comes: NOT_FOUND once the wait is over.
+        await client.messages(token, 2)
+        await live.holds(lambda: bool(live.others), within=15)
+        assert live.others[0]["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        await live.close()
