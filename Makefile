@@ -94,7 +94,10 @@ bench-distributed: $(BIN)/.installed $(BIN)/vegeta services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.distributed
 
 # Subscriptions: held connections, memory per connection, fan-out latency (distributed mode).
-bench-live: $(BIN)/.installed $(BIN)/vegeta services
+$(BIN)/subscribers: bench/subscribers/main.go bench/subscribers/go.mod $(BIN)/.installed
+	cd bench/subscribers && go build -o $(abspath $(BIN))/subscribers .
+
+bench-live: $(BIN)/.installed $(BIN)/vegeta $(BIN)/subscribers services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.live
 
 clean:

@@ -15,121 +15,32 @@ serve`, one process each), two workers, and subscriber processes holding the Web
 3. One chat: every subscriber in one chat, creates at a low fixed rate.
 
 Everything shares the 2 cores: the API processes, the workers, the four engines, the load
-generator (vegeta) and the subscribers' own processes (which parse every event).
+generator (vegeta) and the subscribers' own processes (`bench/subscribers`, Go, which parse
+and time every event).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import contextlib
-import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
 import orjson
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 from bench import cpu
 from bench.distributed import _fresh, _remove, _services
 from bench.load import ROOT, _free_port
 
-SUBSCRIBE = (
-    "subscription($t: String!, $c: Int!, $a: Int) { messageEvents(applicationToken: $t, "
-    "chatNumber: $c, afterNumber: $a) { kind message { number } } }"
-)
 CLIENT_PROCESSES = 2
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one subscriber process holds: (API URL, chat number) per connection."""
-
-    token: str
-    connections: list[tuple[str, int]]
-
-
-def _subscriber_process(plan: Plan, pipe: Connection) -> None:
-    asyncio.run(_subscribers(plan, pipe))
-
-
-async def _subscribers(plan: Plan, pipe: Connection) -> None:
-    """Hold the connections; report when all are held; record (chat, number, time) of every
-    CREATED event until told to stop; send the records back."""
-    received: list[tuple[int, int, float]] = []
-    held = asyncio.Event()
-    count = 0
-    failures = 0
-
-    async def one(api: str, chat: int) -> None:
-        nonlocal count, failures
-        try:
-            async with connect(
-                api.replace("http", "ws") + "/graphql",
-                subprotocols=[Subprotocol("graphql-transport-ws")],
-                open_timeout=60,
-                ping_interval=None,
-                max_queue=None,
-            ) as ws:
-                await ws.send('{"type":"connection_init"}')
-                await ws.recv()
-                variables = {"t": plan.token, "c": chat, "a": 0}
-                subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
-                subscribe["payload"]["variables"] = variables  # type: ignore[index]
-                await ws.send(orjson.dumps(subscribe).decode())
-                first = True
-                async for frame in ws:
-                    now = time.time()
-                    message = orjson.loads(frame)
-                    if message.get("type") != "next":
-                        failures += 1
-                        return
-                    number = message["payload"]["data"]["messageEvents"]["message"]["number"]
-                    if first:
-                        first = False
-                        count += 1
-                        if count == len(plan.connections):
-                            held.set()
-                        continue
-                    received.append((chat, number, now))
-        except Exception:
-            failures += 1
-            if count + failures >= len(plan.connections):
-                held.set()
-
-    gate = asyncio.Semaphore(50)
-
-    async def opened(api: str, chat: int) -> None:
-        async with gate:
-            task = asyncio.ensure_future(one(api, chat))
-            await asyncio.sleep(0.002)
-        await task
-
-    tasks = [asyncio.ensure_future(opened(api, chat)) for api, chat in plan.connections]
-    await held.wait()
-    pipe.send(("held", count, failures))
-    loop = asyncio.get_running_loop()
-    while True:
-        command = await loop.run_in_executor(None, pipe.recv)
-        if command == "records":
-            pipe.send(received)
-            received = []
-        elif command == "stop":
-            break
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _create_at(
@@ -208,44 +119,57 @@ def _serve_api(environment: dict[str, str], log: Path) -> tuple[subprocess.Popen
 
 
 class Subscribers:
-    """Subscriber processes, each holding its share of the connections."""
+    """Subscriber processes (`bench/subscribers`, Go: its cost per event is a small part of
+    the server's), each holding its share of the connections."""
 
     def __init__(self, token: str, connections: list[tuple[str, int]]) -> None:
-        self.pipes: list[Connection] = []
-        self.processes: list[multiprocessing.Process] = []
+        self.processes: list[subprocess.Popen[str]] = []
         for k in range(CLIENT_PROCESSES):
-            parent, child = multiprocessing.Pipe()
-            plan = Plan(token, connections[k::CLIENT_PROCESSES])
-            process = multiprocessing.Process(target=_subscriber_process, args=(plan, child))
-            process.start()
-            self.pipes.append(parent)
+            share = [(api.replace("http", "ws") + "/graphql", chat) for api, chat in connections]
+            plan = {"token": token, "connections": share[k::CLIENT_PROCESSES]}
+            process = subprocess.Popen(
+                ["subscribers"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert process.stdin is not None
+            process.stdin.write(orjson.dumps(plan).decode() + "\n")
+            process.stdin.flush()
             self.processes.append(process)
 
     def held(self) -> tuple[int, int]:
         held = failed = 0
-        for pipe in self.pipes:
-            if not pipe.poll(300):
-                raise RuntimeError("the subscribers were not held within 300 s")
-            _, count, failures = pipe.recv()
-            held += count
-            failed += failures
+        for process in self.processes:
+            assert process.stdout is not None
+            _, count, _, failures = process.stdout.readline().split()
+            held += int(count)
+            failed += int(failures)
         return held, failed
 
     def records(self) -> list[tuple[int, int, float]]:
         found: list[tuple[int, int, float]] = []
-        for pipe in self.pipes:
-            pipe.send("records")
-        for pipe in self.pipes:
-            found += pipe.recv()
+        for process in self.processes:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write("records\n")
+            process.stdin.flush()
+            for line in process.stdout:
+                if line == "end\n":
+                    break
+                chat, number, at = line.split()
+                found.append((int(chat), int(number), int(at) / 1e9))
         return found
 
     def stop(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                pipe.send("stop")
         for process in self.processes:
-            process.join(timeout=30)
-            if process.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                assert process.stdin is not None
+                process.stdin.write("stop\n")
+                process.stdin.close()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 process.kill()
 
 
@@ -262,7 +186,6 @@ def _fan_out(
 ) -> tuple[str, ...]:
     subscribers.records()  # forget what came before
     for process in subscribers.processes:
-        assert process.pid is not None
         trees[process.pid] = "subscribers (load)"
     started = cpu.snapshot(trees)
     accepted = _create_at(apis, token, chats, rate, duration, workdir)
