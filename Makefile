@@ -62,7 +62,8 @@ client-check: $(CODEGEN_VENV)/bin/ariadne-codegen
 browser-deps:
 	@command -v chromium >/dev/null || scripts/install-debian-packages.sh chromium
 
-# The GraphQL-over-HTTP server audit (npm package graphql-http), pinned by its lock file.
+# Node packages the tests drive the server with, pinned by their lock file: the GraphQL-over-HTTP
+# server audit (graphql-http), the graphql-ws client, Apollo Client.
 AUDIT_DIR := tests/audit
 $(AUDIT_DIR)/node_modules/.installed: $(AUDIT_DIR)/package.json $(AUDIT_DIR)/package-lock.json
 	cd $(AUDIT_DIR) && npm ci --silent --no-audit --no-fund

@@ -9,23 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from cross_web import HTTPException  # what Strawberry raises for a request that is not GraphQL
+from cross_web import (  # Strawberry's request adapter, and what it raises for non-GraphQL
+    AsyncHTTPRequestAdapter,
+    HTTPException,
+)
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from graphql_chat.bootstrap import Container
 from graphql_chat.graphql.context import Context
+from graphql_chat.graphql.persisted import PersistedQueries, Refused
 from graphql_chat.graphql.schema import build_schema, coded
 from graphql_chat.web.responses import JSONResponse
 
 STATIC = Path(__file__).parent.parent / "static"
+_PERSISTED_BYTES = 16 * 1024 * 1024  # persisted query documents kept per process
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -83,6 +88,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.container = container
         self.connections = 0  # open WebSockets
+        self.persisted = PersistedQueries(max_bytes=_PERSISTED_BYTES)
 
     def parse_json(self, data: str | bytes) -> object:
         # orjson only: it refuses what the standard parser lets through (lone surrogates,
@@ -91,6 +97,20 @@ class GraphQLView(GraphQL[Context, None]):
             return orjson.loads(data)
         except orjson.JSONDecodeError as error:
             raise HTTPException(400, f"the request body is not valid JSON: {error.msg}") from None
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """A GET with neither a query nor a persisted query's hash opens the playground."""
+        return super().should_render_graphql_ide(request) and (
+            request.query_params.get("extensions") is None
+        )
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData) and data.extensions:
+            data.query = self.persisted.resolve(data.query, data.extensions)
+        return data
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -110,10 +130,11 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             response = await self.run(request)
         except HTTPException as error:
-            # Not a GraphQL request at all (bad JSON, no query, wrong method): answer in the
-            # GraphQL response shape rather than Strawberry's plain text.
+            # Not a GraphQL request at all (bad JSON, no query, wrong method), or a persisted
+            # query refused: answer in the GraphQL response shape, not Strawberry's plain text.
+            code = error.code if isinstance(error, Refused) else "BAD_REQUEST"
             response = JSONResponse(
-                {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]},
+                {"errors": [{"message": error.reason, "extensions": {"code": code}}]},
                 status_code=error.status_code,
             )
         if response.media_type != "text/html" and wants_graphql_response(
