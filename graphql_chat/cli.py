@@ -60,6 +60,14 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    if settings.persisted_queries_manifest:
+        from graphql_chat.graphql.persisted import load_manifest
+
+        try:
+            load_manifest(settings.persisted_queries_manifest)
+        except ConfigurationError as error:
+            typer.echo(f"error: {error.message}", err=True)
+            raise typer.Exit(2) from None
     _logging(settings)
     bind_host, bind_port = host or settings.host, port or settings.port
     # The app decides who may list applications from the address it listens on.

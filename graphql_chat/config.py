@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_query_fields: int = Field(default=500, ge=10)
     max_query_cost: int = Field(default=100_000, ge=100)
 
+    persisted_queries_manifest: str | None = None
     live_max_connections: int = Field(default=10_000, ge=1)
     live_max_subscriptions: int = Field(default=20, ge=1)
     live_queue_size: int = Field(default=1000, ge=1)
@@ -53,7 +54,13 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
 
-    @field_validator("redis_url", "rabbitmq_url", "elasticsearch_url", mode="before")
+    @field_validator(
+        "redis_url",
+        "rabbitmq_url",
+        "elasticsearch_url",
+        "persisted_queries_manifest",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -31,6 +31,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from graphql_chat.graphql.limits import Limits, check
+from graphql_chat.graphql.persisted import NOT_IN_LIST, digest_of
 
 # Memory an entry holds beyond its text, per lexical token: measured with tracemalloc on
 # dense documents (about 400 bytes per token), rounded up.
@@ -52,12 +53,15 @@ class Documents:
         limits: Limits,
         paged: Collection[str],
         cache_bytes: int = 64 * 1024 * 1024,
+        listed: Collection[str] | None = None,
     ) -> None:
         self.max_bytes = max_bytes
         self.max_tokens = max_tokens
         self.limits = limits
         self.paged = frozenset(paged)
         self.cache_bytes = cache_bytes
+        # The hashes of the only documents allowed to run (a persisted query list), if any.
+        self.listed = None if listed is None else frozenset(listed)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self.held = 0  # the estimated bytes of the entries
         self.hits = 0
@@ -114,6 +118,17 @@ class DocumentCache(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         query = context.query
+        listed = self.documents.listed
+        if listed is not None and query is not None and digest_of(query) not in listed:
+            context.pre_execution_errors = [
+                GraphQLError(
+                    "the operation is not in the persisted query list",
+                    extensions={"code": NOT_IN_LIST},
+                )
+            ]
+            context.graphql_document = _REFUSED
+            yield
+            return
         if (
             query is not None
             and len(query) > self.documents.max_bytes // 4

@@ -241,7 +241,8 @@ class ChatSchema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=original)
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings, listed: dict[str, str] | None = None) -> strawberry.Schema:
+    """`listed`: a persisted query list's operations by hash, the only ones that may run."""
     documents = Documents(
         max_bytes=settings.max_query_bytes,
         max_tokens=settings.max_query_tokens,
@@ -254,6 +255,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             max_page_size=settings.max_page_size,
         ),
         paged=(),
+        listed=None if listed is None else listed.keys(),
     )
     # A factory, not an instance: an extension instance must not be shared by requests.
     built = ChatSchema(

@@ -25,7 +25,7 @@ from strawberry.types import ExecutionResult
 
 from graphql_chat.bootstrap import Container
 from graphql_chat.graphql.context import Context
-from graphql_chat.graphql.persisted import PersistedQueries, Refused
+from graphql_chat.graphql.persisted import PersistedQueries, Refused, load_manifest
 from graphql_chat.graphql.schema import build_schema, coded
 from graphql_chat.web.responses import JSONResponse
 
@@ -76,8 +76,13 @@ class GraphQLView(GraphQL[Context, None]):
 
     def __init__(self, container: Container) -> None:
         settings = container.settings
+        listed = (
+            load_manifest(settings.persisted_queries_manifest)
+            if settings.persisted_queries_manifest
+            else None
+        )
         super().__init__(
-            build_schema(settings),
+            build_schema(settings, listed),
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(milliseconds=settings.live_init_timeout_ms),
@@ -88,7 +93,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.container = container
         self.connections = 0  # open WebSockets
-        self.persisted = PersistedQueries(max_bytes=_PERSISTED_BYTES)
+        self.persisted = PersistedQueries(max_bytes=_PERSISTED_BYTES, listed=listed)
 
     def parse_json(self, data: str | bytes) -> object:
         # orjson only: it refuses what the standard parser lets through (lone surrogates,
