@@ -1,0 +1,62 @@
+// What a chat screen does with the API, typed by the client graphql-codegen generates from
+// schema.graphql and documents/: open a chat on a page, send with a retry, follow it live.
+// `tsc --noEmit` checks it against each generation: a schema change that breaks a frontend
+// fails the build.
+import { ApolloClient, HttpLink, InMemoryCache } from "@apollo/client";
+import { createClient } from "graphql-ws";
+import { print } from "graphql";
+import {
+  ChatPageDocument,
+  FollowDocument,
+  SendDocument,
+  type EventKind,
+  type FollowSubscription,
+} from "./generated/graphql";
+
+const apollo = new ApolloClient({
+  link: new HttpLink({ uri: "http://localhost:3000/graphql" }),
+  cache: new InMemoryCache(),
+});
+
+export async function openChat(token: string, chat: number): Promise<number> {
+  const { data } = await apollo.query({ query: ChatPageDocument, variables: { token, chat } });
+  const page = data?.application?.chat?.messages;
+  const shown: { number: number; body: string }[] = page?.nodes ?? [];
+  // Follow from the highest number on screen: nothing missed, nothing twice.
+  return shown.reduce((top, message) => Math.max(top, message.number), 0);
+}
+
+export async function send(token: string, chat: number, body: string): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const { data } = await apollo.mutate({ mutation: SendDocument, variables: { token, chat, body } });
+      const number: number | undefined = data?.createMessage.message.number;
+      if (number === undefined) throw new Error("no number");
+      return number;
+    } catch (error) {
+      if (attempt === 2) throw error;
+    }
+  }
+}
+
+export function follow(
+  token: string,
+  chat: number,
+  after: number,
+  show: (kind: EventKind, number: number, body: string) => void,
+): () => void {
+  const ws = createClient({ url: "ws://localhost:3000/graphql" });
+  return ws.subscribe<FollowSubscription>(
+    { query: print(FollowDocument), variables: { token, chat, after } },
+    {
+      next: ({ data }) => {
+        if (!data) return;
+        const { kind, message } = data.messageEvents;
+        const seen: EventKind = kind === "CREATED" ? "CREATED" : "UPDATED";
+        show(seen, message.number, message.body);
+      },
+      error: () => undefined,
+      complete: () => undefined,
+    },
+  );
+}
