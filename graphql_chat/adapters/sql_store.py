@@ -26,9 +26,11 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal_column,
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -364,20 +366,22 @@ def _in_thread(engine: Engine, write: bool, operation: Callable[[Connection], R]
 def _pages_query(
     table: Any, parent: Any, parent_ids: Sequence[int], after: int | None, limit: int
 ) -> Any:
-    """The first `limit` rows after `after` of each parent, in one statement."""
-    condition = [parent.in_(parent_ids)]
-    if after is not None:
-        condition.append(table.c.number > after)
+    """The first `limit` rows after `after` of each parent, in one statement that reads only
+    those rows: one index range scan per parent, stopped at `limit` (a window function over
+    every row of every parent would cost the size of the largest)."""
     columns = [c for c in table.c if c.name != "revision"]
+
+    def page(parent_id: int) -> Any:
+        query = select(*columns).where(parent == parent_id)
+        if after is not None:
+            query = query.where(table.c.number > after)
+        return query.order_by(table.c.number).limit(limit)
+
     if len(parent_ids) == 1:
-        return select(*columns).where(*condition).order_by(table.c.number).limit(limit)
-    rank = func.row_number().over(partition_by=parent, order_by=table.c.number)
-    ranked = select(*columns, rank.label("rank")).where(*condition).subquery()
-    return (
-        select(*[ranked.c[c.name] for c in columns])
-        .where(ranked.c.rank <= limit)
-        .order_by(ranked.c[parent.name], ranked.c.number)
-    )
+        return page(parent_ids[0])
+    # Each page wrapped as a derived table: SQLite takes no LIMIT inside a compound member.
+    pages = [page(parent_id).subquery().select() for parent_id in dict.fromkeys(parent_ids)]
+    return union_all(*pages).order_by(literal_column(parent.name), literal_column("number"))
 
 
 def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Applied:

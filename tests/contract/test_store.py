@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
+from sqlalchemy import Connection, text
 
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
@@ -183,3 +185,39 @@ async def test_a_batch_reports_what_it_created_and_updated_and_a_replay_nothing(
     )
     assert edit.created == []
     assert [(m.number, m.body, m.revision) for m in edit.updated] == [(2, "two, edited", 5)]
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_page_of_many_parents_reads_only_its_rows(store: SqlStore) -> None:
+    """The rows MySQL reads for one page of several chats (its handler counters), with one
+    chat of 3,000 messages among them: about the rows returned, not the chats' sizes."""
+    from graphql_chat.adapters.sql_store import _pages_query
+    from graphql_chat.tables import messages
+
+    app = await _app(store)
+    await store.apply([ChatCreated(app, n) for n in (1, 2, 3)])
+    for start in range(1, 3001, 1000):
+        await store.apply(
+            [MessageWritten(app, 1, n, "m", n, created=True) for n in range(start, start + 1000)]
+        )
+    await store.apply(
+        [MessageWritten(app, c, n, "m", n, created=True) for c in (2, 3) for n in range(1, 11)]
+    )
+    found = await store.chats_by_number([(app, n) for n in (1, 2, 3)])
+    ids = [found[(app, n)].id for n in (1, 2, 3)]
+
+    def rows_read(after: int | None) -> Callable[[Connection], tuple[int, int]]:
+        def run(conn: Connection) -> tuple[int, int]:
+            conn.execute(text("FLUSH STATUS"))
+            returned = len(
+                conn.execute(_pages_query(messages, messages.c.chat_id, ids, after, 5)).all()
+            )
+            status = dict(conn.execute(text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all())
+            return returned, sum(int(v) for v in status.values())
+
+        return run
+
+    for after in (None, 2000):
+        returned, read = await store.read(rows_read(after))
+        assert returned == (5 if after else 15)
+        assert read < 100, f"{read} rows read for a page of {returned}"
