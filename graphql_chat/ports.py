@@ -168,20 +168,31 @@ class Store(Protocol):
 
     async def rename_application(self, token: str, name: str) -> Application | None: ...
     async def applications_by_token(self, tokens: Sequence[str]) -> dict[str, Application]: ...
-    async def list_applications(self, after_id: int | None, limit: int) -> list[Application]: ...
+    async def list_applications(
+        self, after_id: int | None, limit: int, backward: bool = False
+    ) -> list[Application]:
+        """Oldest first after `after_id`; `backward`: newest first before it."""
 
     async def chats_by_number(
         self, keys: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], Chat]: ...
     async def list_chats(
-        self, application_ids: Sequence[int], after: int | None, limit: int
-    ) -> dict[int, list[Chat]]: ...
+        self,
+        application_ids: Sequence[int],
+        after: int | None,
+        limit: int,
+        backward: bool = False,
+    ) -> dict[int, list[Chat]]:
+        """Per application, `limit` chats numbered above `after` in number order; `backward`:
+        below it, highest first."""
+
     async def messages_by_number(
         self, keys: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], Message]: ...
     async def list_messages(
-        self, chat_ids: Sequence[int], after: int | None, limit: int
-    ) -> dict[int, list[Message]]: ...
+        self, chat_ids: Sequence[int], after: int | None, limit: int, backward: bool = False
+    ) -> dict[int, list[Message]]:
+        """As `list_chats`, for the messages of each chat."""
 
     async def max_chat_number(self, application_id: int) -> int: ...
     async def message_revisions(

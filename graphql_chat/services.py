@@ -58,9 +58,16 @@ _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to 
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
+    """Items in ascending order, whichever way the page was asked for."""
+
     items: list[T]
     cursors: list[str]
     has_next: bool
+    has_previous: bool = False
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursors[0] if self.cursors else None
 
     @property
     def end_cursor(self) -> str | None:
@@ -69,23 +76,40 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
-    """A validated page: its size, and the key its cursor carried (the page starts past it)."""
+    """A validated page: its size, and the key its cursor carried (the page starts past it).
+    `backward`: the page ends before the key instead (the newest page when there is none)."""
 
     size: int
     key: int | None
+    backward: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Paging:
-    """What an interface calls a page's size and its cursor (its errors use these names)."""
+    """What an interface calls a page's size and cursor, forward and backward (its errors
+    use these names)."""
 
     size: str
     cursor: str
+    last: str = "last"
+    before: str = "before"
 
 
-def _page(kind: CursorKind, rows: list[T], size: int, key: Callable[[T], int]) -> Page[T]:
-    items = rows[:size]
-    return Page(items, [encode_cursor(kind, key(item)) for item in items], len(rows) > size)
+def _page(
+    kind: CursorKind, rows: list[T], request: PageRequest, key: Callable[[T], int]
+) -> Page[T]:
+    """A page from the rows a store gave for `request` (one more than asked, to know whether
+    more follow; newest first when backward). Cursors are made from rows, which are never
+    deleted, so a page that starts past a cursor has rows on the cursor's side."""
+    more = len(rows) > request.size
+    items = rows[: request.size]
+    if request.backward:
+        items.reverse()
+        has_next, has_previous = request.key is not None, more
+    else:
+        has_next, has_previous = more, request.key is not None
+    cursors = [encode_cursor(kind, key(item)) for item in items]
+    return Page(items, cursors, has_next, has_previous)
 
 
 class ChatService:
@@ -109,11 +133,28 @@ class ChatService:
         self._chat_waits = 0  # subscriptions waiting for their chat to be stored
 
     def page_request(
-        self, kind: CursorKind, size: object, cursor: str | None, names: Paging
+        self,
+        kind: CursorKind,
+        names: Paging,
+        first: object = None,
+        after: str | None = None,
+        last: object = None,
+        before: str | None = None,
     ) -> PageRequest:
-        maximum = self.settings.max_page_size
-        checked = page_size(size, self.settings.default_page_size, maximum, names.size)
-        return PageRequest(checked, decode_cursor(kind, cursor, names.cursor))
+        """Forward (`first` items after the `after` cursor) or backward (`last` items before
+        the `before` cursor, the newest without one); the two ways do not mix."""
+        default, maximum = self.settings.default_page_size, self.settings.max_page_size
+        if last is None and before is None:
+            size = page_size(first, default, maximum, names.size)
+            return PageRequest(size, decode_cursor(kind, after, names.cursor))
+        if first is not None or after is not None:
+            raise InvalidInput(
+                f"page forward with {names.size} and {names.cursor}, or backward with "
+                f"{names.last} and {names.before}, not both",
+                names.last if last is not None else names.before,
+            )
+        size = page_size(last, default, maximum, names.last)
+        return PageRequest(size, decode_cursor(kind, before, names.before), backward=True)
 
     # -- applications --------------------------------------------------------------------------
 
@@ -196,8 +237,8 @@ class ChatService:
             raise Forbidden("the admin credential is not valid")
 
     async def list_applications(self, request: PageRequest) -> Page[Application]:
-        rows = await self.store.list_applications(request.key, request.size + 1)
-        return _page("application", rows, request.size, lambda a: a.id)
+        rows = await self.store.list_applications(request.key, request.size + 1, request.backward)
+        return _page("application", rows, request, lambda a: a.id)
 
     # -- chats ---------------------------------------------------------------------------------
 
@@ -272,9 +313,11 @@ class ChatService:
     async def chat_pages(
         self, application_ids: Sequence[int], request: PageRequest
     ) -> dict[int, Page[Chat]]:
-        found = await self.store.list_chats(application_ids, request.key, request.size + 1)
+        found = await self.store.list_chats(
+            application_ids, request.key, request.size + 1, request.backward
+        )
         return {
-            app_id: _page("chat", rows, request.size, lambda c: c.number)
+            app_id: _page("chat", rows, request, lambda c: c.number)
             for app_id, rows in found.items()
         }
 
@@ -319,9 +362,11 @@ class ChatService:
     async def message_pages(
         self, chat_ids: Sequence[int], request: PageRequest
     ) -> dict[int, Page[Message]]:
-        found = await self.store.list_messages(chat_ids, request.key, request.size + 1)
+        found = await self.store.list_messages(
+            chat_ids, request.key, request.size + 1, request.backward
+        )
         return {
-            chat_id: _page("message", rows, request.size, lambda m: m.number)
+            chat_id: _page("message", rows, request, lambda m: m.number)
             for chat_id, rows in found.items()
         }
 
@@ -343,7 +388,7 @@ class ChatService:
         """The same search in each chat, one round trip for all (`terms` from `search_terms`)."""
         found = await self.search_index.search(chat_ids, terms, request.key, request.size + 1)
         return {
-            chat_id: _page("search", rows, request.size, lambda m: m.number)
+            chat_id: _page("search", rows, request, lambda m: m.number)
             for chat_id, rows in found.items()
         }
 

@@ -193,10 +193,14 @@ class SqlStore:
         query = select(applications).where(applications.c.token.in_(tokens))
         return await self.read(lambda conn: {r.token: _application(r) for r in conn.execute(query)})
 
-    async def list_applications(self, after_id: int | None, limit: int) -> list[Application]:
-        query = select(applications).order_by(applications.c.id).limit(limit)
+    async def list_applications(
+        self, after_id: int | None, limit: int, backward: bool = False
+    ) -> list[Application]:
+        order = applications.c.id.desc() if backward else applications.c.id
+        query = select(applications).order_by(order).limit(limit)
         if after_id is not None:
-            query = query.where(applications.c.id > after_id)
+            beyond = applications.c.id < after_id if backward else applications.c.id > after_id
+            query = query.where(beyond)
         return await self.read(lambda conn: [_application(r) for r in conn.execute(query)])
 
     # -- chats and messages --------------------------------------------------------------------
@@ -210,9 +214,13 @@ class SqlStore:
         )
 
     async def list_chats(
-        self, application_ids: Sequence[int], after: int | None, limit: int
+        self,
+        application_ids: Sequence[int],
+        after: int | None,
+        limit: int,
+        backward: bool = False,
     ) -> dict[int, list[Chat]]:
-        query = _pages_query(chats, chats.c.application_id, application_ids, after, limit)
+        query = _pages_query(chats, chats.c.application_id, application_ids, after, limit, backward)
 
         def fetch(conn: Connection) -> dict[int, list[Chat]]:
             found: dict[int, list[Chat]] = {app_id: [] for app_id in application_ids}
@@ -235,9 +243,9 @@ class SqlStore:
         )
 
     async def list_messages(
-        self, chat_ids: Sequence[int], after: int | None, limit: int
+        self, chat_ids: Sequence[int], after: int | None, limit: int, backward: bool = False
     ) -> dict[int, list[Message]]:
-        query = _pages_query(messages, messages.c.chat_id, chat_ids, after, limit)
+        query = _pages_query(messages, messages.c.chat_id, chat_ids, after, limit, backward)
 
         def fetch(conn: Connection) -> dict[int, list[Message]]:
             found: dict[int, list[Message]] = {chat_id: [] for chat_id in chat_ids}
@@ -364,24 +372,34 @@ def _in_thread(engine: Engine, write: bool, operation: Callable[[Connection], R]
 
 
 def _pages_query(
-    table: Any, parent: Any, parent_ids: Sequence[int], after: int | None, limit: int
+    table: Any,
+    parent: Any,
+    parent_ids: Sequence[int],
+    after: int | None,
+    limit: int,
+    backward: bool = False,
 ) -> Any:
-    """The first `limit` rows after `after` of each parent, in one statement that reads only
-    those rows: one index range scan per parent, stopped at `limit` (a window function over
-    every row of every parent would cost the size of the largest)."""
+    """The first `limit` rows after `after` of each parent (`backward`: the last `limit`
+    before it, newest first), in one statement that reads only those rows: one index range
+    scan per parent, stopped at `limit` (a window function over every row of every parent
+    would cost the size of the largest)."""
     columns = [c for c in table.c if c.name != "revision"]
+    number = table.c.number
 
     def page(parent_id: int) -> Any:
         query = select(*columns).where(parent == parent_id)
         if after is not None:
-            query = query.where(table.c.number > after)
-        return query.order_by(table.c.number).limit(limit)
+            query = query.where(number < after if backward else number > after)
+        return query.order_by(number.desc() if backward else number).limit(limit)
 
     if len(parent_ids) == 1:
         return page(parent_ids[0])
     # Each page wrapped as a derived table: SQLite takes no LIMIT inside a compound member.
     pages = [page(parent_id).subquery().select() for parent_id in dict.fromkeys(parent_ids)]
-    return union_all(*pages).order_by(literal_column(parent.name), literal_column("number"))
+    in_order: Any = literal_column("number")
+    return union_all(*pages).order_by(
+        literal_column(parent.name), in_order.desc() if backward else in_order
+    )
 
 
 def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Applied:

@@ -19,8 +19,8 @@ K = TypeVar("K")
 _closing: set[asyncio.Task[None]] = set()
 V = TypeVar("V")
 
-# (parent id, page size, key after which the page starts)
-PageKey = tuple[int, int, int | None]
+# (parent id, page size, key past which the page starts, whether it goes backward)
+PageKey = tuple[int, int, int | None, bool]
 # (chat id, search terms, page size, key after which the page starts)
 SearchKey = tuple[int, tuple[str, ...], int, int | None]
 
@@ -28,11 +28,11 @@ SearchKey = tuple[int, tuple[str, ...], int, int | None]
 def _pages_loader(
     fetch: Callable[[Sequence[int], PageRequest], Awaitable[dict[int, Page[V]]]],
 ) -> DataLoader[PageKey, Page[V]]:
-    """One statement per distinct (first, after) among the parents asked for, not per parent."""
+    """One statement per distinct page request among the parents asked for, not per parent."""
 
     async def grouped(parents: Sequence[int], rest: tuple[Any, ...]) -> dict[int, Page[V]]:
-        size, after = rest
-        return await fetch(parents, PageRequest(size, after))
+        size, key, backward = rest
+        return await fetch(parents, PageRequest(size, key, backward))
 
     return _grouped_loader(grouped)
 

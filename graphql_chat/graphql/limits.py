@@ -8,9 +8,9 @@ One walk over each operation measures:
   counts twice);
 - **aliases**: the aliased fields it selects, expanded the same way;
 - **cost**: each field costs 1 plus its selection's cost, times how many items the field can
-  return: a paginated field multiplies by its `first` (a literal, capped by the page maximum;
-  a variable or no argument count as the maximum or the default page size), an introspection
-  list by 10.
+  return: a paginated field multiplies by its `first` or `last` (a literal, capped by the
+  page maximum; a variable or no argument count as the maximum or the default page size), an
+  introspection list by 10.
 
 Each fragment is measured once and remembered, so a document whose fragments spread each
 other exponentially (`F0 { ...F1 ...F1 } F1 { ...F2 ...F2 } ...`) costs its size to measure,
@@ -125,7 +125,7 @@ class _Measurer:
         if name not in self.paged:
             return 1
         for argument in field.arguments or ():
-            if argument.name.value == "first":
+            if argument.name.value in ("first", "last"):
                 if isinstance(argument.value, IntValueNode):
                     return max(1, min(int(argument.value.value), self.limits.max_page_size))
                 return self.limits.max_page_size

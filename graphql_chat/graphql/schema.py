@@ -39,12 +39,17 @@ class Query:
         "`Authorization: Bearer ADMIN_TOKEN`)."
     )
     async def applications(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Application]:
         service = info.context.service
         service.authorize_admin(info.context.authorization)
         page = await service.list_applications(
-            service.page_request("application", first, after, PAGING)
+            service.page_request("application", PAGING, first, after, last, before)
         )
         return connection(page, Application.of)
 

@@ -12,7 +12,7 @@ from graphql_chat.graphql.context import Info
 from graphql_chat.live import EventKind
 from graphql_chat.services import Page, Paging
 
-PAGING = Paging(size="first", cursor="after")  # the Relay connection arguments
+PAGING = Paging(size="first", cursor="after", last="last", before="before")  # Relay's arguments
 
 N = TypeVar("N")
 T = TypeVar("T")
@@ -21,6 +21,8 @@ T = TypeVar("T")
 @strawberry.type
 class PageInfo:
     has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
     end_cursor: str | None
 
 
@@ -35,14 +37,24 @@ class Connection(Generic[N]):
     edges: list[Edge[N]]
     nodes: list[N]
     page_info: PageInfo
+    total_count: int | None = strawberry.field(
+        description="How many the whole list holds, where that costs nothing more to know "
+        "(the chats of an application, the messages of a chat); otherwise null."
+    )
 
 
-def connection(page: Page[T], shape: Callable[[T], N]) -> Connection[N]:
+def connection(page: Page[T], shape: Callable[[T], N], total: int | None = None) -> Connection[N]:
     nodes = [shape(item) for item in page.items]
     return Connection(
         edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
         nodes=nodes,
-        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
+        ),
+        total_count=total,
     )
 
 
@@ -78,16 +90,25 @@ class Chat:
             self.id = stored.id if stored else None
         return self.id
 
-    @strawberry.field(description="Messages in ascending number order.")
+    @strawberry.field(
+        description="Messages in ascending number order: `first` after `after`, or the "
+        "`last` before `before` (the newest without it), each page still ascending."
+    )
     async def messages(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Message]:
-        request = info.context.service.page_request("message", first, after, PAGING)
+        request = info.context.service.page_request("message", PAGING, first, after, last, before)
         chat_id = await self._chat_id(info)
         if chat_id is None:
-            return connection(Page[domain.Message]([], [], False), Message.of)
-        page = await info.context.message_pages.load((chat_id, request.size, request.key))
-        return connection(page, Message.of)
+            return connection(Page[domain.Message]([], [], False), Message.of, 0)
+        key = (chat_id, request.size, request.key, request.backward)
+        page = await info.context.message_pages.load(key)
+        return connection(page, Message.of, self.messages_count)
 
     @strawberry.field(description="The message with this number, or null.")
     async def message(self, info: Info, number: int) -> Message | None:
@@ -105,7 +126,7 @@ class Chat:
         self, info: Info, query: str, first: int | None = None, after: str | None = None
     ) -> Connection[Message]:
         service = info.context.service
-        request = service.page_request("search", first, after, PAGING)
+        request = service.page_request("search", PAGING, first, after)
         terms = service.search_terms(query)
         chat_id = await self._chat_id(info)
         if chat_id is None:
@@ -130,13 +151,22 @@ class Application:
             id=application.id,
         )
 
-    @strawberry.field(description="Chats in ascending number order.")
+    @strawberry.field(
+        description="Chats in ascending number order: `first` after `after`, or the `last` "
+        "before `before` (the newest without it)."
+    )
     async def chats(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Chat]:
-        request = info.context.service.page_request("chat", first, after, PAGING)
-        page = await info.context.chat_pages.load((self.id, request.size, request.key))
-        return connection(page, Chat.of)
+        request = info.context.service.page_request("chat", PAGING, first, after, last, before)
+        key = (self.id, request.size, request.key, request.backward)
+        page = await info.context.chat_pages.load(key)
+        return connection(page, Chat.of, self.chats_count)
 
     @strawberry.field(description="The chat with this number, or null.")
     async def chat(self, info: Info, number: int) -> Chat | None:

@@ -34,7 +34,7 @@ def _json_content(request: Request) -> None:
         )
 
 
-PAGING = Paging(size="limit", cursor="cursor")
+PAGING = Paging(size="limit", cursor="cursor", last="last", before="before")
 
 
 async def _json_object(request: Request, required: bool = True) -> dict[str, Any]:
@@ -53,20 +53,55 @@ async def _json_object(request: Request, required: bool = True) -> dict[str, Any
     return data
 
 
-def _page_request(request: Request, kind: CursorKind) -> PageRequest:
-    limit: object = request.query_params.get("limit")
-    if isinstance(limit, str):
-        if not (limit.isascii() and limit.isdigit()):
-            raise InvalidInput("limit must be a positive integer", "limit")
-        limit = int(limit)
-    return _service(request).page_request(kind, limit, request.query_params.get("cursor"), PAGING)
+def _count(request: Request, name: str) -> object:
+    value: object = request.query_params.get(name)
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise InvalidInput(f"{name} must be a positive integer", name)
+        value = int(value)
+    return value
 
 
-def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
+def _page_request(request: Request, kind: CursorKind, backward: bool = True) -> PageRequest:
+    """`?limit=&cursor=` forward; `?last=&before=` backward (the newest page with `last`
+    alone), where the list can go backward."""
+    params = request.query_params
+    if not backward and ("last" in params or "before" in params):
+        raise InvalidInput(
+            "search pages go from the newest match: use limit and cursor",
+            "last" if "last" in params else "before",
+        )
+    return _service(request).page_request(
+        kind,
+        PAGING,
+        _count(request, "limit"),
+        params.get("cursor"),
+        _count(request, "last"),
+        params.get("before"),
+    )
+
+
+_FORWARD, _BACKWARD = ("limit", "cursor"), ("last", "before")
+
+
+def _list(request: Request, page: Page[Any], shape: Any, backward: bool = True) -> JSONResponse:
+    """The page, with `Link` headers to the next page and (where the list goes backward) the
+    previous one."""
     response = JSONResponse([shape(item) for item in page.items])
+    links = []
+    size = max(len(page.items), 1)
     if page.has_next and page.end_cursor:
-        url = request.url.include_query_params(limit=len(page.items), cursor=page.end_cursor)
-        response.headers["Link"] = f'<{url}>; rel="next"'
+        url = request.url.remove_query_params(_BACKWARD).include_query_params(
+            limit=size, cursor=page.end_cursor
+        )
+        links.append(f'<{url}>; rel="next"')
+    if backward and page.has_previous and page.start_cursor:
+        url = request.url.remove_query_params(_FORWARD).include_query_params(
+            last=size, before=page.start_cursor
+        )
+        links.append(f'<{url}>; rel="prev"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
     return response
 
 
@@ -183,10 +218,10 @@ async def search_messages(request: Request) -> Response:
         query = request.query_params.get("q")
         if query is None:
             raise InvalidInput("q is required: the text to search for", "q")
-    page_request = _page_request(request, "search")
+    page_request = _page_request(request, "search", backward=False)
     chat_id = await service.chat_id(params["token"], params["chat"])
     page = await service.search(chat_id, query, page_request)
-    return _list(request, page, _message)
+    return _list(request, page, _message, backward=False)
 
 
 _APP = "/api/v1/applications"

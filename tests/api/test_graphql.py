@@ -308,3 +308,94 @@ def _documents(http: httpx.AsyncClient) -> Documents:
     [factory] = schema.extensions
     documents: Documents = factory.args[0]
     return documents
+
+
+PAGE_BACK = """query($t: String!, $last: Int, $before: String) {
+  application(token: $t) {
+    chats(last: 1) { totalCount nodes { number } pageInfo { hasPreviousPage hasNextPage } }
+    chat(number: 1) {
+      messages(last: $last, before: $before) {
+        totalCount
+        nodes { number body }
+        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }
+      }
+    }
+  }
+}"""
+
+
+async def test_the_newest_page_then_scrolling_back(http: httpx.AsyncClient) -> None:
+    token = (await http.post("/api/v1/applications", json={"name": "back"})).json()["token"]
+    for _ in range(2):
+        await http.post(f"/api/v1/applications/{token}/chats", json={})
+    for n in range(1, 8):
+        await http.post(f"/api/v1/applications/{token}/chats/1/messages", json={"body": f"m{n}"})
+    seen: list[int] = []
+    before: str | None = None
+    pages = 0
+    while True:
+        result = await _post(http, PAGE_BACK, {"t": token, "last": 3, "before": before})
+        assert "errors" not in result, result
+        app = result["data"]["application"]
+        assert app["chats"] == {
+            "totalCount": 2,
+            "nodes": [{"number": 2}],
+            "pageInfo": {"hasPreviousPage": True, "hasNextPage": False},
+        }
+        messages = app["chat"]["messages"]
+        assert messages["totalCount"] == 7
+        numbers = [m["number"] for m in messages["nodes"]]
+        assert numbers == sorted(numbers)  # each page ascending, the newest first
+        assert messages["pageInfo"]["hasNextPage"] == (before is not None)
+        seen = numbers + seen
+        pages += 1
+        if not messages["pageInfo"]["hasPreviousPage"]:
+            break
+        before = messages["pageInfo"]["startCursor"]
+    assert seen == list(range(1, 8)) and pages == 3
+    # Forward pages know a previous page exists once past a cursor.
+    forward = await _post(
+        http,
+        "query($t: String!, $after: String) { application(token: $t) { chat(number: 1) { "
+        "messages(first: 2, after: $after) { pageInfo { hasPreviousPage startCursor } } } } }",
+        {"t": token, "after": before},
+    )
+    info = forward["data"]["application"]["chat"]["messages"]["pageInfo"]
+    assert info["hasPreviousPage"] is True
+
+
+async def test_paging_both_ways_at_once_and_over_the_cap_are_refused(
+    http: httpx.AsyncClient,
+) -> None:
+    token = (await http.post("/api/v1/applications", json={"name": "both"})).json()["token"]
+    await http.post(f"/api/v1/applications/{token}/chats", json={})
+    for arguments, field in (("first: 2, last: 2", "last"), ("last: 101", "last")):
+        query = (
+            f'{{ application(token: "{token}") {{ chat(number: 1) {{ '
+            f"messages({arguments}) {{ nodes {{ number }} }} }} }} }}"
+        )
+        result = await _post(http, query)
+        assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", result
+        assert field in result["errors"][0]["message"]
+    # `last` counts for the cost as `first` does.
+    costly = (
+        "{ applications(last: 100) { nodes { chats(last: 100) { nodes { "
+        "messages(last: 100) { nodes { body } } } } } } }"
+    )
+    refused = await _post(http, costly)
+    assert refused["errors"][0]["extensions"]["limit"] == "MAX_QUERY_COST"
+
+
+async def test_the_typed_client_scrolls_back(gql: GraphQLChatClient) -> None:
+    token = (await gql.create_application("typed")).create_application.application.token
+    await gql.create_chat(token)
+    for n in range(1, 6):
+        await gql.create_message(token, 1, f"m{n}")
+    newest = await gql.newest_messages(token, 1, last=2)
+    assert newest.application and newest.application.chat
+    page = newest.application.chat.messages
+    assert [m.number for m in page.nodes] == [4, 5] and page.total_count == 5
+    assert page.page_info.has_previous_page and not page.page_info.has_next_page
+    older = await gql.newest_messages(token, 1, last=2, before=page.page_info.start_cursor)
+    assert older.application and older.application.chat
+    assert [m.number for m in older.application.chat.messages.nodes] == [2, 3]

@@ -76,10 +76,9 @@ async def test_lists_are_paginated_with_a_link_header(http: httpx.AsyncClient) -
         page = response.json()
         assert isinstance(page, list) and len(page) <= 3
         seen += [m["number"] for m in page]
-        link = response.headers.get("link")
-        url = link[1 : link.index(">")] if link else None
-        if link:
-            assert link.endswith('rel="next"')
+        links = response.links
+        url = links["next"]["url"] if "next" in links else None
+        assert ("prev" in links) == (len(seen) > len(page))
     assert seen == list(range(1, 8))
 
     found = await http.get(f"{base}/search", params={"q": "text", "limit": 5})
@@ -108,3 +107,36 @@ async def test_health(http: httpx.AsyncClient) -> None:
         "search": "ok",
         "feed": "ok",
     }
+
+
+async def test_the_newest_page_and_links_both_ways(http: httpx.AsyncClient) -> None:
+    token = (await http.post("/api/v1/applications", json={"name": "back"})).json()["token"]
+    await http.post(f"/api/v1/applications/{token}/chats", json={})
+    base = f"/api/v1/applications/{token}/chats/1/messages"
+    for n in range(1, 8):
+        await http.post(base, json={"body": f"m{n}"})
+    newest = await http.get(base, params={"last": 3})
+    assert [m["number"] for m in newest.json()] == [5, 6, 7]
+    links = httpx.Response(200, headers={"link": newest.headers["link"]}).links
+    assert set(links) == {"prev"}
+    older = await http.get(links["prev"]["url"])
+    assert [m["number"] for m in older.json()] == [2, 3, 4]
+    links = httpx.Response(200, headers={"link": older.headers["link"]}).links
+    assert set(links) == {"prev", "next"}
+    assert [m["number"] for m in (await http.get(links["prev"]["url"])).json()] == [1]
+    assert [m["number"] for m in (await http.get(links["next"]["url"])).json()] == [5, 6, 7]
+    # Forward pages link back too.
+    first = await http.get(base, params={"limit": 2})
+    second = await http.get(
+        httpx.Response(200, headers={"link": first.headers["link"]}).links["next"]["url"]
+    )
+    assert [m["number"] for m in second.json()] == [3, 4]
+    back = httpx.Response(200, headers={"link": second.headers["link"]}).links["prev"]["url"]
+    assert [m["number"] for m in (await http.get(back)).json()] == [1, 2]
+    # Both ways at once, a bad `last`, and search going backward are refused.
+    for params in ({"limit": 2, "last": 2}, {"last": "0"}, {"last": "x"}):
+        refused = await http.get(base, params=params)
+        assert refused.status_code == 422, params
+        assert refused.json()["error"]["field"] == "last"
+    search = await http.get(f"{base}/search", params={"q": "m", "last": 2})
+    assert search.status_code == 422 and search.json()["error"]["field"] == "last"

@@ -97,6 +97,23 @@ async def test_pages_of_many_parents_in_one_call(store: SqlStore) -> None:
     assert await store.max_chat_number(10_000) == 0
 
 
+async def test_pages_backward_newest_first_for_many_parents(store: SqlStore) -> None:
+    apps = [await _app(store) for _ in range(3)]
+    await store.apply([ChatCreated(a, n) for a in apps for n in range(1, 6)])
+    newest = await store.list_chats(apps, after=None, limit=2, backward=True)
+    assert {a: [c.number for c in newest[a]] for a in apps} == {a: [5, 4] for a in apps}
+    before = await store.list_chats(apps, after=4, limit=10, backward=True)
+    assert {a: [c.number for c in before[a]] for a in apps} == {a: [3, 2, 1] for a in apps}
+    chat = (await store.chats_by_number([(apps[0], 1)]))[(apps[0], 1)]
+    await store.apply([MessageWritten(apps[0], 1, n, f"m{n}", n) for n in range(1, 8)])
+    one = await store.list_messages([chat.id], 7, 3, backward=True)
+    assert [m.number for m in one[chat.id]] == [6, 5, 4]
+    listed = await store.list_applications(None, 2, backward=True)
+    assert [a.id for a in listed] == sorted(apps, reverse=True)[:2]
+    older = await store.list_applications(max(apps), 10, backward=True)
+    assert [a.id for a in older][:2] == sorted(apps, reverse=True)[1:]
+
+
 async def test_rename_application(store: SqlStore) -> None:
     token = new_token()
     await store.insert_application(token, "old")

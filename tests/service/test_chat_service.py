@@ -47,22 +47,41 @@ async def test_pages_follow_their_cursors(service: ChatService) -> None:
     seen: list[int] = []
     cursor: str | None = None
     while True:
-        request = service.page_request("message", 3, cursor, NAMES)
+        request = service.page_request("message", NAMES, 3, cursor)
         page = (await service.message_pages([chat_id], request))[chat_id]
         seen += [m.number for m in page.items]
         if not page.has_next:
             break
         cursor = page.end_cursor
     assert seen == list(range(1, 8))
+    # And back from the newest, each page ascending, until the first.
+    seen = []
+    cursor = None
+    while True:
+        request = service.page_request("message", NAMES, last=3, before=cursor)
+        page = (await service.message_pages([chat_id], request))[chat_id]
+        seen = [m.number for m in page.items] + seen
+        assert [m.number for m in page.items] == sorted(m.number for m in page.items)
+        assert page.has_next == (cursor is not None)
+        if not page.has_previous:
+            break
+        cursor = page.start_cursor
+    assert seen == list(range(1, 8))
 
 
 async def test_errors_name_the_interface_s_own_parameters(service: ChatService) -> None:
     with pytest.raises(InvalidInput) as too_big:
-        service.page_request("message", 10_000, None, Paging(size="limit", cursor="cursor"))
+        service.page_request("message", Paging(size="limit", cursor="cursor"), 10_000)
     assert too_big.value.field == "limit" and "limit must be between" in too_big.value.message
     with pytest.raises(InvalidInput) as bad_cursor:
-        service.page_request("message", None, "nope", Paging(size="first", cursor="after"))
+        service.page_request("message", Paging(size="first", cursor="after"), None, "nope")
     assert bad_cursor.value.field == "after"
+    with pytest.raises(InvalidInput) as mixed:
+        service.page_request("message", Paging(size="first", cursor="after"), 3, last=3)
+    assert mixed.value.field == "last" and "not both" in mixed.value.message
+    with pytest.raises(InvalidInput) as too_many:
+        service.page_request("message", Paging(size="first", cursor="after"), last=10_000)
+    assert too_many.value.field == "last"
 
 
 async def test_search_and_reindex(service: ChatService) -> None:
@@ -71,7 +90,7 @@ async def test_search_and_reindex(service: ChatService) -> None:
     for body in ("a café", "CAFÉ CRÈME", "tea"):
         await service.create_message(app.token, 1, body)
     chat_id = await service.chat_id(app.token, 1)
-    request = service.page_request("search", None, None, NAMES)
+    request = service.page_request("search", NAMES)
     assert [m.number for m in (await service.search(chat_id, "café", request)).items] == [2, 1]
     done: list[int] = []
     assert await service.reindex(done.append) == 3 == sum(done)

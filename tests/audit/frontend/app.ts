@@ -1,13 +1,14 @@
 // What a chat screen does with the API, typed by the client graphql-codegen generates from
-// schema.graphql and documents/: open a chat on a page, send with a retry, follow it live.
-// `tsc --noEmit` checks it against each generation: a schema change that breaks a frontend
-// fails the build.
+// schema.graphql and documents/: open a chat on its newest page, scroll back, send with a
+// retry, follow it live. `tsc --noEmit` checks it against each generation: a schema change
+// that breaks a frontend fails the build.
 import { ApolloClient, HttpLink, InMemoryCache } from "@apollo/client";
 import { createClient } from "graphql-ws";
 import { print } from "graphql";
 import {
   ChatPageDocument,
   FollowDocument,
+  ScrollBackDocument,
   SendDocument,
   type EventKind,
   type FollowSubscription,
@@ -24,6 +25,21 @@ export async function openChat(token: string, chat: number): Promise<number> {
   const shown: { number: number; body: string }[] = page?.nodes ?? [];
   // Follow from the highest number on screen: nothing missed, nothing twice.
   return shown.reduce((top, message) => Math.max(top, message.number), 0);
+}
+
+// Scroll back: the 50 before the oldest on screen, ascending; where the next scroll starts.
+export async function scrollBack(
+  token: string,
+  chat: number,
+  before: string,
+): Promise<{ shown: string[]; next: string | null }> {
+  const { data } = await apollo.query({
+    query: ScrollBackDocument,
+    variables: { token, chat, before },
+  });
+  const page = data?.application?.chat?.messages;
+  const shown = (page?.nodes ?? []).map((message) => `${message.number}: ${message.body}`);
+  return { shown, next: page?.pageInfo.hasPreviousPage ? (page.pageInfo.startCursor ?? null) : null };
 }
 
 export async function send(token: string, chat: number, body: string): Promise<number> {

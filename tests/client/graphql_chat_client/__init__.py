@@ -64,6 +64,14 @@ from .message_events import (
     MessageEventsMessageEvents,
     MessageEventsMessageEventsMessage,
 )
+from .newest_messages import (
+    NewestMessages,
+    NewestMessagesApplication,
+    NewestMessagesApplicationChat,
+    NewestMessagesApplicationChatMessages,
+    NewestMessagesApplicationChatMessagesNodes,
+    NewestMessagesApplicationChatMessagesPageInfo,
+)
 from .search_messages import (
     SearchMessages,
     SearchMessagesApplication,
@@ -132,6 +140,12 @@ __all__ = [
     "MessageEvents",
     "MessageEventsMessageEvents",
     "MessageEventsMessageEventsMessage",
+    "NewestMessages",
+    "NewestMessagesApplication",
+    "NewestMessagesApplicationChat",
+    "NewestMessagesApplicationChatMessages",
+    "NewestMessagesApplicationChatMessagesNodes",
+    "NewestMessagesApplicationChatMessagesPageInfo",
     "SearchMessages",
     "SearchMessagesApplication",
     "SearchMessagesApplicationChat",

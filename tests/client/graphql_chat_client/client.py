@@ -15,6 +15,7 @@ from .create_chat import CreateChat
 from .create_message import CreateMessage
 from .message import Message
 from .message_events import MessageEvents
+from .newest_messages import NewestMessages
 from .search_messages import SearchMessages
 from .update_application import UpdateApplication
 from .update_message import UpdateMessage
@@ -339,3 +340,44 @@ class GraphQLChatClient(AsyncBaseClient):
             query=query, operation_name="ChatEvents", variables=variables, **kwargs
         ):
             yield ChatEvents.model_validate(data)
+
+    async def newest_messages(
+        self,
+        token: str,
+        chat: int,
+        last: Union[Optional[int], UnsetType] = UNSET,
+        before: Union[Optional[str], UnsetType] = UNSET,
+        **kwargs: Any,
+    ) -> NewestMessages:
+        query = gql("""
+            query NewestMessages($token: String!, $chat: Int!, $last: Int, $before: String) {
+              application(token: $token) {
+                chat(number: $chat) {
+                  messages(last: $last, before: $before) {
+                    totalCount
+                    nodes {
+                      number
+                      body
+                    }
+                    pageInfo {
+                      hasPreviousPage
+                      hasNextPage
+                      startCursor
+                      endCursor
+                    }
+                  }
+                }
+              }
+            }
+            """)
+        variables: dict[str, object] = {
+            "token": token,
+            "chat": chat,
+            "last": last,
+            "before": before,
+        }
+        response = await self.execute(
+            query=query, operation_name="NewestMessages", variables=variables, **kwargs
+        )
+        data = self.get_data(response)
+        return NewestMessages.model_validate(data)
