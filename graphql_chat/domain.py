@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -198,3 +200,51 @@ def page_size(size: object, default: int, maximum: int, name: str = "size") -> i
     if not 1 <= size <= maximum:
         raise InvalidInput(f"{name} must be between 1 and {maximum}", name)
     return size
+
+
+NodeKind = Literal["Application", "Chat", "Message"]
+_NODE_KINDS: tuple[NodeKind, ...] = ("Application", "Chat", "Message")
+_NODE_PARTS = {"Application": 0, "Chat": 1, "Message": 2}
+
+
+def _node_mac(token: str, payload: str) -> str:
+    return hmac.new(token.encode(), payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def global_id(kind: NodeKind, application_id: int, token: str, *numbers: int) -> str:
+    """An object's Relay id: its kind, its application's id and its numbers, signed with the
+    application's token (HMAC-SHA256). It does not reveal the token, and without the token no
+    one can make the id of an object: `node(id:)` answers only ids made by someone who had it."""
+    payload = ":".join([kind, str(application_id), *map(str, numbers)])
+    raw = f"{payload}:{_node_mac(token, payload)}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeId:
+    kind: NodeKind
+    application_id: int
+    numbers: tuple[int, ...]
+    payload: str
+    mac: str
+
+    def signed_by(self, token: str) -> bool:
+        return hmac.compare_digest(_node_mac(token, self.payload), self.mac)
+
+
+def parse_global_id(value: object) -> NodeId | None:
+    """The parts of a Relay id, unverified (`NodeId.signed_by`); None when it is not one."""
+    if not isinstance(value, str) or len(value) > 200:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode((value + "=" * (-len(value) % 4)).encode()).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        return None
+    payload, _, mac = raw.rpartition(":")
+    kind, *parts = payload.split(":")
+    if kind not in _NODE_KINDS or len(parts) != 1 + _NODE_PARTS[kind] or len(mac) != 32:
+        return None
+    if not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
+        return None
+    numbers = tuple(int(p) for p in parts)
+    return NodeId(kind, numbers[0], numbers[1:], payload, mac)

@@ -25,6 +25,7 @@ from graphql_chat.domain import (
     encode_cursor,
     new_token,
     page_size,
+    parse_global_id,
     parse_number,
     search_terms,
 )
@@ -49,6 +50,9 @@ from graphql_chat.ports import (
 )
 
 T = TypeVar("T")
+
+# A Relay node as found: its application, and the application, a chat, or a chat's message.
+Node = tuple[Application, Application | Chat | tuple[Chat, Message]]
 
 _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
 _CHAT_WAIT = 5.0  # seconds a subscription waits for a queued chat to be stored
@@ -391,6 +395,59 @@ class ChatService:
             chat_id: _page("search", rows, request, lambda m: m.number)
             for chat_id, rows in found.items()
         }
+
+    # -- Relay object identification -----------------------------------------------------------
+
+    async def nodes(self, ids: Sequence[object]) -> list[Node | None]:
+        """The objects these Relay ids name, in order, each with its application; None for an
+        id that is not one, was not signed with its application's token, or names nothing
+        stored."""
+        parsed = [parse_global_id(value) for value in ids]
+        wanted = {p.application_id for p in parsed if p is not None}
+        found_apps: dict[int, Application] = {}
+        for app_id in wanted:
+            listed = await self.store.list_applications(app_id - 1, 1)
+            if listed and listed[0].id == app_id:
+                found_apps[app_id] = listed[0]
+        valid = [
+            p
+            if p is not None
+            and p.application_id in found_apps
+            and p.signed_by(found_apps[p.application_id].token)
+            else None
+            for p in parsed
+        ]
+        chat_keys = [
+            (p.application_id, p.numbers[0]) for p in valid if p and p.kind != "Application"
+        ]
+        chats = await self.store.chats_by_number(chat_keys) if chat_keys else {}
+        message_keys = [
+            (chats[(p.application_id, p.numbers[0])].id, p.numbers[1])
+            for p in valid
+            if p and p.kind == "Message" and (p.application_id, p.numbers[0]) in chats
+        ]
+        found_messages = await self.store.messages_by_number(message_keys) if message_keys else {}
+        answers: list[Node | None] = []
+        for p in valid:
+            if p is None:
+                answers.append(None)
+                continue
+            app = found_apps[p.application_id]
+            chat = chats.get((p.application_id, p.numbers[0])) if p.numbers else None
+            message = (
+                found_messages.get((chat.id, p.numbers[1]))
+                if chat and p.kind == "Message"
+                else None
+            )
+            if p.kind == "Application":
+                answers.append((app, app))
+            elif p.kind == "Chat" and chat is not None:
+                answers.append((app, chat))
+            elif p.kind == "Message" and chat is not None and message is not None:
+                answers.append((app, (chat, message)))
+            else:
+                answers.append(None)
+        return answers
 
     # -- live ----------------------------------------------------------------------------------
 

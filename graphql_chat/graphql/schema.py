@@ -12,8 +12,9 @@ from graphql import GraphQLError, GraphQLObjectType
 from graphql.error import GraphQLSyntaxError
 from strawberry.types import ExecutionContext
 
+from graphql_chat import domain
 from graphql_chat.config import Settings
-from graphql_chat.errors import ChatError
+from graphql_chat.errors import ChatError, InvalidInput
 from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.events import SharedEvents
@@ -26,6 +27,7 @@ from graphql_chat.graphql.types import (
     Connection,
     Message,
     MessageEvent,
+    Node,
     connection,
 )
 
@@ -53,10 +55,42 @@ class Query:
         )
         return connection(page, Application.of)
 
+    @strawberry.field(
+        description="The object with this global id, or null: an id that names nothing, or "
+        "that was not made from its application's token."
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return (await _nodes(info, [id]))[0]
+
+    @strawberry.field(description="The objects with these global ids, in order (at most 100).")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > info.context.service.settings.max_page_size:
+            raise InvalidInput(
+                f"at most {info.context.service.settings.max_page_size} ids at once", "ids"
+            )
+        return await _nodes(info, ids)
+
     @strawberry.field(description="The application with this token, or null when unknown.")
     async def application(self, info: Info, token: str) -> Application | None:
         found = await info.context.service.application(token)
         return Application.of(found) if found else None
+
+
+async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    shaped: list[Node | None] = []
+    for found in await info.context.service.nodes(list(ids)):
+        if found is None:
+            shaped.append(None)
+            continue
+        app, item = found
+        if isinstance(item, domain.Application):
+            shaped.append(Application.of(item))
+        elif isinstance(item, domain.Chat):
+            shaped.append(Chat.of(item, app.token))
+        else:
+            chat, message = item
+            shaped.append(Message.of(message, (app.id, app.token), chat.number))
+    return shaped
 
 
 @strawberry.input
@@ -137,22 +171,32 @@ class Mutation:
         app_id = await service.application_id(input.application_token)
         number = await service.create_chat(input.application_token)
         return CreateChatPayload(
-            chat=Chat(number=number, messages_count=0, application_id=app_id, id=None)
+            chat=Chat(
+                number=number,
+                messages_count=0,
+                application_id=app_id,
+                db_id=None,
+                token=input.application_token,
+            )
         )
 
     @strawberry.mutation(description="Create a message; returns its number in the chat.")
     async def create_message(self, info: Info, input: CreateMessageInput) -> CreateMessagePayload:
-        created = await info.context.service.create_message(
+        service = info.context.service
+        created = await service.create_message(
             input.application_token, input.chat_number, input.body
         )
-        return CreateMessagePayload(message=Message.of(created))
+        owner = (await service.application_id(input.application_token), input.application_token)
+        return CreateMessagePayload(message=Message.of(created, owner, input.chat_number))
 
     @strawberry.mutation(description="Replace a message's body; the last accepted update wins.")
     async def update_message(self, info: Info, input: UpdateMessageInput) -> UpdateMessagePayload:
-        updated = await info.context.service.update_message(
+        service = info.context.service
+        updated = await service.update_message(
             input.application_token, input.chat_number, input.number, input.body
         )
-        return UpdateMessagePayload(message=Message.of(updated))
+        owner = (await service.application_id(input.application_token), input.application_token)
+        return UpdateMessagePayload(message=Message.of(updated, owner, input.chat_number))
 
 
 @strawberry.type
@@ -173,6 +217,8 @@ class Subscription:
         events = await context.service.message_events(
             application_token, chat_number, after_number, context.slow
         )
+        # Every subscriber of a chat gave its application's token: one owner for the views.
+        owner = (await context.service.application_id(application_token), application_token)
         async with aclosing(events):
             async for event in events:
                 context.fresh()
@@ -180,7 +226,12 @@ class Subscription:
                     message = event.item
                     event.view = MessageEvent(
                         kind=event.kind,
-                        message=Message(number=message.number, body=message.body),
+                        message=Message(
+                            number=message.number,
+                            body=message.body,
+                            owner=owner,
+                            chat_number=chat_number,
+                        ),
                         shared=event.shared,
                     )
                 yield event.view
@@ -202,7 +253,8 @@ class Subscription:
                             number=chat.number,
                             messages_count=0,
                             application_id=chat.application_id,
-                            id=chat.chat_id,
+                            db_id=chat.chat_id,
+                            token=application_token,
                         ),
                         shared=event.shared,
                     )

@@ -58,37 +58,70 @@ def connection(page: Page[T], shape: Callable[[T], N], total: int | None = None)
     )
 
 
+@strawberry.interface(
+    description="An object with a global id, to refetch with `node(id:)`. An id is signed "
+    "with its application's token: it does not reveal the token, and only someone who had "
+    "the token can have made it."
+)
+class Node:
+    @strawberry.field(description="The object's global id (opaque).")
+    def id(self) -> strawberry.ID:
+        raise NotImplementedError
+
+
+# Where a message or chat belongs: (application id, application token).
+Owner = tuple[int, str]
+
+
 @strawberry.type(description="A message of a chat; numbers start at 1 in each chat.")
-class Message:
+class Message(Node):
     number: int
     body: str
+    owner: strawberry.Private[Owner]
+    chat_number: strawberry.Private[int]
 
     @classmethod
-    def of(cls, message: domain.Message) -> Message:
-        return cls(number=message.number, body=message.body)
+    def of(cls, message: domain.Message, owner: Owner, chat_number: int) -> Message:
+        return cls(number=message.number, body=message.body, owner=owner, chat_number=chat_number)
+
+    @strawberry.field(description="The message's global id (opaque).")
+    def id(self) -> strawberry.ID:
+        app_id, token = self.owner
+        return strawberry.ID(
+            domain.global_id("Message", app_id, token, self.chat_number, self.number)
+        )
 
 
 @strawberry.type(description="A chat of an application; numbers start at 1 in each application.")
-class Chat:
+class Chat(Node):
     number: int
     messages_count: int
     application_id: strawberry.Private[int]
-    id: strawberry.Private[int | None]
+    db_id: strawberry.Private[int | None]
+    token: strawberry.Private[str]
 
     @classmethod
-    def of(cls, chat: domain.Chat) -> Chat:
+    def of(cls, chat: domain.Chat, token: str) -> Chat:
         return cls(
             number=chat.number,
             messages_count=chat.messages_count,
             application_id=chat.application_id,
-            id=chat.id,
+            db_id=chat.id,
+            token=token,
         )
 
+    @strawberry.field(description="The chat's global id (opaque).")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(domain.global_id("Chat", self.application_id, self.token, self.number))
+
+    def _message(self, message: domain.Message) -> Message:
+        return Message.of(message, (self.application_id, self.token), self.number)
+
     async def _chat_id(self, info: Info) -> int | None:
-        if self.id is None:
+        if self.db_id is None:
             stored = await info.context.chats.load((self.application_id, self.number))
-            self.id = stored.id if stored else None
-        return self.id
+            self.db_id = stored.id if stored else None
+        return self.db_id
 
     @strawberry.field(
         description="Messages in ascending number order: `first` after `after`, or the "
@@ -105,10 +138,10 @@ class Chat:
         request = info.context.service.page_request("message", PAGING, first, after, last, before)
         chat_id = await self._chat_id(info)
         if chat_id is None:
-            return connection(Page[domain.Message]([], [], False), Message.of, 0)
+            return connection(Page[domain.Message]([], [], False), self._message, 0)
         key = (chat_id, request.size, request.key, request.backward)
         page = await info.context.message_pages.load(key)
-        return connection(page, Message.of, self.messages_count)
+        return connection(page, self._message, self.messages_count)
 
     @strawberry.field(description="The message with this number, or null.")
     async def message(self, info: Info, number: int) -> Message | None:
@@ -116,7 +149,7 @@ class Chat:
         if chat_id is None:
             return None
         found = await info.context.messages.load((chat_id, number))
-        return Message.of(found) if found else None
+        return self._message(found) if found else None
 
     @strawberry.field(
         description="Messages containing every white-space separated term of `query` "
@@ -130,17 +163,17 @@ class Chat:
         terms = service.search_terms(query)
         chat_id = await self._chat_id(info)
         if chat_id is None:
-            return connection(Page[domain.Message]([], [], False), Message.of)
+            return connection(Page[domain.Message]([], [], False), self._message)
         page = await info.context.search_pages.load((chat_id, terms, request.size, request.key))
-        return connection(page, Message.of)
+        return connection(page, self._message)
 
 
 @strawberry.type(description="An application: the owner of chats, addressed by its token.")
-class Application:
+class Application(Node):
     token: str
     name: str
     chats_count: int
-    id: strawberry.Private[int]
+    db_id: strawberry.Private[int]
 
     @classmethod
     def of(cls, application: domain.Application) -> Application:
@@ -148,8 +181,15 @@ class Application:
             token=application.token,
             name=application.name,
             chats_count=application.chats_count,
-            id=application.id,
+            db_id=application.id,
         )
+
+    @strawberry.field(description="The application's global id (opaque).")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(domain.global_id("Application", self.db_id, self.token))
+
+    def _chat(self, chat: domain.Chat) -> Chat:
+        return Chat.of(chat, self.token)
 
     @strawberry.field(
         description="Chats in ascending number order: `first` after `after`, or the `last` "
@@ -164,14 +204,14 @@ class Application:
         before: str | None = None,
     ) -> Connection[Chat]:
         request = info.context.service.page_request("chat", PAGING, first, after, last, before)
-        key = (self.id, request.size, request.key, request.backward)
+        key = (self.db_id, request.size, request.key, request.backward)
         page = await info.context.chat_pages.load(key)
-        return connection(page, Chat.of, self.chats_count)
+        return connection(page, self._chat, self.chats_count)
 
     @strawberry.field(description="The chat with this number, or null.")
     async def chat(self, info: Info, number: int) -> Chat | None:
-        found = await info.context.chats.load((self.id, number))
-        return Chat.of(found) if found else None
+        found = await info.context.chats.load((self.db_id, number))
+        return self._chat(found) if found else None
 
 
 strawberry.enum(EventKind, description="What happened to the object.")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from typing import Any
 
 import httpx
@@ -399,3 +402,102 @@ async def test_the_typed_client_scrolls_back(gql: GraphQLChatClient) -> None:
     older = await gql.newest_messages(token, 1, last=2, before=page.page_info.start_cursor)
     assert older.application and older.application.chat
     assert [m.number for m in older.application.chat.messages.nodes] == [2, 3]
+
+
+NODE = """query($id: ID!) { node(id: $id) {
+  __typename id
+  ... on Application { name }
+  ... on Chat { number messagesCount }
+  ... on Message { number body }
+} }"""
+
+
+async def test_objects_are_refetched_by_their_global_id(http: httpx.AsyncClient) -> None:
+    token = (await http.post("/api/v1/applications", json={"name": "relay"})).json()["token"]
+    created = await _post(
+        http,
+        "mutation($t: String!) { createChat(input: {applicationToken: $t}) { chat { id } } }",
+        {"t": token},
+    )
+    sent = await _post(
+        http,
+        "mutation($t: String!) { createMessage(input: {applicationToken: $t, chatNumber: 1, "
+        'body: "hi"}) { message { id } } }',
+        {"t": token},
+    )
+    listed = await _post(
+        http,
+        "query($t: String!) { application(token: $t) { id chat(number: 1) { id "
+        "messages { nodes { id } } } } }",
+        {"t": token},
+    )
+    app = listed["data"]["application"]
+    chat_id, message_id = app["chat"]["id"], app["chat"]["messages"]["nodes"][0]["id"]
+    assert created["data"]["createChat"]["chat"]["id"] == chat_id
+    assert sent["data"]["createMessage"]["message"]["id"] == message_id
+    expected = [
+        {"__typename": "Application", "id": app["id"], "name": "relay"},
+        {"__typename": "Chat", "id": chat_id, "number": 1, "messagesCount": 1},
+        {"__typename": "Message", "id": message_id, "number": 1, "body": "hi"},
+    ]
+    for node_id, node in zip((app["id"], chat_id, message_id), expected, strict=True):
+        assert (await _post(http, NODE, {"id": node_id}))["data"]["node"] == node
+        assert token not in base64.urlsafe_b64decode(node_id + "==").decode()
+    many = await _post(
+        http,
+        "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }",
+        {"ids": [message_id, "nope", chat_id]},
+    )
+    assert many["data"]["nodes"] == [
+        {"__typename": "Message", "id": message_id},
+        None,
+        {"__typename": "Chat", "id": chat_id},
+    ]
+
+
+async def test_an_id_not_made_from_the_application_s_token_names_nothing(
+    http: httpx.AsyncClient,
+) -> None:
+    """Another application's objects cannot be reached by editing an id, or by signing one
+    with one's own token."""
+    victim = (await http.post("/api/v1/applications", json={"name": "victim"})).json()["token"]
+    await http.post(f"/api/v1/applications/{victim}/chats", json={})
+    await http.post(f"/api/v1/applications/{victim}/chats/1/messages", json={"body": "secret"})
+    mine = (await http.post("/api/v1/applications", json={"name": "me"})).json()["token"]
+    await http.post(f"/api/v1/applications/{mine}/chats", json={})
+    await http.post(f"/api/v1/applications/{mine}/chats/1/messages", json={"body": "mine"})
+    listed = await _post(
+        http,
+        "query($t: String!) { application(token: $t) { id chat(number: 1) { "
+        "messages { nodes { id } } } } }",
+        {"t": mine},
+    )
+    my_message = listed["data"]["application"]["chat"]["messages"]["nodes"][0]["id"]
+    raw = base64.urlsafe_b64decode(my_message + "==").decode()
+    kind, app_id, chat, number, mac = raw.split(":")
+    victim_app = await _post(
+        http, "query($t: String!) { application(token: $t) { id } }", {"t": victim}
+    )
+    victim_app_id = (
+        base64.urlsafe_b64decode(victim_app["data"]["application"]["id"] + "==")
+        .decode()
+        .split(":")[1]
+    )
+    payload = f"{kind}:{victim_app_id}:{chat}:{number}"
+    my_mac = hmac.new(mine.encode(), payload.encode(), hashlib.sha256).hexdigest()[:32]
+    forged = [
+        # my signature on the victim's application id
+        f"{kind}:{victim_app_id}:{chat}:{number}:{mac}",
+        # my message's id with another number
+        f"{kind}:{app_id}:{chat}:{int(number) + 1}:{mac}",
+        # signed with my token, for the victim's message
+        f"{payload}:{my_mac}",
+    ]
+    for value in forged:
+        encoded = base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+        answer = await _post(http, NODE, {"id": encoded})
+        assert answer == {"data": {"node": None}}, value
+    too_many = await _post(
+        http, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["x"] * 101}
+    )
+    assert too_many["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

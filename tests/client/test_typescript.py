@@ -65,7 +65,13 @@ def test_the_frontend_type_checks_against_the_schema() -> None:
     ("change", "expected"),
     [
         # A message number that becomes a string: the frontend's arithmetic no longer fits.
-        (("type Message {\n  number: Int!", "type Message {\n  number: String!"), "TS2345"),
+        (
+            (
+                "  id: ID!\n  number: Int!\n  body: String!",
+                "  id: ID!\n  number: String!\n  body: String!",
+            ),
+            "TS2345",
+        ),
         # A create that may return no message: the frontend reads it unguarded.
         (
             (
