@@ -84,6 +84,10 @@ def _page_request(request: Request, kind: CursorKind, backward: bool = True) -> 
 _FORWARD, _BACKWARD = ("limit", "cursor"), ("last", "before")
 
 
+def request_backward(request: Request) -> bool:
+    return any(name in request.query_params for name in _BACKWARD)
+
+
 def _list(request: Request, page: Page[Any], shape: Any, backward: bool = True) -> JSONResponse:
     """The page, with `Link` headers to the next page and (where the list goes backward) the
     previous one."""
@@ -95,7 +99,9 @@ def _list(request: Request, page: Page[Any], shape: Any, backward: bool = True) 
             limit=size, cursor=page.end_cursor
         )
         links.append(f'<{url}>; rel="next"')
-    if backward and page.has_previous and page.start_cursor:
+    # Forward pages link forward only, as they always have: a client that follows the one link
+    # it is given keeps working. Pages asked for backward link both ways.
+    if backward and request_backward(request) and page.has_previous and page.start_cursor:
         url = request.url.remove_query_params(_FORWARD).include_query_params(
             last=size, before=page.start_cursor
         )

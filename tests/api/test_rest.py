@@ -78,7 +78,7 @@ async def test_lists_are_paginated_with_a_link_header(http: httpx.AsyncClient) -
         seen += [m["number"] for m in page]
         links = response.links
         url = links["next"]["url"] if "next" in links else None
-        assert ("prev" in links) == (len(seen) > len(page))
+        assert set(links) <= {"next"}  # a forward page links forward only
     assert seen == list(range(1, 8))
 
     found = await http.get(f"{base}/search", params={"q": "text", "limit": 5})
@@ -125,14 +125,11 @@ async def test_the_newest_page_and_links_both_ways(http: httpx.AsyncClient) -> N
     assert set(links) == {"prev", "next"}
     assert [m["number"] for m in (await http.get(links["prev"]["url"])).json()] == [1]
     assert [m["number"] for m in (await http.get(links["next"]["url"])).json()] == [5, 6, 7]
-    # Forward pages link back too.
+    # A forward page links forward only (clients that follow the one link keep working).
     first = await http.get(base, params={"limit": 2})
-    second = await http.get(
-        httpx.Response(200, headers={"link": first.headers["link"]}).links["next"]["url"]
-    )
+    second = await http.get(first.links["next"]["url"])
     assert [m["number"] for m in second.json()] == [3, 4]
-    back = httpx.Response(200, headers={"link": second.headers["link"]}).links["prev"]["url"]
-    assert [m["number"] for m in (await http.get(back)).json()] == [1, 2]
+    assert set(second.links) == {"next"}
     # Both ways at once, a bad `last`, and search going backward are refused.
     for params in ({"limit": 2, "last": 2}, {"last": "0"}, {"last": "x"}):
         refused = await http.get(base, params=params)

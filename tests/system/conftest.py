@@ -207,8 +207,7 @@ async def all_messages(http: httpx.AsyncClient, api: str, token: str, chat: int)
     while url:
         response = await http.get(url)
         found.update({m["number"]: m["body"] for m in response.json()})
-        link = response.headers.get("link")
-        url = link[1 : link.index(">")] if link else None
+        url = response.links["next"]["url"] if "next" in response.links else None
     return found
 
 

@@ -146,8 +146,7 @@ async def _pages(http: httpx.AsyncClient, url: str) -> list[dict[str, int]]:
         response = await http.get(next_url)
         assert response.status_code == 200, response.text
         found += response.json()
-        link = response.headers.get("link")
-        next_url = link[1 : link.index(">")] if link else None
+        next_url = response.links["next"]["url"] if "next" in response.links else None
     return found
 
 
