@@ -74,6 +74,17 @@ def _fresh(services: dict[str, str]) -> dict[str, str]:
     return environment
 
 
+def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A `graphql-chat worker` process on the run's environment, logging to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "graphql_chat", "worker"],
+        cwd=ROOT,
+        env={**os.environ, **environment},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 def _remove(environment: dict[str, str]) -> None:
     """Drop what the run created: its database, queues, index and keys."""
     url = make_url(environment["DATABASE_URL"])
@@ -208,15 +219,7 @@ def main() -> None:
         processes.append(api)
         trees = {api.pid: "API processes"}
         for i in range(2):
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "graphql_chat", "worker"],
-                    cwd=ROOT,
-                    env={**os.environ, **environment},
-                    stdout=(workdir / f"worker{i}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            processes.append(start_worker(environment, workdir / f"worker{i}.log"))
             trees[processes[-1].pid] = "workers"
         floor_process, floor_url = _serve(
             ["bench.baselines:bare_strawberry", "--workers", "2"], {}, workdir / "floor.log"

@@ -37,7 +37,7 @@ import httpx
 import orjson
 
 from bench import cpu
-from bench.distributed import _fresh, _remove, _services
+from bench.distributed import _fresh, _remove, _services, start_worker
 from bench.load import ROOT, _free_port
 
 CLIENT_PROCESSES = 2
@@ -236,15 +236,7 @@ def main() -> None:
             apis.append(url)
             trees[process.pid] = "API processes"
         for i in range(2):
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "graphql_chat", "worker"],
-                    cwd=ROOT,
-                    env={**os.environ, **environment},
-                    stdout=(workdir / f"worker{i}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            processes.append(start_worker(environment, workdir / f"worker{i}.log"))
             trees[processes[-1].pid] = "workers"
         time.sleep(3)
         for _ in range(100):  # numbering opens once recovery saw the fresh queue drained

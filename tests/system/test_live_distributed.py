@@ -28,6 +28,20 @@ async def _subscribers(cluster: Cluster, token: str) -> list[Collector]:
     return collectors
 
 
+async def _each_got_once(
+    collectors: list[Collector], acknowledged: set[int], within: float
+) -> None:
+    """Every subscriber got each acknowledged message's CREATED once, and nothing else."""
+    for collector in collectors:
+        await collector.until(len(acknowledged), within=within)
+    await asyncio.sleep(1)  # nothing more may come
+    for collector in collectors:
+        created = collector.created()
+        assert len(created) == len(set(created)), "a message was sent twice"
+        assert set(created) == acknowledged
+        await collector.close()
+
+
 def _updated(collector: Collector) -> Callable[[], bool]:
     return lambda: ("UPDATED", 7, "edited") in collector.events
 
@@ -75,15 +89,7 @@ async def test_a_worker_killed_mid_stream_repeats_nothing_and_loses_nothing(
         writing = asyncio.ensure_future(_creates(http, cluster, token, 600))
         await asyncio.sleep(0.5)
         cluster.workers[0].kill()  # its unacknowledged batches are redelivered
-        acknowledged = await writing
-        for collector in collectors:
-            await collector.until(len(acknowledged), within=90)
-        await asyncio.sleep(1)
-        for collector in collectors:
-            created = collector.created()
-            assert len(created) == len(set(created)), "a message was sent twice"
-            assert set(created) == acknowledged
-            await collector.close()
+        await _each_got_once(collectors, await writing, within=90)
 
 
 async def test_a_cut_feed_connection_is_caught_up_from_the_store(cluster: Cluster) -> None:
@@ -99,15 +105,7 @@ async def test_a_cut_feed_connection_is_caught_up_from_the_store(cluster: Cluste
                 # Every subscriber connection of Redis is cut, ours among others': pub/sub
                 # keeps nothing for them, so what was published meanwhile is gone.
                 await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
-            acknowledged = await writing
-            for collector in collectors:
-                await collector.until(len(acknowledged), within=60)
-            await asyncio.sleep(1)
-            for collector in collectors:
-                created = collector.created()
-                assert len(created) == len(set(created)), "a message was sent twice"
-                assert set(created) == acknowledged
-                await collector.close()
+            await _each_got_once(collectors, await writing, within=60)
     finally:
         await redis.aclose()
 
