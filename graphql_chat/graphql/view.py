@@ -3,7 +3,8 @@ the GraphQL-over-HTTP media types."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ def wants_graphql_response(accept: str) -> bool:
 class _TextFrames(ASGIWebSocketAdapter):
     """The graphql-ws protocols speak in text frames: a browser hands a binary one to the
     client as a Blob, which it cannot parse."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        """Only JSON objects are protocol messages: anything else closes the connection with
+        4400, as malformed JSON does (the handler would fail on it otherwise)."""
+        async with aclosing(super().iter_json(ignore_parsing_errors=ignore_parsing_errors)) as it:
+            async for message in it:
+                if not isinstance(message, dict):
+                    await self.ws.close(4400, "a message must be a JSON object")
+                    return
+                yield message
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         try:

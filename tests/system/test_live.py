@@ -275,3 +275,40 @@ async def test_the_typed_client_follows_a_chat(server: Server) -> None:
                     break
             await events.aclose()  # type: ignore[attr-defined]
     assert received == [(EventKind.CREATED, "stored first"), (EventKind.CREATED, "sent live")]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"\xff\xfe not text", "{not json", "[1, 2]", '"a string"', '{"type": 7}', '{"no": "type"}'],
+)
+async def test_malformed_frames_close_only_their_own_connection(
+    server: Server, frame: bytes | str
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await new_chat(http, server.url)
+        bystander = await LiveClient.open(server.url)
+        await bystander.messages(token, 1)
+        hostile = await LiveClient.open(server.url)
+        await hostile.connection.send(frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            await hostile.receive(within=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        await _post(http, server.url, token, "still served")
+        event = await bystander.receive()
+        assert event["payload"]["data"]["messageEvents"]["message"]["body"] == "still served"
+        await bystander.close()
+
+
+async def test_a_subscription_reaches_only_the_chats_of_its_token(server: Server) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        victim = await new_chat(http, server.url)
+        attacker = await new_chat(http, server.url)
+        client = await LiveClient.open(server.url)
+        await client.messages(attacker, 1, after=0)
+        watching = Collector(client)
+        await _post(http, server.url, victim, "secret")
+        await _post(http, server.url, attacker, "mine")
+        await watching.until(1)
+        await asyncio.sleep(0.3)
+        assert watching.events == [("CREATED", 1, "mine")]
+        await watching.close()
