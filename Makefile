@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test services bench bench-distributed bench-live lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
+.PHONY: run test services bench bench-distributed bench-live bench-live-floor lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,10 @@ $(BIN)/subscribers: bench/subscribers/main.go bench/subscribers/go.mod $(BIN)/.i
 
 bench-live: $(BIN)/.installed $(BIN)/vegeta $(BIN)/subscribers services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.live
+
+# The floor under bench-live: a bare ASGI process that only sends the frames (no engines).
+bench-live-floor: $(BIN)/.installed $(BIN)/vegeta $(BIN)/subscribers
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m bench.live_floor
 
 clean:
 	rm -rf $(VENV) $(CODEGEN_VENV) build *.egg-info

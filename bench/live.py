@@ -183,6 +183,7 @@ def _fan_out(
     per_chat: int,
     rate: float,
     duration: float,
+    server: str = "API processes",
 ) -> tuple[str, ...]:
     subscribers.records()  # forget what came before
     for process in subscribers.processes:
@@ -206,7 +207,7 @@ def _fan_out(
         f"{_percentile(creates, 50):.0f} / {_percentile(creates, 99):.0f}",
         f"{_percentile(from_response, 50):.0f} / {_percentile(from_response, 99):.0f}",
         f"{_percentile(from_sent, 50):.0f} / {_percentile(from_sent, 99):.0f}",
-        f"{used.get('API processes', 0) / max(delivered, 1) * 1e6:.0f}",
+        f"{used.get(server, 0) / max(delivered, 1) * 1e6:.0f}",
         ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items() if seconds >= 0.5),
     )
 
