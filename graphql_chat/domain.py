@@ -7,11 +7,46 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias
 
 from graphql_chat.errors import InvalidInput
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# A time the answer at hand does not know (an update's create, a search hit indexed before
+# messages carried times): the store does.
+UNKNOWN_TIME = _EPOCH
+
+
+def instant(micros: int) -> datetime:
+    """A time in microseconds since the Unix epoch as a UTC datetime (exact: no float)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def micros(at: datetime) -> int:
+    """The inverse of `instant`."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def iso(at: datetime) -> str:
+    """A UTC time as ISO 8601 (RFC 3339) to the microsecond, fixed width: what the APIs say."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of `iso`; any RFC 3339 time with a zone."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("a time needs a zone (Z for UTC)")
+    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +63,18 @@ class Chat:
     application_id: int
     number: int
     messages_count: int
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """`created_at`: when its create was accepted; `updated_at`: when the write whose body
+    it holds was accepted (its create's time until an update is stored)."""
+
     number: int
     body: str
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +82,15 @@ class ChatCreated:
     """Chat `chat_number` of application `application_id` was accepted.
 
     `epoch` is the numbering epoch the number was drawn in (0: embedded, or from a publisher
-    older than epochs); workers refuse draws of an epoch that has been retired.
+    older than epochs); workers refuse draws of an epoch that has been retired. `at` is when
+    it was accepted, in microseconds since the Unix epoch (0 from a publisher older than
+    times: the store then takes its own clock).
     """
 
     application_id: int
     chat_number: int
     epoch: int = 0
+    at: int = 0
     kind: Literal["chat"] = "chat"
 
 
@@ -59,7 +103,8 @@ class MessageWritten:
     `MessageWritten`; whichever arrives first inserts the row. `created` marks the create:
     its revision identifies the draw that took the number, so a create for a number that
     already holds a message from another draw is refused instead of overwriting it.
-    `epoch` is the numbering epoch of the draw, as for `ChatCreated`.
+    `epoch` is the numbering epoch of the draw and `at` when it was accepted, as for
+    `ChatCreated`.
     """
 
     application_id: int
@@ -69,6 +114,7 @@ class MessageWritten:
     revision: int
     epoch: int = 0
     created: bool = False
+    at: int = 0
     kind: Literal["message"] = "message"
 
 

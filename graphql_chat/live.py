@@ -329,7 +329,10 @@ class Hub:
                 return []
             found = (await store.list_messages([chat_id], after, limit))[chat_id]
             # A read has no revision: 0 lets any update told later through.
-            return [IndexedMessage(chat_id, m.number, m.body, 0) for m in found]
+            return [
+                IndexedMessage(chat_id, m.number, m.body, 0, m.created_at, m.updated_at)
+                for m in found
+            ]
 
         return _Source(top, read, _message_revision)
 
@@ -343,7 +346,7 @@ class Hub:
             if limit <= 0:
                 return []
             found = (await store.list_chats([application_id], after, limit))[application_id]
-            return [StoredChat(c.application_id, c.number, c.id) for c in found]
+            return [StoredChat(c.application_id, c.number, c.id, c.created_at) for c in found]
 
         return _Source(top, read, lambda _: 0)
 

@@ -22,6 +22,8 @@ class IndexedMessage:
     number: int
     body: str
     revision: int
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class StoredChat:
     application_id: int
     number: int
     chat_id: int
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +146,14 @@ class Numbering:
 
 @dataclass(frozen=True, slots=True)
 class Drawn:
-    """A number handed out, with the revision ordering its write and the epoch it belongs to."""
+    """A number handed out, with the revision ordering its write, the epoch it belongs to,
+    and when it was handed out (microseconds since the Unix epoch, never less than an
+    earlier draw's of the same application: times and numbers agree)."""
 
     number: int
     revision: int
     epoch: int
+    at: int
 
 
 class TokenClash(Exception):

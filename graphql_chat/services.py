@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from graphql_chat.config import Settings
 from graphql_chat.domain import (
+    UNKNOWN_TIME,
     Application,
     Chat,
     ChatCreated,
@@ -23,6 +25,7 @@ from graphql_chat.domain import (
     clean_token,
     decode_cursor,
     encode_cursor,
+    instant,
     new_token,
     page_size,
     parse_global_id,
@@ -55,8 +58,8 @@ T = TypeVar("T")
 Node = tuple[Application, Application | Chat | tuple[Chat, Message]]
 
 _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
-_CHAT_WAIT = 5.0  # seconds a subscription waits for a queued chat to be stored
-_CHAT_WAITERS = 256  # subscriptions of one process waiting so at once
+_STORED_WAIT = 5.0  # seconds a subscription waits for a queued chat to be stored
+_WAITERS = 256  # subscriptions of one process waiting so at once
 _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to learn its fate
 
 
@@ -76,6 +79,14 @@ class Page(Generic[T]):
     @property
     def end_cursor(self) -> str | None:
         return self.cursors[-1] if self.cursors else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewChat:
+    """A chat accepted: its number, and when."""
+
+    number: int
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +145,7 @@ class ChatService:
         self.search_index = search
         self._tokens: dict[str, int] = {}
         self._chat_ids: dict[tuple[int, int], int] = {}
-        self._chat_waits = 0  # subscriptions waiting for their chat to be stored
+        self._waits = 0  # subscriptions waiting for their chat to be stored
 
     def page_request(
         self,
@@ -246,11 +257,11 @@ class ChatService:
 
     # -- chats ---------------------------------------------------------------------------------
 
-    async def create_chat(self, token: str) -> int:
+    async def create_chat(self, token: str) -> NewChat:
         app_id = await self.application_id(token)
         drawn = await self.numbers.next_chat(app_id)
-        await self._accept(ChatCreated(app_id, drawn.number, drawn.epoch), drawn)
-        return drawn.number
+        await self._accept(ChatCreated(app_id, drawn.number, drawn.epoch, drawn.at), drawn)
+        return NewChat(drawn.number, instant(drawn.at))
 
     async def _accept(self, event: Event, drawn: Drawn) -> None:
         """Make the write durable, then acknowledge it only if its numbering epoch is still
@@ -333,10 +344,18 @@ class ChatService:
         app_id = await self.application_id(token)
         drawn = await self.numbers.draw_message(app_id, number_in)
         event = MessageWritten(
-            app_id, number_in, drawn.number, body, drawn.revision, drawn.epoch, created=True
+            app_id,
+            number_in,
+            drawn.number,
+            body,
+            drawn.revision,
+            drawn.epoch,
+            created=True,
+            at=drawn.at,
         )
         await self._accept(event, drawn)
-        return Message(number=drawn.number, body=body)
+        at = instant(drawn.at)
+        return Message(number=drawn.number, body=body, created_at=at, updated_at=at)
 
     async def update_message(
         self, token: str, chat_number: object, number: object, body: object
@@ -346,9 +365,32 @@ class ChatService:
         body = clean_body(body, self.settings.max_body_length)
         app_id = await self.application_id(token)
         drawn = await self.numbers.revise_message(app_id, chat_in, number_in)
-        event = MessageWritten(app_id, chat_in, number_in, body, drawn.revision, drawn.epoch)
+        event = MessageWritten(
+            app_id, chat_in, number_in, body, drawn.revision, drawn.epoch, at=drawn.at
+        )
         await self._accept(event, drawn)
-        return Message(number=number_in, body=body)
+        # When its create was accepted is the store's to say (`message_created_at`).
+        return Message(
+            number=number_in, body=body, created_at=UNKNOWN_TIME, updated_at=instant(drawn.at)
+        )
+
+    async def message_created_at(self, token: str, chat_number: object, number: object) -> datetime:
+        """When a message's create was accepted, as stored. In the distributed mode a message
+        is acknowledged once queued, so one just created is waited for a little (`NotFound`
+        then; `Unavailable` while the store is)."""
+        chat_in = parse_number(chat_number, "chat number")
+        number_in = parse_number(number, "message number")
+
+        async def read() -> datetime:
+            chat_id = await self.chat_id(token, chat_in)
+            found = (await self.store.messages_by_number([(chat_id, number_in)])).get(
+                (chat_id, number_in)
+            )
+            if found is None:
+                raise NotFound(f"message {number_in} not found in chat {chat_in}")
+            return found.created_at
+
+        return await self._stored(read)
 
     async def messages(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Message]:
         return await self.store.messages_by_number(keys)
@@ -391,6 +433,23 @@ class ChatService:
     ) -> dict[int, Page[Message]]:
         """The same search in each chat, one round trip for all (`terms` from `search_terms`)."""
         found = await self.search_index.search(chat_ids, terms, request.key, request.size + 1)
+        unknown = [
+            (chat_id, m.number)
+            for chat_id, rows in found.items()
+            for m in rows
+            if m.created_at is UNKNOWN_TIME or m.updated_at is UNKNOWN_TIME
+        ]
+        if unknown:  # indexed before messages carried times: the store has them
+            stored = await self.store.messages_by_number(unknown)
+            found = {
+                chat_id: [
+                    replace(m, created_at=s.created_at, updated_at=s.updated_at)
+                    if (s := stored.get((chat_id, m.number))) is not None
+                    else m
+                    for m in rows
+                ]
+                for chat_id, rows in found.items()
+            }
         return {
             chat_id: _page("search", rows, request, lambda m: m.number)
             for chat_id, rows in found.items()
@@ -470,25 +529,30 @@ class ChatService:
         return self.hub.chat_events(await self.application_id(token), overflow)
 
     async def _stored_chat(self, token: str, chat_number: object) -> Chat:
-        """The chat, once the store holds it. In the distributed mode a chat is acknowledged
-        once queued, so one just created is waited for a little; only so many subscriptions
-        wait at once (unknown chats asked for in bulk cost a few reads each, not more)."""
+        """The chat, once the store holds it (see `_stored`)."""
+        return await self._stored(lambda: self.require_chat(token, chat_number))
+
+    async def _stored(self, read: Callable[[], Awaitable[T]]) -> T:
+        """What `read` finds once the store holds it. In the distributed mode a write is
+        acknowledged once queued, so what was just written is waited for a little; only so
+        many reads wait at once (unknown objects asked for in bulk cost a few reads each, not
+        more)."""
         try:
-            return await self.require_chat(token, chat_number)
+            return await read()
         except NotFound:
-            if not self.settings.distributed or self._chat_waits >= _CHAT_WAITERS:
+            if not self.settings.distributed or self._waits >= _WAITERS:
                 raise
-        self._chat_waits += 1
+        self._waits += 1
         try:
-            deadline = asyncio.get_running_loop().time() + _CHAT_WAIT
+            deadline = asyncio.get_running_loop().time() + _STORED_WAIT
             delay = 0.05
             while True:
                 await asyncio.sleep(delay)
                 try:
-                    return await self.require_chat(token, chat_number)
+                    return await read()
                 except NotFound:
                     if asyncio.get_running_loop().time() + delay > deadline:
                         raise
                 delay = min(delay * 2, 1.0)
         finally:
-            self._chat_waits -= 1
+            self._waits -= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -15,11 +16,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     false,
     func,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData(
     naming_convention={
@@ -41,6 +44,28 @@ MYSQL_TABLE: dict[str, Any] = {
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Bodies up to MAX_BODY_LENGTH characters: 4 bytes each in utf8mb4 overflow TEXT's 64 KiB.
 Body = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """A UTC time to the microsecond: DATETIME(6) on MySQL, ISO text on SQLite; aware UTC
+    datetimes in Python (the columns hold UTC, without a zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
 
 applications = Table(
     "applications",
@@ -65,6 +90,7 @@ chats = Table(
     ),
     Column("number", Integer, nullable=False),
     Column("messages_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("application_id", "number"),
     **MYSQL_TABLE,
 )
@@ -78,6 +104,8 @@ messages = Table(
     Column("body", Body, nullable=False),
     Column("revision", BigInteger, nullable=False),
     Column("created_revision", BigInteger, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
     UniqueConstraint("chat_id", "number"),
     **MYSQL_TABLE,
 )

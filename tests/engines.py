@@ -8,6 +8,7 @@ Stopping and restarting the engines (the fault tests) is `tests.engine_control`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -36,8 +37,8 @@ def unique_name(prefix: str) -> str:
 
 
 @asynccontextmanager
-async def mysql_database() -> AsyncIterator[str]:
-    """A fresh, migrated MySQL database; dropped afterwards."""
+async def mysql_database(revision: str = "head") -> AsyncIterator[str]:
+    """A fresh MySQL database migrated to `revision`; dropped afterwards."""
     server = make_url(engine_url("DATABASE_URL"))
     name = unique_name("test")
     admin = create_async_engine(server, pool_pre_ping=True)
@@ -47,7 +48,7 @@ async def mysql_database() -> AsyncIterator[str]:
         )
     url = server.set(database=name).render_as_string(hide_password=False)
     try:
-        await migrations.upgrade_async(url)
+        await asyncio.to_thread(migrations.upgrade, url, revision)
         yield url
     finally:
         async with admin.begin() as conn:

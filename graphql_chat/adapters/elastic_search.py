@@ -32,14 +32,20 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
 from graphql_chat import grams as ngrams
-from graphql_chat.domain import Message
+from graphql_chat.domain import UNKNOWN_TIME, Message, instant, micros
 from graphql_chat.errors import ConfigurationError, Unavailable
 from graphql_chat.ports import IndexedMessage, Store
 
 log = logging.getLogger(__name__)
 
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 _GRAMS = {"type": "text", "analyzer": "whitespace", "norms": False}
+# Version 3 added the message's times (microseconds since the Unix epoch, only returned):
+# an index of version 2 takes them in place (documents indexed before lack them).
+_TIMES: dict[str, Any] = {
+    "created_at": {"type": "long", "index": False, "doc_values": False},
+    "updated_at": {"type": "long", "index": False, "doc_values": False},
+}
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "_meta": {"version": MAPPING_VERSION},
@@ -48,6 +54,7 @@ MAPPING: dict[str, Any] = {
         "chat_id": {"type": "long"},
         "number": {"type": "long"},
         "body": {"type": "text", "index": False},
+        **_TIMES,
         "grams3": {**_GRAMS, "index_options": "positions"},
         "grams2": {**_GRAMS, "index_options": "docs"},
         "grams1": {**_GRAMS, "index_options": "docs"},
@@ -127,7 +134,13 @@ class ElasticSearch:
             else:
                 for name, index in found.items():
                     version = index.get("mappings", {}).get("_meta", {}).get("version", 1)
-                    if version < MAPPING_VERSION:
+                    if version == 2:
+                        await self._client.indices.put_mapping(
+                            index=name,
+                            properties=_TIMES,
+                            meta={"version": MAPPING_VERSION},
+                        )
+                    elif version < MAPPING_VERSION:
                         raise ConfigurationError(
                             f"the search index {name} (behind {self.index_name}) has mapping "
                             f"version {version}, older than this release's {MAPPING_VERSION}: "
@@ -191,6 +204,8 @@ class ElasticSearch:
                     "chat_id": m.chat_id,
                     "number": m.number,
                     "body": m.body,
+                    "created_at": micros(m.created_at),
+                    "updated_at": micros(m.updated_at),
                     **grams(m.body),
                 },
             }
@@ -211,7 +226,7 @@ class ElasticSearch:
                 "query": {"bool": {"filter": [{"term": {"chat_id": chat_id}}, *common]}},
                 "sort": [{"number": "desc"}],
                 "size": limit,
-                "_source": ["number", "body"],
+                "_source": ["number", "body", "created_at", "updated_at"],
                 "track_total_hits": False,
             }
             for chat_id in wanted
@@ -233,10 +248,7 @@ class ElasticSearch:
                     results[chat_id] = []
                     continue
                 raise Unavailable(f"search failed: {response['error'].get('type', 'error')}")
-            results[chat_id] = [
-                Message(number=hit["_source"]["number"], body=hit["_source"]["body"])
-                for hit in response["hits"]["hits"]
-            ]
+            results[chat_id] = [_hit(hit["_source"]) for hit in response["hits"]["hits"]]
         return results
 
     async def ping(self) -> None:
@@ -302,6 +314,18 @@ class ElasticSearch:
         )
         for name in found:
             await self._client.indices.delete(index=name, ignore_unavailable=True)
+
+
+def _hit(source: dict[str, Any]) -> Message:
+    """A match as indexed; one indexed before messages carried times has `UNKNOWN_TIME` ones
+    (the service reads them from the store)."""
+    created, updated = source.get("created_at"), source.get("updated_at")
+    return Message(
+        number=source["number"],
+        body=source["body"],
+        created_at=UNKNOWN_TIME if created is None else instant(created),
+        updated_at=UNKNOWN_TIME if updated is None else instant(updated),
+    )
 
 
 def _status(error: dict[str, Any]) -> int:

@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, Integer, Text, bindparam, text
 
 from graphql_chat.adapters import sqlite_functions
 from graphql_chat.domain import Message
 from graphql_chat.errors import ConfigurationError
 from graphql_chat.ports import IndexedMessage, Store
+from graphql_chat.tables import Timestamp
 
 R = TypeVar("R")
 
@@ -35,9 +36,14 @@ _MATCHING = text(
     "SELECT rowid FROM message_grams WHERE message_grams MATCH :match "
     "AND rowid BETWEEN :low AND :high ORDER BY rowid DESC LIMIT :limit"
 )
-_BODIES = text(
-    "SELECT number, body FROM messages WHERE chat_id = :chat AND number IN :numbers"
-).bindparams(bindparam("numbers", expanding=True))
+_BODIES = (
+    text(
+        "SELECT number, body, created_at, updated_at FROM messages "
+        "WHERE chat_id = :chat AND number IN :numbers"
+    )
+    .bindparams(bindparam("numbers", expanding=True))
+    .columns(number=Integer(), body=Text(), created_at=Timestamp(), updated_at=Timestamp())
+)
 _VERSION = text("SELECT grams, unicode FROM message_grams_version")
 _EMPTY = text("INSERT INTO message_grams(message_grams) VALUES ('delete-all')")
 _REFILL = text(
@@ -65,11 +71,11 @@ def _search_chat(
     if not numbers:
         return []
     rows = conn.execute(_BODIES, {"chat": chat_id, "numbers": numbers})
-    bodies = {r.number: r.body for r in rows}
+    found = {r.number: r for r in rows}
     return [
-        Message(number=n, body=bodies[n])
+        Message(number=n, body=r.body, created_at=r.created_at, updated_at=r.updated_at)
         for n in numbers
-        if n in bodies and all(term in bodies[n].lower() for term in lowered)
+        if (r := found.get(n)) is not None and all(term in r.body.lower() for term in lowered)
     ]
 
 

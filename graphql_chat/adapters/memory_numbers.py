@@ -57,7 +57,7 @@ class MemoryNumbers:
         number = await self._chat_counter(application_id) + 1
         self._chats[application_id] = number
         self._messages[(application_id, number)] = 0
-        return Drawn(number, 0, _EPOCH)
+        return Drawn(number, 0, _EPOCH, self._next_revision() // 1000)
 
     async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
         if chat_number > await self._chat_counter(application_id):
@@ -65,14 +65,16 @@ class MemoryNumbers:
         key = (application_id, chat_number)
         number = await self._message_counter(*key) + 1
         self._messages[key] = number
-        return Drawn(number, self._next_revision(), _EPOCH)
+        revision = self._next_revision()
+        return Drawn(number, revision, _EPOCH, revision // 1000)
 
     async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
         if chat_number > await self._chat_counter(application_id) or number > (
             await self._message_counter(application_id, chat_number)
         ):
             raise NotFound(f"message {number} not found in chat {chat_number}")
-        return Drawn(number, self._next_revision(), _EPOCH)
+        revision = self._next_revision()
+        return Drawn(number, revision, _EPOCH, revision // 1000)
 
     async def still_open(self, epoch: int) -> bool:
         return True
@@ -90,6 +92,7 @@ class MemoryNumbers:
         pass
 
     def _next_revision(self) -> int:
-        # Nanoseconds since the epoch, strictly increasing: ordered across restarts too.
+        # Nanoseconds since the epoch, strictly increasing: ordered across restarts too, and
+        # the draws' times (in microseconds) with it.
         self._revision = max(self._revision + 1, time.time_ns())
         return self._revision

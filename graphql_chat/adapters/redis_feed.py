@@ -5,6 +5,11 @@ publishes; every API process subscribes once and fans out to its own clients. Pu
 nothing: a listener whose connection breaks is told `lost()` once it is subscribed again, and
 catches up from the store. Large commits go out in several messages, each under `_CHUNK`
 bytes of bodies, well below what Redis lets a subscriber fall behind by.
+
+A message is a JSON object: `c` (created), `u` (updated) and `r` (replayed) hold messages as
+[chat id, number, revision, body, created at, updated at], `h` chats as [application id,
+number, chat id, created at]; times in microseconds since the Unix epoch. Entries without
+times (a release before them, during an upgrade) are told with the time they arrive.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from graphql_chat.domain import instant, micros, now_micros
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Changes, IndexedMessage, Listener, StoredChat
 
@@ -33,10 +39,25 @@ def encode(changes: Changes) -> Iterator[bytes]:
     part: dict[str, list[Any]] = {}
     size = 0
     entries: list[tuple[str, list[Any], int]] = [
-        ("h", [c.application_id, c.number, c.chat_id], 0) for c in changes.chats
+        ("h", [c.application_id, c.number, c.chat_id, micros(c.created_at)], 0)
+        for c in changes.chats
     ]
     for key, messages in (("c", changes.created), ("u", changes.updated), ("r", changes.replayed)):
-        entries += [(key, [m.chat_id, m.number, m.revision, m.body], len(m.body)) for m in messages]
+        entries += [
+            (
+                key,
+                [
+                    m.chat_id,
+                    m.number,
+                    m.revision,
+                    m.body,
+                    micros(m.created_at),
+                    micros(m.updated_at),
+                ],
+                len(m.body),
+            )
+            for m in messages
+        ]
     for key, entry, weight in entries:
         if part and size + weight > _CHUNK:
             yield orjson.dumps(part)
@@ -50,14 +71,22 @@ def encode(changes: Changes) -> Iterator[bytes]:
 def decode(data: bytes) -> Changes:
     part = orjson.loads(data)
 
+    now = now_micros()
+
     def messages(key: str) -> list[IndexedMessage]:
-        return [IndexedMessage(c, n, b, r) for c, n, r, b in part.get(key, ())]
+        return [
+            IndexedMessage(c, n, b, r, instant(times[0]), instant(times[1]))
+            for c, n, r, b, *times in part.get(key, ())
+            for times in (times or [now, now],)
+        ]
 
     return Changes(
         created=messages("c"),
         updated=messages("u"),
         replayed=messages("r"),
-        chats=[StoredChat(a, n, c) for a, n, c in part.get("h", ())],
+        chats=[
+            StoredChat(a, n, c, instant(at[0] if at else now)) for a, n, c, *at in part.get("h", ())
+        ],
     )
 
 

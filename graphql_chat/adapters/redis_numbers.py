@@ -7,7 +7,9 @@ slot, so each script touches a single slot):
                                  while the recovery ID holds it (a lease that expires)
     PREFIX:{a:ID}:eE:chats       the last chat number handed out in application ID in epoch E
     PREFIX:{a:ID}:eE:c:N         the last message number handed out in its chat N in epoch E
-    PREFIX:{a:ID}:rev            the last revision handed out in the application
+    PREFIX:{a:ID}:rev            the last revision handed out in the application (Redis's
+                                 clock in microseconds, raised to stay strictly increasing):
+                                 a draw's time, so that times and numbers agree
     PREFIX:token:TOKEN           the application id of TOKEN (tokens never change)
 
 Every draw reads the epoch in the same script and answers with it; events carry it to the
@@ -75,8 +77,16 @@ if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= epoch then return {-4, 0, epoch} end
 local app = ARGV[2] .. ':e' .. epoch
 """
 
+# The application's next revision: Redis's clock in microseconds, strictly increasing.
+_REVISION = """
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local rev = math.max(tonumber(redis.call('GET', ARGV[2] .. ':rev') or '0') + 1, clock)
+redis.call('SET', ARGV[2] .. ':rev', rev)
+"""
+
 # KEYS: epoch. ARGV: seed epoch (or ""), application prefix, seed for the chats counter.
-# Returns {chat number or code, 0, epoch}. The new chat's message counter starts at 0.
+# Returns {chat number or code, time, epoch}. The new chat's message counter starts at 0.
 _DRAW_CHAT = (
     _EPOCH
     + """
@@ -84,7 +94,10 @@ if ARGV[3] ~= '' then redis.call('SET', app .. ':chats', ARGV[3], 'NX') end
 if redis.call('EXISTS', app .. ':chats') == 0 then return {-2, 0, epoch} end
 local n = redis.call('INCR', app .. ':chats')
 redis.call('SET', app .. ':c:' .. n, 0, 'NX')
-return {n, 0, epoch}
+"""
+    + _REVISION
+    + """
+return {n, rev, epoch}
 """
 )
 
@@ -107,10 +120,9 @@ if ARGV[4] == '' then n = redis.call('INCR', counter) else
   n = tonumber(ARGV[4])
   if n > tonumber(last) then return {0, 1, epoch} end
 end
-local now = redis.call('TIME')
-local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local rev = math.max(tonumber(redis.call('GET', ARGV[2] .. ':rev') or '0') + 1, clock)
-redis.call('SET', ARGV[2] .. ':rev', rev)
+"""
+    + _REVISION
+    + """
 return {n, rev, epoch}
 """
 )
@@ -198,11 +210,11 @@ class RedisNumbers:
         app = self._app(application_id)
         args: list[Any] = ["", app, ""]
         for _ in range(3):
-            number, _, epoch = await self._run(_DRAW_CHAT, args)
+            number, at, epoch = await self._run(_DRAW_CHAT, args)
             if number == _UNSEEDED_CHATS:
                 args = [epoch, app, await self._store.max_chat_number(application_id)]
             elif number > 0:
-                return Drawn(number, 0, epoch)
+                return Drawn(number, 0, epoch, int(at))
         raise Unavailable(RECOVERING_MESSAGE)
 
     async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
@@ -243,7 +255,7 @@ class RedisNumbers:
             elif number == _NO_CHAT:
                 raise NotFound(f"message {update} not found in chat {chat_number}")
             else:
-                return Drawn(int(number), int(revision), int(epoch))
+                return Drawn(int(number), int(revision), int(epoch), int(revision))
         raise Unavailable(RECOVERING_MESSAGE)
 
     async def _draws(self, draws: list[_Draw]) -> list[list[int] | BaseException]:

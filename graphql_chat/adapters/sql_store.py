@@ -38,7 +38,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from graphql_chat.adapters import sqlite_functions
-from graphql_chat.domain import Application, Chat, Event, Message, MessageWritten
+from graphql_chat.domain import (
+    Application,
+    Chat,
+    ChatCreated,
+    Event,
+    Message,
+    MessageWritten,
+    instant,
+    now_micros,
+)
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Applied, IndexedMessage, Numbering, StoredChat, TokenClash
 from graphql_chat.tables import applications, chats, messages, numbering
@@ -235,9 +244,13 @@ class SqlStore:
     ) -> dict[tuple[int, int], Message]:
         if not keys:
             return {}
-        query = select(messages.c.chat_id, messages.c.number, messages.c.body).where(
-            tuple_(messages.c.chat_id, messages.c.number).in_(keys)
-        )
+        query = select(
+            messages.c.chat_id,
+            messages.c.number,
+            messages.c.body,
+            messages.c.created_at,
+            messages.c.updated_at,
+        ).where(tuple_(messages.c.chat_id, messages.c.number).in_(keys))
         return await self.read(
             lambda conn: {(r.chat_id, r.number): _message(r) for r in conn.execute(query)}
         )
@@ -339,6 +352,8 @@ class SqlStore:
                     messages.c.number,
                     messages.c.body,
                     messages.c.revision,
+                    messages.c.created_at,
+                    messages.c.updated_at,
                 )
                 .where(messages.c.id > last_id)
                 .order_by(messages.c.id)
@@ -350,7 +365,10 @@ class SqlStore:
             if not rows:
                 return
             last_id = rows[-1].id
-            yield [IndexedMessage(r.chat_id, r.number, r.body, r.revision) for r in rows]
+            yield [
+                IndexedMessage(r.chat_id, r.number, r.body, r.revision, r.created_at, r.updated_at)
+                for r in rows
+            ]
 
     async def clock(self) -> datetime:
         """The database server's time (what `messages.changed_at` is set from)."""
@@ -424,15 +442,27 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
             set_aside.append((e, f"drawn in numbering epoch {e.epoch}, retired (now {epoch})"))
         else:
             accepted.append(e)
-    chat_keys = {(e.application_id, e.chat_number) for e in accepted}
+    # When each chat was created, as far as the batch knows: its create's time, else its first
+    # message's (a message may arrive before its chat's create, never be accepted before it).
+    now = now_micros()
+    chat_times: dict[tuple[int, int], int] = {}
+    for e in accepted:
+        key, at = (e.application_id, e.chat_number), e.at or now
+        chat_times[key] = min(chat_times.get(key, at), at)
+    chat_keys = set(chat_times)
     app_ids = sorted({app_id for app_id, _ in chat_keys})
     if locking and app_ids:
         # Serialises writers per application (in id order: no deadlocks).
         query = select(applications.c.id).where(applications.c.id.in_(app_ids))
         conn.execute(query.order_by(applications.c.id).with_for_update())
-    chat_ids, new_chats = _ensure_chats(conn, chat_keys)
+    created_chats = {
+        (e.application_id, e.chat_number): e.at or now
+        for e in accepted
+        if isinstance(e, ChatCreated)
+    }
+    chat_ids, new_chats = _ensure_chats(conn, chat_times, created_chats)
     written = _write_messages(
-        conn, chat_ids, [e for e in accepted if isinstance(e, MessageWritten)], set_aside
+        conn, chat_ids, [e for e in accepted if isinstance(e, MessageWritten)], set_aside, now
     )
     if set_aside:
         conn.execute(
@@ -446,22 +476,41 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
         created=written.created,
         updated=written.updated,
         chats=[
-            StoredChat(app_id, number, chat_ids[(app_id, number)]) for app_id, number in new_chats
+            StoredChat(app_id, number, chat_ids[(app_id, number)], instant(chat_times[key]))
+            for key in new_chats
+            for app_id, number in (key,)
         ],
     )
 
 
 def _ensure_chats(
-    conn: Connection, keys: set[tuple[int, int]]
+    conn: Connection, times: dict[tuple[int, int], int], created: dict[tuple[int, int], int]
 ) -> tuple[dict[tuple[int, int], int], list[tuple[int, int]]]:
-    """Chat ids for `keys`, inserting the chats not persisted yet (a message may come first);
-    and the keys it inserted, in order."""
-    ids = _chat_ids(conn, keys)
-    missing = sorted(keys - ids.keys())
+    """Chat ids for the keys of `times`, inserting the chats not persisted yet (a message may
+    come first) created at their time; and the keys it inserted, in order. A chat's create
+    arriving after a message inserted it (`created`: their times) sets its time."""
+    ids = _chat_ids(conn, set(times))
+    missing = sorted(times.keys() - ids.keys())
+    late = sorted(key for key in created if key in ids)
+    if late:
+        conn.execute(
+            update(chats)
+            .where(chats.c.id == bindparam("chat"), chats.c.created_at > bindparam("at"))
+            .values(created_at=bindparam("at")),
+            [{"chat": ids[key], "at": instant(created[key])} for key in late],
+        )
     if missing:
         conn.execute(
             chats.insert(),
-            [{"application_id": a, "number": n, "messages_count": 0} for a, n in missing],
+            [
+                {
+                    "application_id": a,
+                    "number": n,
+                    "messages_count": 0,
+                    "created_at": instant(times[(a, n)]),
+                }
+                for a, n in missing
+            ],
         )
         per_app = Counter(app_id for app_id, _ in missing)
         conn.execute(
@@ -495,9 +544,12 @@ def _write_messages(
     chat_ids: dict[tuple[int, int], int],
     written: list[MessageWritten],
     set_aside: list[tuple[Event, str]],
+    now: int,
 ) -> _Written:
     """Upsert by revision; a create whose number holds a message of another draw is refused
-    (appended to `set_aside`) instead of overwriting it."""
+    (appended to `set_aside`) instead of overwriting it. A message's `created_at` is its
+    create's time (an update's until a create that arrives late sets it), its `updated_at`
+    the time of the write whose body it holds."""
     if not written:
         return _Written([], [], [])
     keyed: dict[tuple[int, int], list[MessageWritten]] = {}
@@ -509,10 +561,13 @@ def _write_messages(
         messages.c.revision,
         messages.c.body,
         messages.c.created_revision,
+        messages.c.created_at,
+        messages.c.updated_at,
     ).where(tuple_(messages.c.chat_id, messages.c.number).in_(sorted(keyed)))
     rows = {(r.chat_id, r.number): r for r in conn.execute(stored_query)}
     wanted: dict[tuple[int, int], MessageWritten] = {}
-    creators: dict[tuple[int, int], int] = {}  # the draw (create revision) that owns each number
+    # The draw (create revision) that owns each number, and when it was accepted.
+    creators: dict[tuple[int, int], tuple[int, int]] = {}
     for key, found in keyed.items():
         row = rows.get(key)
         owner = row.created_revision if row is not None else None
@@ -520,16 +575,28 @@ def _write_messages(
             if e.created:
                 if owner is None:
                     owner = e.revision
+                    if row is None or row.created_revision is None:
+                        creators[key] = (e.revision, e.at or now)
                 elif owner != e.revision:
                     set_aside.append((e, f"message {e.number} already holds another draw's create"))
                     continue
             if key not in wanted or wanted[key].revision < e.revision:
                 wanted[key] = e
-        if owner is not None and (row is None or row.created_revision != owner):
-            creators[key] = owner
     stored = {key: row.revision for key, row in rows.items()}
     new = [key for key in sorted(wanted) if key not in stored]
     newer = [key for key in sorted(wanted) if key in stored and stored[key] < wanted[key].revision]
+    # Each message's times once this transaction is done.
+    times: dict[tuple[int, int], tuple[datetime, datetime]] = {
+        key: (row.created_at, row.updated_at) for key, row in rows.items()
+    }
+    for key in new:
+        at = instant(wanted[key].at or now)
+        times[key] = (instant(creators[key][1]) if key in creators else at, at)
+    for key in newer:
+        times[key] = (times[key][0], instant(wanted[key].at or now))
+    late = sorted(key for key in creators if key in rows)  # creates after an update's insert
+    for key in late:
+        times[key] = (instant(creators[key][1]), times[key][1])
     if new:
         conn.execute(
             messages.insert(),
@@ -539,7 +606,9 @@ def _write_messages(
                     "number": n,
                     "body": wanted[(c, n)].body,
                     "revision": wanted[(c, n)].revision,
-                    "created_revision": creators.pop((c, n), None),
+                    "created_revision": creators[(c, n)][0] if (c, n) in creators else None,
+                    "created_at": times[(c, n)][0],
+                    "updated_at": times[(c, n)][1],
                 }
                 for c, n in new
             ],
@@ -559,37 +628,44 @@ def _write_messages(
                 messages.c.number == bindparam("num"),
                 messages.c.revision < bindparam("rev"),
             )
-            .values(body=bindparam("new_body"), revision=bindparam("rev")),
+            .values(
+                body=bindparam("new_body"), revision=bindparam("rev"), updated_at=bindparam("at")
+            ),
             [
                 {
                     "chat": c,
                     "num": n,
                     "new_body": wanted[(c, n)].body,
                     "rev": wanted[(c, n)].revision,
+                    "at": times[(c, n)][1],
                 }
                 for c, n in newer
             ],
         )
-    if creators:  # creates arriving after an update inserted their row
+    if late:
         conn.execute(
             update(messages)
             .where(messages.c.chat_id == bindparam("chat"), messages.c.number == bindparam("num"))
-            .values(created_revision=bindparam("owner")),
-            [{"chat": c, "num": n, "owner": owner} for (c, n), owner in sorted(creators.items())],
+            .values(created_revision=bindparam("owner"), created_at=bindparam("at")),
+            [
+                {"chat": c, "num": n, "owner": creators[(c, n)][0], "at": times[(c, n)][0]}
+                for c, n in late
+            ],
         )
+
+    changed = {*new, *newer}
+
+    def now_standing(key: tuple[int, int]) -> IndexedMessage:
+        source = wanted[key] if key in changed else rows[key]
+        return IndexedMessage(key[0], key[1], source.body, source.revision, *times[key])
+
     # Every message of the batch as it now stands, written or not: a replay after a worker
     # died between the commit and the indexing must index again (external versions make a
     # repeat harmless).
-    changed = {*new, *newer}
     return _Written(
-        [
-            IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision)
-            if (c, n) in changed
-            else IndexedMessage(c, n, rows[(c, n)].body, rows[(c, n)].revision)
-            for c, n in sorted(wanted)
-        ],
-        [IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision) for c, n in new],
-        [IndexedMessage(c, n, wanted[(c, n)].body, wanted[(c, n)].revision) for c, n in newer],
+        [now_standing(key) for key in sorted(wanted)],
+        [now_standing(key) for key in new],
+        [now_standing(key) for key in newer],
     )
 
 
@@ -603,8 +679,11 @@ def _chat(row: Row[Any]) -> Chat:
         application_id=row.application_id,
         number=row.number,
         messages_count=row.messages_count,
+        created_at=row.created_at,
     )
 
 
 def _message(row: Any) -> Message:
-    return Message(number=row.number, body=row.body)
+    return Message(
+        number=row.number, body=row.body, created_at=row.created_at, updated_at=row.updated_at
+    )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from datetime import datetime
 from functools import partial
 
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.error import GraphQLSyntaxError
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graphql_chat import domain
@@ -20,6 +22,7 @@ from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.events import SharedEvents
 from graphql_chat.graphql.limits import Limits
 from graphql_chat.graphql.types import (
+    DATETIME,
     PAGING,
     Application,
     Chat,
@@ -169,11 +172,12 @@ class Mutation:
     async def create_chat(self, info: Info, input: CreateChatInput) -> CreateChatPayload:
         service = info.context.service
         app_id = await service.application_id(input.application_token)
-        number = await service.create_chat(input.application_token)
+        created = await service.create_chat(input.application_token)
         return CreateChatPayload(
             chat=Chat(
-                number=number,
+                number=created.number,
                 messages_count=0,
+                created_at=created.created_at,
                 application_id=app_id,
                 db_id=None,
                 token=input.application_token,
@@ -231,6 +235,8 @@ class Subscription:
                             body=message.body,
                             owner=owner,
                             chat_number=chat_number,
+                            created=message.created_at,
+                            updated=message.updated_at,
                         ),
                         shared=event.shared,
                     )
@@ -252,6 +258,7 @@ class Subscription:
                         chat=Chat(
                             number=chat.number,
                             messages_count=0,
+                            created_at=chat.created_at,
                             application_id=chat.application_id,
                             db_id=chat.chat_id,
                             token=application_token,
@@ -321,6 +328,7 @@ def build_schema(settings: Settings, listed: dict[str, str] | None = None) -> st
         subscription=Subscription,
         extensions=[partial(DocumentCache, documents)],
         execution_context_class=SharedEvents,
+        config=StrawberryConfig(scalar_map={datetime: DATETIME}),
     )
     documents.paged = frozenset(_paged_fields(built))
     return built

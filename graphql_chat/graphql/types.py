@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -13,6 +14,22 @@ from graphql_chat.live import EventKind
 from graphql_chat.services import Page, Paging
 
 PAGING = Paging(size="first", cursor="after", last="last", before="before")  # Relay's arguments
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("a DateTime is a string")
+    return domain.parse_iso(value)
+
+
+DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="A UTC instant, ISO 8601 (RFC 3339) to the microsecond: "
+    "2026-11-30T02:21:11.123456Z.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+    serialize=domain.iso,
+    parse_value=_parse_time,
+)
 
 N = TypeVar("N")
 T = TypeVar("T")
@@ -79,10 +96,38 @@ class Message(Node):
     body: str
     owner: strawberry.Private[Owner]
     chat_number: strawberry.Private[int]
+    created: strawberry.Private[datetime]
+    updated: strawberry.Private[datetime]
 
     @classmethod
     def of(cls, message: domain.Message, owner: Owner, chat_number: int) -> Message:
-        return cls(number=message.number, body=message.body, owner=owner, chat_number=chat_number)
+        return cls(
+            number=message.number,
+            body=message.body,
+            owner=owner,
+            chat_number=chat_number,
+            created=message.created_at,
+            updated=message.updated_at,
+        )
+
+    @strawberry.field(
+        description="When its create was accepted: times and numbers agree within a chat."
+    )
+    async def created_at(self, info: Info) -> datetime:
+        if self.created is not domain.UNKNOWN_TIME:
+            return self.created
+        # An update's answer: the store knows (waited for a little if the create is queued).
+        self.created = await info.context.service.message_created_at(
+            self.owner[1], self.chat_number, self.number
+        )
+        return self.created
+
+    @strawberry.field(
+        description="When the write whose body it holds was accepted (its create's time "
+        "until it is updated)."
+    )
+    def updated_at(self) -> datetime:
+        return self.updated
 
     @strawberry.field(description="The message's global id (opaque).")
     def id(self) -> strawberry.ID:
@@ -96,6 +141,7 @@ class Message(Node):
 class Chat(Node):
     number: int
     messages_count: int
+    created_at: datetime = strawberry.field(description="When its create was accepted.")
     application_id: strawberry.Private[int]
     db_id: strawberry.Private[int | None]
     token: strawberry.Private[str]
@@ -105,6 +151,7 @@ class Chat(Node):
         return cls(
             number=chat.number,
             messages_count=chat.messages_count,
+            created_at=chat.created_at,
             application_id=chat.application_id,
             db_id=chat.id,
             token=token,

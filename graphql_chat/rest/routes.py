@@ -13,8 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from graphql_chat.domain import Application, Chat, CursorKind, Message
-from graphql_chat.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from graphql_chat.domain import Application, Chat, CursorKind, Message, iso
+from graphql_chat.errors import (
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from graphql_chat.services import ChatService, Page, PageRequest, Paging
 from graphql_chat.web.responses import JSONResponse
 
@@ -116,11 +122,20 @@ def _application(app: Application) -> dict[str, Any]:
 
 
 def _chat(chat: Chat) -> dict[str, Any]:
-    return {"number": chat.number, "messages_count": chat.messages_count}
+    return {
+        "number": chat.number,
+        "messages_count": chat.messages_count,
+        "created_at": iso(chat.created_at),
+    }
 
 
 def _message(message: Message) -> dict[str, Any]:
-    return {"number": message.number, "body": message.body}
+    return {
+        "number": message.number,
+        "body": message.body,
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+    }
 
 
 # -- applications ------------------------------------------------------------------------------
@@ -155,8 +170,10 @@ async def update_application(request: Request) -> Response:
 
 async def create_chat(request: Request) -> Response:
     await _json_object(request, required=False)
-    number = await _service(request).create_chat(request.path_params["token"])
-    return JSONResponse({"number": number}, status_code=201)
+    created = await _service(request).create_chat(request.path_params["token"])
+    return JSONResponse(
+        {"number": created.number, "created_at": iso(created.created_at)}, status_code=201
+    )
 
 
 async def list_chats(request: Request) -> Response:
@@ -182,16 +199,28 @@ async def create_message(request: Request) -> Response:
     message = await _service(request).create_message(
         params["token"], params["chat"], data.get("body")
     )
-    return JSONResponse({"number": message.number}, status_code=201)
+    return JSONResponse(
+        {"number": message.number, "created_at": iso(message.created_at)}, status_code=201
+    )
 
 
 async def update_message(request: Request) -> Response:
     data = await _json_object(request)
     params = request.path_params
-    message = await _service(request).update_message(
+    service = _service(request)
+    message = await service.update_message(
         params["token"], params["chat"], params["number"], data.get("body")
     )
-    return JSONResponse(_message(message))
+    answer = _message(message)
+    # The update is accepted: when its create was is the store's to say, and null if it
+    # cannot yet (the create still queued, or the store unavailable).
+    try:
+        answer["created_at"] = iso(
+            await service.message_created_at(params["token"], params["chat"], message.number)
+        )
+    except (NotFound, Unavailable):
+        answer["created_at"] = None
+    return JSONResponse(answer)
 
 
 async def list_messages(request: Request) -> Response:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import re
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import event
 
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container
@@ -18,6 +23,7 @@ from graphql_chat.config import Settings
 from graphql_chat.graphql.documents import Documents
 from tests.client.graphql_chat_client import GraphQLChatClient
 from tests.client.graphql_chat_client.exceptions import GraphQLClientGraphQLMultiError
+from tests.conftest import distributed_settings
 
 
 def _codes(error: GraphQLClientGraphQLMultiError) -> list[str]:
@@ -501,3 +507,94 @@ async def test_an_id_not_made_from_the_application_s_token_names_nothing(
         http, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["x"] * 101}
     )
     assert too_many["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_times_say_when_writes_were_accepted(gql: GraphQLChatClient) -> None:
+    """`createdAt` is when the create was accepted (its response carries it, every read says
+    the same, ordering by it or by number agrees, concurrent creates included); an update
+    moves `updatedAt` only; a chat is older than its messages."""
+    before = datetime.now(UTC)
+    token = (await gql.create_application("times")).create_application.application.token
+    chat = (await gql.create_chat(token)).create_chat.chat
+    sent = await asyncio.gather(*[gql.create_message(token, 1, f"m{n}") for n in range(30)])
+    after = datetime.now(UTC)
+    created = {s.create_message.message.number: s.create_message.message for s in sent}
+    assert before <= chat.created_at <= min(m.created_at for m in created.values()) <= after
+    assert all(m.created_at == m.updated_at for m in created.values())
+
+    page = (await gql.newest_messages(token, 1, last=50)).application
+    assert page is not None and page.chat is not None
+    stored = page.chat.messages.nodes
+    assert [m.number for m in stored] == list(range(1, 31))
+    assert [(m.created_at, m.updated_at) for m in stored] == [
+        (created[m.number].created_at, created[m.number].updated_at) for m in stored
+    ]
+    assert [m.created_at for m in stored] == sorted(m.created_at for m in stored)
+
+    edited = (await gql.update_message(token, 1, 2, "edited")).update_message.message
+    assert edited.created_at == created[2].created_at  # read from the store
+    assert edited.updated_at > created[30].created_at
+    read = (await gql.message(token, 1, 2)).application
+    assert read is not None and read.chat is not None and read.chat.message is not None
+    assert (read.chat.message.created_at, read.chat.message.updated_at) == (
+        edited.created_at,
+        edited.updated_at,
+    )
+    found = (await gql.search_messages(token, 1, "edited")).application
+    assert found is not None and found.chat is not None
+    [hit] = found.chat.search_messages.nodes
+    assert (hit.created_at, hit.updated_at) == (edited.created_at, edited.updated_at)
+
+
+async def test_times_are_utc_to_the_microsecond(http: httpx.AsyncClient) -> None:
+    """The DateTime scalar's one format, in GraphQL and REST alike."""
+    token = (await http.post("/api/v1/applications", json={"name": "a"})).json()["token"]
+    rest = (await http.post(f"/api/v1/applications/{token}/chats", json={})).json()
+    answer = await http.post(
+        "/graphql",
+        json={
+            "query": "query($t: String!) { application(token: $t) { "
+            "chat(number: 1) { createdAt } } }",
+            "variables": {"t": token},
+        },
+    )
+    graphql_time = answer.json()["data"]["application"]["chat"]["createdAt"]
+    assert graphql_time == rest["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", graphql_time)
+
+
+async def test_an_update_of_a_message_still_queued_answers_its_create_time_once_stored() -> None:
+    """Distributed: a create is acknowledged once queued. An update sent before a worker
+    stored it answers the create's time anyway (read from the store once it is there, in
+    GraphQL and REST), not a guess."""
+    async with AsyncExitStack() as stack:
+        settings = await stack.enter_async_context(distributed_settings())
+        app = create_app(settings, migrate=False)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        )
+        token = (await http.post("/api/v1/applications", json={"name": "a"})).json()["token"]
+        await http.post(f"/api/v1/applications/{token}/chats", json={})
+        base = f"/api/v1/applications/{token}/chats/1/messages"
+        sent = (await http.post(base, json={"body": "first"})).json()  # queued, no worker yet
+        update = (
+            "mutation($t: String!) { updateMessage(input: {applicationToken: $t, chatNumber: 1, "
+            'number: 1, body: "edited"}) { message { createdAt updatedAt } } }'
+        )
+        graphql = asyncio.create_task(
+            http.post("/graphql", json={"query": update, "variables": {"t": token}})
+        )
+        rest = asyncio.create_task(http.put(f"{base}/1", json={"body": "again"}))
+        await asyncio.sleep(0.5)
+        assert not graphql.done() and not rest.done()  # waiting for the store
+        container: Container = app.state.container
+        worker = Consumer(settings.rabbitmq_url or "", container.writer, settings.queue_name)
+        task = asyncio.create_task(worker.run())
+        try:
+            answer = (await asyncio.wait_for(graphql, 10)).json()
+            assert answer["data"]["updateMessage"]["message"]["createdAt"] == sent["created_at"]
+            assert (await asyncio.wait_for(rest, 10)).json()["created_at"] == sent["created_at"]
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 30)

@@ -38,7 +38,7 @@ async def test_a_create_confirmed_before_the_drain_is_acknowledged_after_recover
         try:
             service = container.service
             token = (await service.create_application("app")).token
-            assert await service.create_chat(token) == 1
+            assert (await service.create_chat(token)).number == 1
             assert (await service.create_message(token, 1, "before")).number == 1
             loss = _LossAfterConfirm(service.pipeline, redis, settings.redis_key_prefix)
             service.pipeline = loss  # type: ignore[assignment]

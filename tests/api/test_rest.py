@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import httpx
 
 JSON = {"content-type": "application/json", "cache-control": "no-cache"}
+TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def _seed(answer: Any, *times: str) -> Any:
+    """The answer as the seed shows it: its time keys (ours, recent, in the one format) taken
+    off each object."""
+    if isinstance(answer, list):
+        return [_seed(item, *times) for item in answer]
+    for key in times:
+        value = answer.pop(key)
+        assert TIME.fullmatch(value), value
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        assert abs(datetime.now(UTC) - at) < timedelta(minutes=1)
+    return answer
 
 
 async def _app(http: httpx.AsyncClient, name: str = "app1") -> str:
@@ -32,26 +50,28 @@ async def test_the_seed_walkthrough(http: httpx.AsyncClient) -> None:
     assert {"name": "new name for app1", "token": token, "chats_count": 0} in listed.json()
 
     chat = await http.post(f"/api/v1/applications/{token}/chats", headers=JSON)
-    assert chat.json() == {"number": 1}
-    assert (await http.get(f"/api/v1/applications/{token}/chats", headers=JSON)).json() == [
-        {"number": 1, "messages_count": 0}
-    ]
-    assert (await http.get(f"/api/v1/applications/{token}/chats/1")).json() == {
+    assert _seed(chat.json(), "created_at") == {"number": 1}
+    chats = (await http.get(f"/api/v1/applications/{token}/chats", headers=JSON)).json()
+    assert _seed(chats, "created_at") == [{"number": 1, "messages_count": 0}]
+    assert _seed(
+        (await http.get(f"/api/v1/applications/{token}/chats/1")).json(), "created_at"
+    ) == {
         "number": 1,
         "messages_count": 0,
     }
 
     base = f"/api/v1/applications/{token}/chats/1/messages"
     message = await http.post(base, json={"body": "message 1 for chat 1 in app 1"}, headers=JSON)
-    assert message.json() == {"number": 1}
+    assert _seed(message.json(), "created_at") == {"number": 1}
     new_body = "new body :) message 1 for chat 1 in app 1"
     updated = await http.put(f"{base}/1", json={"body": new_body}, headers=JSON)
-    assert updated.json() == {"number": 1, "body": new_body}
-    assert (await http.get(base)).json() == [{"number": 1, "body": new_body}]
-    assert (await http.get(f"{base}/1")).json() == {"number": 1, "body": new_body}
+    both = ("created_at", "updated_at")
+    assert _seed(updated.json(), *both) == {"number": 1, "body": new_body}
+    assert _seed((await http.get(base)).json(), *both) == [{"number": 1, "body": new_body}]
+    assert _seed((await http.get(f"{base}/1")).json(), *both) == {"number": 1, "body": new_body}
     found = await http.post(f"{base}/search", json={"body": "message 1"}, headers=JSON)
-    assert found.json() == [{"number": 1, "body": new_body}]
-    assert (await http.get(f"{base}/search", params={"q": "NEW BODY"})).json() == [
+    assert _seed(found.json(), *both) == [{"number": 1, "body": new_body}]
+    assert _seed((await http.get(f"{base}/search", params={"q": "NEW BODY"})).json(), *both) == [
         {"number": 1, "body": new_body}
     ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -52,8 +53,18 @@ async def feed(request: pytest.FixtureRequest) -> AsyncIterator[Feed]:
     await adapter.close()
 
 
+AT = datetime(2026, 11, 30, 2, 21, 11, 123456, tzinfo=UTC)
+
+
 def _message(number: int, body: str = "hello") -> IndexedMessage:
-    return IndexedMessage(chat_id=3, number=number, body=body, revision=number)
+    return IndexedMessage(
+        chat_id=3,
+        number=number,
+        body=body,
+        revision=number,
+        created_at=AT,
+        updated_at=AT + timedelta(microseconds=number),
+    )
 
 
 async def test_every_listener_hears_every_change_in_order_and_whole(feed: Feed) -> None:
@@ -66,7 +77,7 @@ async def test_every_listener_hears_every_change_in_order_and_whole(feed: Feed) 
             created=[_message(1), _message(2, 'ünïcødé \U0001f600 "quoted"\n')],
             updated=[_message(1, "edited")],
             replayed=[_message(0)],
-            chats=[StoredChat(application_id=9, number=4, chat_id=3)],
+            chats=[StoredChat(application_id=9, number=4, chat_id=3, created_at=AT)],
         )
     )
     for n in range(3, 50):
@@ -78,7 +89,8 @@ async def test_every_listener_hears_every_change_in_order_and_whole(feed: Feed) 
         assert first.created[1].body == 'ünïcødé \U0001f600 "quoted"\n'
         assert [m.body for m in first.updated] == ["edited"]
         assert [m.number for m in first.replayed] == [0]
-        assert first.chats == [StoredChat(application_id=9, number=4, chat_id=3)]
+        assert first.chats == [StoredChat(application_id=9, number=4, chat_id=3, created_at=AT)]
+        assert first.created == [_message(1), _message(2, 'ünïcødé \U0001f600 "quoted"\n')]
 
 
 async def test_a_large_commit_arrives_whole(feed: Feed) -> None:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, MessageWritten, new_token
+from graphql_chat.domain import ChatCreated, MessageWritten, new_token, now_micros
 from graphql_chat.errors import NotFound, Unavailable
 from graphql_chat.ports import Numbers
 from tests.engines import engine_url, unique_name
@@ -249,3 +249,28 @@ async def test_concurrent_draws_each_get_their_own_answer(
         for c in (1, 2, 3)
     }
     assert drawn == {1: list(range(1, 101)), 2: list(range(6, 106)), 3: list(range(1, 101))}
+
+
+async def test_draw_times_agree_with_numbers_and_the_clock(
+    store: SqlStore, numbers: Numbers
+) -> None:
+    """Each draw says when it was made: within the clock's reach, and in an application never
+    earlier than a draw before it, so that ordering a chat's messages by time or by number
+    gives one order (concurrent draws included)."""
+    app = (await store.insert_application(new_token(), "a")).id
+    before = now_micros() - 1_000_000  # Redis's clock and this one, a second apart at most
+    chats = await asyncio.gather(*[numbers.next_chat(app) for _ in range(20)])
+    messages = await asyncio.gather(*[numbers.draw_message(app, 1 + i % 4) for i in range(200)])
+    after = now_micros() + 1_000_000
+    for drawn in (*chats, *messages):
+        assert before <= drawn.at <= after
+    by_number = sorted(chats, key=lambda d: d.number)
+    assert [d.at for d in by_number] == sorted(d.at for d in chats)
+    for chat in range(1, 5):
+        mine = sorted(
+            (d for i, d in enumerate(messages) if 1 + i % 4 == chat), key=lambda d: d.number
+        )
+        assert [d.at for d in mine] == sorted(d.at for d in mine)
+        assert min(d.at for d in mine) >= by_number[chat - 1].at  # the chat came first
+    revised = await numbers.revise_message(app, 1, 1)
+    assert revised.at >= max(d.at for d in messages)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
+from graphql_chat.domain import UNKNOWN_TIME, ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.ports import IndexedMessage, Search
 from graphql_chat.writer import Writer
 from tests.engines import engine_url, unique_name
@@ -125,7 +126,8 @@ async def test_processes_starting_together_share_one_index(store: SqlStore) -> N
     try:
         await asyncio.gather(*[a.start() for a in adapters])
         for adapter in adapters:
-            await adapter.index([IndexedMessage(1, 1, "hello", 1)])  # raises if not ready
+            at = datetime.now(UTC)
+            await adapter.index([IndexedMessage(1, 1, "hello", 1, at, at)])  # raises if not ready
     finally:
         await adapters[0].drop()
         for adapter in adapters:
@@ -328,3 +330,49 @@ async def test_reindexing_a_live_system_answers_throughout_and_loses_no_write(
     assert len((await search.search([chat], ["during"], None, 500))[chat]) == 200
     assert len((await search.search([chat], ["edited"], None, 500))[chat]) == 200
     assert len((await search.search([chat], ["before"], None, 5000))[chat]) == 2800
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_an_index_of_mapping_2_takes_the_times_in_place(store: SqlStore) -> None:
+    """An index made before messages carried times is upgraded at start, without a rebuild:
+    documents indexed before answer with times unknown (the service reads them from the
+    store), documents indexed after with their own."""
+    from elasticsearch import AsyncElasticsearch
+
+    from graphql_chat.adapters import elastic_search
+
+    alias = unique_name("test")
+    raw = AsyncElasticsearch(engine_url("ELASTICSEARCH_URL"))
+    mapping_2 = dict(elastic_search.MAPPING)
+    mapping_2["_meta"] = {"version": 2}
+    mapping_2["properties"] = {
+        name: field
+        for name, field in elastic_search.MAPPING["properties"].items()
+        if name not in ("created_at", "updated_at")
+    }
+    await raw.indices.create(
+        index=f"{alias}-v2",
+        mappings=mapping_2,
+        settings=elastic_search.SETTINGS,
+        aliases={alias: {}},
+    )
+    old = {"chat_id": 7, "number": 1, "body": "hello old", **elastic_search.grams("hello old")}
+    await raw.index(index=alias, id="7:1", document=old, version=1, version_type="external")
+    search = ElasticSearch(engine_url("ELASTICSEARCH_URL"), alias)
+    try:
+        await search.start()
+        at = datetime(2026, 11, 30, 2, 21, 11, 123456, tzinfo=UTC)
+        await search.index([IndexedMessage(7, 2, "hello new", 2, at, at + timedelta(seconds=1))])
+        await search.refresh()
+        found = (await search.search([7], ["hello"], None, 10))[7]
+        assert [(m.number, m.created_at, m.updated_at) for m in found] == [
+            (2, at, at + timedelta(seconds=1)),
+            (1, UNKNOWN_TIME, UNKNOWN_TIME),
+        ]
+        mappings = await raw.indices.get_mapping(index=alias)
+        [current] = mappings.body.values()
+        assert current["mappings"]["_meta"]["version"] == elastic_search.MAPPING_VERSION
+    finally:
+        await search.drop()
+        await search.close()
+        await raw.close()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, micros, new_token, now_micros
 from graphql_chat.ports import TokenClash
 
 
@@ -238,3 +238,64 @@ async def test_a_page_of_many_parents_reads_only_its_rows(store: SqlStore) -> No
         returned, read = await store.read(rows_read(after))
         assert returned == (5 if after else 15)
         assert read < 100, f"{read} rows read for a page of {returned}"
+
+
+T0 = 1_764_469_271_000_000  # 2025-11-30T02:21:11Z, in microseconds
+
+
+async def _message_times(store: SqlStore, app: int, number: int = 1) -> tuple[int, int]:
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    found = (await store.messages_by_number([(chat.id, number)]))[(chat.id, number)]
+    return micros(found.created_at), micros(found.updated_at)
+
+
+async def test_times_are_the_acceptance_times_the_events_carry(store: SqlStore) -> None:
+    """A chat's and a message's times are those of their accepted writes, to the
+    microsecond, whatever order the writes arrive in; a replay changes none."""
+    app = await _app(store)
+    chat = ChatCreated(app, 1, at=T0)
+    create = MessageWritten(app, 1, 1, "first", 10, created=True, at=T0 + 5)
+    edit = MessageWritten(app, 1, 1, "edited", 11, at=T0 + 9)
+    applied = await store.apply([chat, create])
+    assert [micros(c.created_at) for c in applied.chats] == [T0]
+    assert [(micros(m.created_at), micros(m.updated_at)) for m in applied.created] == [
+        (T0 + 5, T0 + 5)
+    ]
+    applied = await store.apply([edit])
+    assert [(micros(m.created_at), micros(m.updated_at)) for m in applied.updated] == [
+        (T0 + 5, T0 + 9)
+    ]
+    await store.apply([create, edit, chat])  # a replay
+    assert await _message_times(store, app) == (T0 + 5, T0 + 9)
+    listed = (await store.list_chats([app], None, 10))[app]
+    assert [micros(c.created_at) for c in listed] == [T0]
+
+    # Out of order: the update and a message first, their chat's and message's creates later.
+    other = await _app(store)
+    late_edit = MessageWritten(other, 1, 1, "edited", 21, at=T0 + 30)
+    await store.apply([late_edit])
+    assert await _message_times(store, other) == (T0 + 30, T0 + 30)  # all it knows yet
+    applied = await store.apply(
+        [
+            ChatCreated(other, 1, at=T0 + 10),
+            MessageWritten(other, 1, 1, "x", 20, created=True, at=T0 + 20),
+        ]
+    )
+    assert await _message_times(store, other) == (T0 + 20, T0 + 30)
+    assert [(m.body, micros(m.updated_at)) for m in applied.indexed] == [("edited", T0 + 30)]
+    chat_row = (await store.chats_by_number([(other, 1)]))[(other, 1)]
+    assert micros(chat_row.created_at) == T0 + 10
+    await store.apply([ChatCreated(other, 1, at=T0 + 10)])  # replayed: no change
+    assert micros((await store.chats_by_number([(other, 1)]))[(other, 1)].created_at) == T0 + 10
+
+
+async def test_writes_without_a_time_take_the_stores_clock(store: SqlStore) -> None:
+    """Events of a publisher older than times (`at` 0) are stored at the time of the commit."""
+    app = await _app(store)
+    before = now_micros()
+    await store.apply([ChatCreated(app, 1), MessageWritten(app, 1, 1, "old", 5, created=True)])
+    after = now_micros()
+    created, updated = await _message_times(store, app)
+    assert before <= created == updated <= after
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    assert before <= micros(chat.created_at) <= after

@@ -4,14 +4,17 @@ interfaces call them, without HTTP or GraphQL in between."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 import pytest
 
 from graphql_chat.bootstrap import running
 from graphql_chat.config import Settings
+from graphql_chat.domain import UNKNOWN_TIME, Message
 from graphql_chat.errors import InvalidInput, NotFound
-from graphql_chat.services import ChatService, Paging
+from graphql_chat.ports import Search
+from graphql_chat.services import ChatService, PageRequest, Paging
 
 NAMES = Paging(size="size", cursor="cursor")
 
@@ -26,7 +29,7 @@ async def test_an_application_its_chats_and_messages(service: ChatService) -> No
     app = await service.create_application("inbox")
     assert (await service.require_application(app.token)).name == "inbox"
     chats = await asyncio.gather(*[service.create_chat(app.token) for _ in range(3)])
-    assert sorted(chats) == [1, 2, 3]
+    assert sorted(c.number for c in chats) == [1, 2, 3]
     created = await asyncio.gather(
         *[service.create_message(app.token, 2, f"hello {n}") for n in range(5)]
     )
@@ -105,3 +108,36 @@ async def test_unknown_things_are_not_found(service: ChatService) -> None:
         await service.create_message(app.token, 9, "no such chat")
     with pytest.raises(InvalidInput):
         await service.create_message(app.token, 1, "")
+
+
+class _IndexedBeforeTimes:
+    """A search index whose documents predate times: it knows numbers and bodies only."""
+
+    def __init__(self, search: Search) -> None:
+        self.search_index = search
+
+    async def search(
+        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+    ) -> dict[int, list[Message]]:
+        found = await self.search_index.search(chat_ids, terms, before, limit)
+        return {
+            chat_id: [replace(m, created_at=UNKNOWN_TIME, updated_at=UNKNOWN_TIME) for m in rows]
+            for chat_id, rows in found.items()
+        }
+
+
+async def test_search_hits_indexed_before_times_get_them_from_the_store(
+    service: ChatService,
+) -> None:
+    app = await service.create_application("a")
+    await service.create_chat(app.token)
+    sent = [await service.create_message(app.token, 1, f"hello {n}") for n in range(3)]
+    edited = await service.update_message(app.token, 1, 2, "hello edited")
+    service.search_index = _IndexedBeforeTimes(service.search_index)  # type: ignore[assignment]
+    chat_id = await service.chat_id(app.token, 1)
+    page = await service.search(chat_id, "hello", PageRequest(10, None))
+    assert [(m.number, m.created_at, m.updated_at) for m in page.items] == [
+        (3, sent[2].created_at, sent[2].updated_at),
+        (2, sent[1].created_at, edited.updated_at),
+        (1, sent[0].created_at, sent[0].updated_at),
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from graphql_chat.errors import SlowConsumer
 from graphql_chat.live import EventKind, Hub
 from graphql_chat.ports import Changes, IndexedMessage
 
-CHAT = Chat(id=7, application_id=1, number=1, messages_count=0)
+AT = datetime(2026, 11, 30, tzinfo=UTC)
+CHAT = Chat(id=7, application_id=1, number=1, messages_count=0, created_at=AT)
 GAP = 0.05
 
 
@@ -37,11 +39,11 @@ class _Store:
         self.reads += 1
         await asyncio.sleep(0)  # a real read yields to the loop
         numbers = sorted(n for n in self.bodies if n > (after or 0))[:limit]
-        return {chat_ids[0]: [Message(n, self.bodies[n]) for n in numbers]}
+        return {chat_ids[0]: [Message(n, self.bodies[n], AT, AT) for n in numbers]}
 
 
 def _message(number: int, revision: int = 1, body: str | None = None) -> IndexedMessage:
-    return IndexedMessage(CHAT.id, number, body or f"m{number}", revision)
+    return IndexedMessage(CHAT.id, number, body or f"m{number}", revision, AT, AT)
 
 
 class _Client:

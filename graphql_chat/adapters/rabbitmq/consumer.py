@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -35,7 +36,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.adapters.rabbitmq.wire import decode_events, encode, event_to_dict
-from graphql_chat.domain import Event
+from graphql_chat.domain import UNKNOWN_TIME, Event, instant, micros
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import IndexedMessage, Stopped, WriteSide
 
@@ -290,7 +291,10 @@ class Consumer:
     async def _park(self, changed: Sequence[IndexedMessage]) -> None:
         """Search is unavailable: the stored messages wait in the search queue, which the
         second consumer indexes once search answers again."""
-        payload = [[m.chat_id, m.number, m.body, m.revision] for m in changed]
+        payload = [
+            [m.chat_id, m.number, m.body, m.revision, micros(m.created_at), micros(m.updated_at)]
+            for m in changed
+        ]
         await self._publish(queues.search(self._queue_name), {"messages": payload})
 
     async def _publish(self, routing_key: str, payload: dict[str, Any]) -> None:
@@ -300,7 +304,11 @@ class Consumer:
     async def _reindex(self, message: AbstractIncomingMessage) -> None:
         try:
             rows = orjson.loads(message.body)["messages"]
-            changed = [IndexedMessage(int(c), int(n), str(b), int(r)) for c, n, b, r in rows]
+            # Rows of a release before times have none: the store has them for searches.
+            changed = [
+                IndexedMessage(int(c), int(n), str(b), int(r), *_times(times))
+                for c, n, b, r, *times in rows
+            ]
         except (ValueError, KeyError, TypeError):
             log.error("dead-lettering undecodable search message %r", message.body[:200])
             await message.reject(requeue=False)
@@ -315,3 +323,9 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         await message.nack(requeue=True)
+
+
+def _times(times: list[object]) -> tuple[datetime, datetime]:
+    if len(times) != 2:
+        return UNKNOWN_TIME, UNKNOWN_TIME
+    return instant(int(str(times[0]))), instant(int(str(times[1])))

@@ -3,12 +3,13 @@
 A message is `{"events": [...]}`; an event is an object with short keys (messages are what
 the broker stores and replicates, so every byte is paid for several times):
 
-    {"kind": "chat", "a": application id, "c": chat number, "e": numbering epoch}
+    {"kind": "chat", "a": application id, "c": chat number, "e": numbering epoch,
+     "t": accepted at (microseconds since the Unix epoch)}
     {"kind": "message", "a": ..., "c": ..., "n": message number, "b": body, "r": revision,
-     "e": epoch, "new": true for a create}
+     "e": epoch, "new": true for a create, "t": accepted at}
 
-A message holding a single event object (older publishers) and events without `e` (before
-numbering epochs: epoch 0) are read too.
+A message holding a single event object (older publishers), events without `e` (before
+numbering epochs: epoch 0) and without `t` (before times: 0, the store's clock) are read too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, ChatCreated):
-        return {"kind": "chat", "a": event.application_id, "c": event.chat_number, "e": event.epoch}
+        return {
+            "kind": "chat",
+            "a": event.application_id,
+            "c": event.chat_number,
+            "e": event.epoch,
+            "t": event.at,
+        }
     return {
         "kind": "message",
         "a": event.application_id,
@@ -37,14 +44,16 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "r": event.revision,
         "e": event.epoch,
         "new": event.created,
+        "t": event.at,
     }
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """The inverse of `event_to_dict`; events without an epoch (older publishers) get 0."""
     epoch = int(data.get("e", 0))
+    at = int(data.get("t", 0))
     if data["kind"] == "chat":
-        return ChatCreated(int(data["a"]), int(data["c"]), epoch)
+        return ChatCreated(int(data["a"]), int(data["c"]), epoch, at)
     if data["kind"] == "message":
         return MessageWritten(
             int(data["a"]),
@@ -54,6 +63,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             int(data["r"]),
             epoch,
             bool(data.get("new", False)),
+            at,
         )
     raise ValueError(f"unknown event kind {data['kind']!r}")
 

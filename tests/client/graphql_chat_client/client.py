@@ -79,6 +79,7 @@ class GraphQLChatClient(AsyncBaseClient):
                 chat {
                   number
                   messagesCount
+                  createdAt
                 }
               }
             }
@@ -99,6 +100,8 @@ class GraphQLChatClient(AsyncBaseClient):
                 message {
                   number
                   body
+                  createdAt
+                  updatedAt
                 }
               }
             }
@@ -121,6 +124,8 @@ class GraphQLChatClient(AsyncBaseClient):
                 message {
                   number
                   body
+                  createdAt
+                  updatedAt
                 }
               }
             }
@@ -247,6 +252,8 @@ class GraphQLChatClient(AsyncBaseClient):
                   message(number: $number) {
                     number
                     body
+                    createdAt
+                    updatedAt
                   }
                 }
               }
@@ -276,6 +283,8 @@ class GraphQLChatClient(AsyncBaseClient):
                     nodes {
                       number
                       body
+                      createdAt
+                      updatedAt
                     }
                     pageInfo {
                       hasNextPage
@@ -313,6 +322,8 @@ class GraphQLChatClient(AsyncBaseClient):
                 message {
                   number
                   body
+                  createdAt
+                  updatedAt
                 }
               }
             }
@@ -331,6 +342,7 @@ class GraphQLChatClient(AsyncBaseClient):
                 chat {
                   number
                   messagesCount
+                  createdAt
                 }
               }
             }
@@ -358,6 +370,8 @@ class GraphQLChatClient(AsyncBaseClient):
                     nodes {
                       number
                       body
+                      createdAt
+                      updatedAt
                     }
                     pageInfo {
                       hasPreviousPage

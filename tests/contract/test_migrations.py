@@ -1,0 +1,76 @@
+"""Upgrading a database that holds rows, on both engines: what each migration gives them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from graphql_chat import migrations
+from graphql_chat.adapters.sql_store import SqlStore
+from tests.engines import mysql_database
+
+# Revisions were clock readings: microseconds from Redis, nanoseconds in the embedded mode.
+AT = datetime(2026, 11, 29, 23, 26, 1, 123456, tzinfo=UTC)
+US = (AT - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+async def at_0004(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database at the release before times."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        await asyncio.to_thread(migrations.upgrade, url, "0004")
+        yield url
+        return
+    async with mysql_database("0004") as url:
+        yield url
+
+
+async def test_rows_written_before_times_get_them_from_their_revisions(at_0004: str) -> None:
+    rows: list[dict[str, int | None]] = [
+        # A create and a later update, revisions in microseconds (Redis).
+        {"n": 1, "rev": US + 5_000_000, "created": US},
+        # Nanoseconds (embedded), never updated.
+        {"n": 2, "rev": (US + 1) * 1000, "created": (US + 1) * 1000},
+        # An update stored before its create arrived: no creating draw known.
+        {"n": 3, "rev": US + 7, "created": None},
+    ]
+
+    def write(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO applications(id, token, name) VALUES (1, 't', 'a')"))
+        conn.execute(
+            text("INSERT INTO chats(id, application_id, number) VALUES (7, 1, 1), (8, 1, 2)")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages(chat_id, number, body, revision, created_revision) "
+                "VALUES (7, :n, 'b', :rev, :created)"
+            ),
+            rows,
+        )
+
+    old = SqlStore(at_0004, "NORMAL")  # its connections know the SQLite index's functions
+    await old.start()
+    await old.write(write)
+    await old.close()
+    await asyncio.to_thread(migrations.upgrade, at_0004)
+
+    store = SqlStore(at_0004, "NORMAL")
+    await store.start()
+    try:
+        found = await store.messages_by_number([(7, 1), (7, 2), (7, 3)])
+        micro = timedelta(microseconds=1)
+        assert (found[(7, 1)].created_at, found[(7, 1)].updated_at) == (AT, AT + 5_000_000 * micro)
+        assert (found[(7, 2)].created_at, found[(7, 2)].updated_at) == (AT + micro, AT + micro)
+        assert (found[(7, 3)].created_at, found[(7, 3)].updated_at) == (AT + 7 * micro,) * 2
+        chats = await store.chats_by_number([(1, 1), (1, 2)])
+        assert chats[(1, 1)].created_at == AT  # its first message's time
+        # No message to tell by: the time of the upgrade.
+        assert abs(chats[(1, 2)].created_at - datetime.now(UTC)) < timedelta(minutes=1)
+    finally:
+        await store.close()
