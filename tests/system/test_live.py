@@ -264,10 +264,13 @@ async def test_the_typed_client_follows_a_chat(server: Server) -> None:
             http_client=http,  # type: ignore[arg-type]
         )
         received = []
+        times = []
         async with asyncio.timeout(20):
             events = typed.message_events(token, 1, after=0)
             async for event in events:
-                received.append((event.message_events.kind, event.message_events.message.body))
+                message = event.message_events.message
+                received.append((event.message_events.kind, message.body))
+                times.append((message.created_at, message.updated_at))
                 if len(received) == 1:
                     created = await typed.create_message(token, 1, "sent live")
                     assert created.create_message.message.number == 2
@@ -275,6 +278,9 @@ async def test_the_typed_client_follows_a_chat(server: Server) -> None:
                     break
             await events.aclose()  # type: ignore[attr-defined]
     assert received == [(EventKind.CREATED, "stored first"), (EventKind.CREATED, "sent live")]
+    # Replayed or live, an event says when its message was accepted, as the create did.
+    sent_at = created.create_message.message.created_at
+    assert times[0][0] == times[0][1] < times[1][0] == times[1][1] == sent_at
 
 
 @pytest.mark.parametrize(

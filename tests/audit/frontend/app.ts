@@ -22,7 +22,7 @@ const apollo = new ApolloClient({
 export async function openChat(token: string, chat: number): Promise<number> {
   const { data } = await apollo.query({ query: ChatPageDocument, variables: { token, chat } });
   const page = data?.application?.chat?.messages;
-  const shown: { number: number; body: string }[] = page?.nodes ?? [];
+  const shown: { number: number; body: string; createdAt: string }[] = page?.nodes ?? [];
   // Follow from the highest number on screen: nothing missed, nothing twice.
   return shown.reduce((top, message) => Math.max(top, message.number), 0);
 }
@@ -38,17 +38,23 @@ export async function scrollBack(
     variables: { token, chat, before },
   });
   const page = data?.application?.chat?.messages;
-  const shown = (page?.nodes ?? []).map((message) => `${message.number}: ${message.body}`);
+  const shown = (page?.nodes ?? []).map(
+    (message) => `${new Date(message.createdAt).toLocaleTimeString()} ${message.number}: ${message.body}`,
+  );
   return { shown, next: page?.pageInfo.hasPreviousPage ? (page.pageInfo.startCursor ?? null) : null };
 }
 
-export async function send(token: string, chat: number, body: string): Promise<number> {
+export async function send(
+  token: string,
+  chat: number,
+  body: string,
+): Promise<{ number: number; sentAt: Date }> {
   for (let attempt = 0; ; attempt++) {
     try {
       const { data } = await apollo.mutate({ mutation: SendDocument, variables: { token, chat, body } });
-      const number: number | undefined = data?.createMessage.message.number;
-      if (number === undefined) throw new Error("no number");
-      return number;
+      const message = data?.createMessage.message;
+      if (message === undefined) throw new Error("no message");
+      return { number: message.number, sentAt: new Date(message.createdAt) };
     } catch (error) {
       if (attempt === 2) throw error;
     }
@@ -59,7 +65,7 @@ export function follow(
   token: string,
   chat: number,
   after: number,
-  show: (kind: EventKind, number: number, body: string) => void,
+  show: (kind: EventKind, number: number, body: string, at: Date) => void,
 ): () => void {
   const ws = createClient({ url: "ws://localhost:3000/graphql" });
   return ws.subscribe<FollowSubscription>(
@@ -69,7 +75,7 @@ export function follow(
         if (!data) return;
         const { kind, message } = data.messageEvents;
         const seen: EventKind = kind === "CREATED" ? "CREATED" : "UPDATED";
-        show(seen, message.number, message.body);
+        show(seen, message.number, message.body, new Date(message.updatedAt));
       },
       error: () => undefined,
       complete: () => undefined,
