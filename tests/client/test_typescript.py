@@ -87,8 +87,8 @@ def test_the_frontend_type_checks_against_the_schema() -> None:
         # A message whose time may be missing: the frontend makes a Date of it unguarded.
         (
             (
-                "within a chat.\"\"\"\n  createdAt: DateTime!",
-                "within a chat.\"\"\"\n  createdAt: DateTime",
+                'within a chat."""\n  createdAt: DateTime!',
+                'within a chat."""\n  createdAt: DateTime',
             ),
             "TS2769",
         ),
