@@ -40,7 +40,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 def _floor_app() -> Callable[..., Awaitable[None]]:
     numbers: dict[int, int] = defaultdict(int)
-    followers: dict[int, dict[int, tuple[bytes, Send]]] = defaultdict(dict)
+    followers: dict[int, dict[int, tuple[str, Send]]] = defaultdict(dict)
 
     async def created(chat: int, number: int) -> None:
         payload = orjson.dumps(
@@ -88,8 +88,9 @@ def _floor_app() -> Callable[..., Awaitable[None]]:
                     prefix = '{"id":' + orjson.dumps(message["id"]).decode() + ',"type":"next"'
                     prefix += ',"payload":'
                     followers[chat][id(send)] = (prefix, send)
-                    first = {"data": {"messageEvents": {"kind": "CREATED", "message": {}}}}
-                    first["data"]["messageEvents"]["message"]["number"] = 0
+                    first = {
+                        "data": {"messageEvents": {"kind": "CREATED", "message": {"number": 0}}}
+                    }
                     await send(
                         {
                             "type": "websocket.send",

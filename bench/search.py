@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,9 @@ async def _load(search: Search, store: SqlStore | None, corpus: Corpus) -> float
             await store.apply(batch)
     else:
         indexed: list[IndexedMessage] = []
+        at = datetime.now(UTC)
         for chat, number, body in corpus.bodies():
-            indexed.append(IndexedMessage(chat, number, body, number))
+            indexed.append(IndexedMessage(chat, number, body, number, at, at))
             if len(indexed) == LOAD_BATCH:
                 await search.index(indexed)
                 indexed = []
