@@ -78,6 +78,47 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """An idempotency key's claim on a create: the client's key (hashed: any text a client
+    sends becomes 32 hex characters) and what the create asks for (hashed too), so that a
+    retry is told apart from a different create under the same key. It holds for `window`
+    seconds from its draw."""
+
+    key: str
+    fingerprint: str
+    window: int
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+def claim(key: object, window: int, *meaning: object) -> Claim:
+    """The claim of a create with this idempotency key, for `window` seconds; `meaning` is
+    what the create asks for. InvalidInput when the key is not 1 to 255 printable
+    characters. A key in the quotes of a structured header string ("..."), as the IETF
+    draft sends it, is the same key without them."""
+    if not isinstance(key, str):
+        raise InvalidInput("idempotencyKey must be a string", "idempotencyKey")
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH or not key.isprintable():
+        raise InvalidInput(
+            f"idempotencyKey must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable characters",
+            "idempotencyKey",
+        )
+    _unicode(key, "idempotencyKey")
+    return Claim(_digest(key), _digest(*meaning), window)
+
+
+def _digest(*parts: object) -> str:
+    hashed = hashlib.sha256()
+    for part in parts:
+        data = str(part).encode("utf-8")
+        hashed.update(len(data).to_bytes(8, "big") + data)
+    return hashed.hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
 class ChatCreated:
     """Chat `chat_number` of application `application_id` was accepted.
 
@@ -91,6 +132,7 @@ class ChatCreated:
     chat_number: int
     epoch: int = 0
     at: int = 0
+    claim: Claim | None = None  # its idempotency key: stored with it, kept for the window
     kind: Literal["chat"] = "chat"
 
 
@@ -115,6 +157,7 @@ class MessageWritten:
     epoch: int = 0
     created: bool = False
     at: int = 0
+    claim: Claim | None = None  # a create's idempotency key, as for `ChatCreated`
     kind: Literal["message"] = "message"
 
 

@@ -9,6 +9,7 @@
     ├── Forbidden         a wrong credential, or a disabled one   (REST 403, FORBIDDEN)
     ├── TooLarge          request body over the configured limit  (REST 413, BAD_USER_INPUT)
     ├── Conflict          the write collides with another one     (REST 409, CONFLICT)
+    │   └── KeyReused     an idempotency key sent with another create
     ├── Unavailable       a dependency failed; retry later        (REST 503, UNAVAILABLE)
     │   └── OutcomeUnknown    the write may have been stored      (REST 503, UNAVAILABLE)
     ├── SlowConsumer      a subscriber fell too far behind        (SLOW_CONSUMER)
@@ -73,6 +74,16 @@ class Forbidden(ChatError):
 class Conflict(ChatError):
     code = "CONFLICT"
     status = 409
+
+
+class KeyReused(Conflict):
+    """An idempotency key sent again with another create (another chat or body)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this idempotency key was used for another create (another chat or body) "
+            "within its window"
+        )
 
 
 class Unavailable(ChatError):

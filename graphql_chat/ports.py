@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from graphql_chat.domain import Application, Chat, Event, Message
+from graphql_chat.domain import Application, Chat, Claim, Event, Message
 from graphql_chat.errors import ChatError, Conflict
 
 
@@ -154,6 +154,26 @@ class Drawn:
     revision: int
     epoch: int
     at: int
+    # Under an idempotency key already claimed: the draw that claimed it (`replayed`), which
+    # the store is known to hold (`durable`) or which is submitted again (a no-op if it is).
+    replayed: bool = False
+    durable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An idempotency key's claim as the store keeps it with its write, until `expires`
+    (microseconds since the Unix epoch): the draw it returns to a retry."""
+
+    application_id: int
+    key: str
+    fingerprint: str
+    chat_number: int  # 0 for a chat's create
+    number: int
+    revision: int
+    epoch: int
+    at: int
+    expires: int
 
 
 class TokenClash(Exception):
@@ -208,6 +228,12 @@ class Store(Protocol):
 
     async def max_message_number(self, application_id: int, chat_number: int) -> int: ...
 
+    async def claimed(self, application_id: int, key: str) -> Claimed | None:
+        """The claim stored under an idempotency key, unless it has expired."""
+
+    def iter_claims(self, batch_size: int) -> AsyncIterator[list[Claimed]]:
+        """Every claim not expired, `batch_size` at a time (for a numbering recovery)."""
+
     async def apply(self, events: Sequence[Event]) -> Applied:
         """Apply a batch in one transaction: idempotent, order-insensitive, counts bumped.
 
@@ -253,11 +279,16 @@ class Numbers(Protocol):
     async def ping(self) -> None:
         """Raises `Unavailable`, saying what is wrong, unless numbers can be drawn now."""
 
-    async def next_chat(self, application_id: int) -> Drawn: ...
+    async def next_chat(self, application_id: int, claim: Claim | None = None) -> Drawn:
+        """A new chat number. With a claim: the first draw under its key (within the
+        window) claims it, and every later one gets that draw back (`replayed`), or
+        `Conflict` when the claim is of another create."""
 
-    async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
+    async def draw_message(
+        self, application_id: int, chat_number: int, claim: Claim | None = None
+    ) -> Drawn:
         """A new message number and the revision of its create; `NotFound` when the chat
-        number was never handed out."""
+        number was never handed out. A claim as for `next_chat`."""
 
     async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
         """A revision for updating an issued message; `NotFound` when it was never issued."""

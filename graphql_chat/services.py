@@ -16,10 +16,12 @@ from graphql_chat.domain import (
     Application,
     Chat,
     ChatCreated,
+    Claim,
     CursorKind,
     Event,
     Message,
     MessageWritten,
+    claim,
     clean_body,
     clean_name,
     clean_token,
@@ -257,11 +259,21 @@ class ChatService:
 
     # -- chats ---------------------------------------------------------------------------------
 
-    async def create_chat(self, token: str) -> NewChat:
+    async def create_chat(self, token: str, idempotency_key: object = None) -> NewChat:
+        """A new chat. With an idempotency key, a retry within the window answers the chat
+        the key's first create made, and makes nothing more."""
+        claimed = self._claim(idempotency_key, "chat")
         app_id = await self.application_id(token)
-        drawn = await self.numbers.next_chat(app_id)
-        await self._accept(ChatCreated(app_id, drawn.number, drawn.epoch, drawn.at), drawn)
+        drawn = await self.numbers.next_chat(app_id, claimed)
+        event = ChatCreated(app_id, drawn.number, drawn.epoch, drawn.at, claimed)
+        if not drawn.durable:  # a retry of a write maybe not stored yet: it is, once this is
+            await self._accept(event, drawn)
         return NewChat(drawn.number, instant(drawn.at))
+
+    def _claim(self, idempotency_key: object, *meaning: object) -> Claim | None:
+        if idempotency_key is None:
+            return None
+        return claim(idempotency_key, self.settings.idempotency_window_seconds, *meaning)
 
     async def _accept(self, event: Event, drawn: Drawn) -> None:
         """Make the write durable, then acknowledge it only if its numbering epoch is still
@@ -338,11 +350,17 @@ class ChatService:
 
     # -- messages ------------------------------------------------------------------------------
 
-    async def create_message(self, token: str, chat_number: object, body: object) -> Message:
+    async def create_message(
+        self, token: str, chat_number: object, body: object, idempotency_key: object = None
+    ) -> Message:
+        """A new message. With an idempotency key, a retry within the window (the same chat
+        and body) answers the message the key's first create made, and makes nothing more;
+        the same key with another chat or body is a `Conflict`."""
         number_in = parse_number(chat_number, "chat number")
         body = clean_body(body, self.settings.max_body_length)
+        claimed = self._claim(idempotency_key, "message", number_in, body)
         app_id = await self.application_id(token)
-        drawn = await self.numbers.draw_message(app_id, number_in)
+        drawn = await self.numbers.draw_message(app_id, number_in, claimed)
         event = MessageWritten(
             app_id,
             number_in,
@@ -352,8 +370,10 @@ class ChatService:
             drawn.epoch,
             created=True,
             at=drawn.at,
+            claim=claimed,
         )
-        await self._accept(event, drawn)
+        if not drawn.durable:
+            await self._accept(event, drawn)
         at = instant(drawn.at)
         return Message(number=drawn.number, body=body, created_at=at, updated_at=at)
 

@@ -122,3 +122,19 @@ numbering = Table(
     Column("set_aside", BigInteger, nullable=False, server_default="0"),
     **MYSQL_TABLE,
 )
+
+# Idempotency keys' claims, stored with their creates (see alembic/versions/0006).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("application_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("key", String(32), primary_key=True),
+    Column("fingerprint", String(32), nullable=False),
+    Column("chat_number", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False, index=True),
+    **MYSQL_TABLE,
+)

@@ -7,6 +7,8 @@ slot, so each script touches a single slot):
                                  while the recovery ID holds it (a lease that expires)
     PREFIX:{a:ID}:eE:chats       the last chat number handed out in application ID in epoch E
     PREFIX:{a:ID}:eE:c:N         the last message number handed out in its chat N in epoch E
+    PREFIX:{a:ID}:k:KEY          an idempotency key's claim (KEY: its hash), until its window
+                                 ends: "FINGERPRINT NUMBER REVISION EPOCH TIME STORED"
     PREFIX:{a:ID}:rev            the last revision handed out in the application (Redis's
                                  clock in microseconds, raised to stay strictly increasing):
                                  a draw's time, so that times and numbers agree
@@ -36,6 +38,12 @@ Why no number is handed out twice (the argument in full is in the README):
 
 Message draws coalesce (`graphql_chat.batching`): the draws of concurrent requests go to Redis
 as one pipeline of script calls, one round trip for all of them.
+
+**Idempotency keys** are claimed by the draw script itself, in the same call: a key already
+claimed answers the draw that claimed it (or a conflict, for another create), otherwise the
+draw claims it for its window. Claims are stored with their writes too; a recovery puts the
+stored ones back before it opens the next epoch, so a Redis data loss forgets no key whose
+write was acknowledged.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -51,7 +60,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, TimeoutError
 
 from graphql_chat.batching import Coalescer
-from graphql_chat.errors import NotFound, Unavailable
+from graphql_chat.domain import Claim
+from graphql_chat.errors import KeyReused, NotFound, Unavailable
 from graphql_chat.ports import Drawn, Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +72,7 @@ _RECOVERING = -1
 _UNSEEDED_CHATS = -2
 _UNSEEDED_MESSAGES = -3
 _EPOCH_CHANGED = -4
+_CLAIM_CONFLICT = -5
 _NO_CHAT = 0
 
 _DRAW_LANES = 4  # pipelines in flight at once, per process
@@ -77,6 +88,31 @@ if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= epoch then return {-4, 0, epoch} end
 local app = ARGV[2] .. ':e' .. epoch
 """
 
+# An idempotency key already claimed (ARGV[K]: its hash, ARGV[K+1]: the fingerprint of this
+# create): answers the draw that claimed it, {number, revision, epoch, time, 1 + stored}, or
+# a conflict. K is the index of the claim's arguments.
+_CLAIM = """
+local claim = nil
+if ARGV[K] ~= '' then
+  claim = ARGV[2] .. ':k:' .. ARGV[K]
+  local found = redis.call('GET', claim)
+  if found then
+    local fp, n, r, e, t, s = string.match(found, '^(%x+) (%d+) (%d+) (%d+) (%d+) (%d)$')
+    if fp ~= ARGV[K + 1] then return {-5, 0, epoch} end
+    return {tonumber(n), tonumber(r), tonumber(e), tonumber(t), 1 + tonumber(s)}
+  end
+end
+"""
+
+# Claims the key for the draw just made (n, its REVISION, epoch, at the time rev), for
+# ARGV[K+2] seconds.
+_CLAIMED_BY = """
+if claim then
+  local drawn = string.format('%d %.0f %d %.0f', n, REVISION, epoch, rev)
+  redis.call('SET', claim, ARGV[K + 1] .. ' ' .. drawn .. ' 0', 'EX', ARGV[K + 2])
+end
+"""
+
 # The application's next revision: Redis's clock in microseconds, strictly increasing.
 _REVISION = """
 local now = redis.call('TIME')
@@ -85,10 +121,13 @@ local rev = math.max(tonumber(redis.call('GET', ARGV[2] .. ':rev') or '0') + 1, 
 redis.call('SET', ARGV[2] .. ':rev', rev)
 """
 
-# KEYS: epoch. ARGV: seed epoch (or ""), application prefix, seed for the chats counter.
-# Returns {chat number or code, time, epoch}. The new chat's message counter starts at 0.
+# KEYS: epoch. ARGV: seed epoch (or ""), application prefix, seed for the chats counter,
+# idempotency key hash (or ""), fingerprint, window.
+# Returns {chat number or code, time, epoch[, time, replayed]}. The new chat's message
+# counter starts at 0.
 _DRAW_CHAT = (
     _EPOCH
+    + _CLAIM.replace("ARGV[K", "ARGV[4")
     + """
 if ARGV[3] ~= '' then redis.call('SET', app .. ':chats', ARGV[3], 'NX') end
 if redis.call('EXISTS', app .. ':chats') == 0 then return {-2, 0, epoch} end
@@ -96,16 +135,20 @@ local n = redis.call('INCR', app .. ':chats')
 redis.call('SET', app .. ':c:' .. n, 0, 'NX')
 """
     + _REVISION
+    + _CLAIMED_BY.replace("ARGV[K", "ARGV[4").replace("REVISION", "0")
     + """
 return {n, rev, epoch}
 """
 )
 
 # KEYS: epoch. ARGV: seed epoch, application prefix, chat number, message number to revise
-# ("" to draw a new one), seed for chats, seed for messages.
-# Returns {number or code, revision, epoch}; {0, 0, _}: no such chat; {0, 1, _}: no such message.
+# ("" to draw a new one), seed for chats, seed for messages, idempotency key hash (or ""),
+# fingerprint, window.
+# Returns {number or code, revision, epoch[, time, replayed]}; {0, 0, _}: no such chat;
+# {0, 1, _}: no such message.
 _DRAW_MESSAGE = (
     _EPOCH
+    + _CLAIM.replace("ARGV[K", "ARGV[7")
     + """
 if ARGV[5] ~= '' then redis.call('SET', app .. ':chats', ARGV[5], 'NX') end
 local chats = redis.call('GET', app .. ':chats')
@@ -122,6 +165,7 @@ if ARGV[4] == '' then n = redis.call('INCR', counter) else
 end
 """
     + _REVISION
+    + _CLAIMED_BY.replace("ARGV[K", "ARGV[7").replace("REVISION", "rev")
     + """
 return {n, rev, epoch}
 """
@@ -206,24 +250,38 @@ class RedisNumbers:
 
     # -- draws ---------------------------------------------------------------------------------
 
-    async def next_chat(self, application_id: int) -> Drawn:
+    async def next_chat(self, application_id: int, claim: Claim | None = None) -> Drawn:
         app = self._app(application_id)
-        args: list[Any] = ["", app, ""]
+        claimed = _claim_args(claim)
+        args: list[Any] = ["", app, "", *claimed]
         for _ in range(3):
-            number, at, epoch = await self._run(_DRAW_CHAT, args)
+            answer = await self._run(_DRAW_CHAT, args)
+            number, at, epoch = answer[:3]
             if number == _UNSEEDED_CHATS:
-                args = [epoch, app, await self._store.max_chat_number(application_id)]
+                args = [epoch, app, await self._store.max_chat_number(application_id), *claimed]
+            elif number == _CLAIM_CONFLICT:
+                raise KeyReused()
+            elif len(answer) == 5:
+                return _replayed(answer)
             elif number > 0:
                 return Drawn(number, 0, epoch, int(at))
         raise Unavailable(RECOVERING_MESSAGE)
 
-    async def draw_message(self, application_id: int, chat_number: int) -> Drawn:
-        return await self._drawn(application_id, chat_number, None)
+    async def draw_message(
+        self, application_id: int, chat_number: int, claim: Claim | None = None
+    ) -> Drawn:
+        return await self._drawn(application_id, chat_number, None, claim)
 
     async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
         return await self._drawn(application_id, chat_number, number)
 
-    async def _drawn(self, application_id: int, chat_number: int, update: int | None) -> Drawn:
+    async def _drawn(
+        self,
+        application_id: int,
+        chat_number: int,
+        update: int | None,
+        claim: Claim | None = None,
+    ) -> Drawn:
         app = self._app(application_id)
         wanted = "" if update is None else str(update)
         seed_epoch: int | str = ""
@@ -237,8 +295,10 @@ class RedisNumbers:
                 wanted,
                 chats_seed,
                 messages_seed,
+                *_claim_args(claim),
             ]
-            number, revision, epoch = await self._draw(([self._epoch_key], args))
+            answer = await self._draw(([self._epoch_key], args))
+            number, revision, epoch = answer[:3]
             if number == _RECOVERING:
                 self._recovery.start()
                 raise Unavailable(RECOVERING_MESSAGE)
@@ -250,6 +310,10 @@ class RedisNumbers:
             elif number == _UNSEEDED_MESSAGES:
                 seed_epoch = epoch
                 messages_seed = await self._store.max_message_number(application_id, chat_number)
+            elif number == _CLAIM_CONFLICT:
+                raise KeyReused()
+            elif len(answer) == 5:
+                return _replayed(answer)
             elif number == _NO_CHAT and revision == 0:
                 raise NotFound(f"chat {chat_number} not found")
             elif number == _NO_CHAT:
@@ -347,6 +411,16 @@ class RedisNumbers:
             await self._redis.delete(key)
 
 
+def _claim_args(claim: Claim | None) -> list[str | int]:
+    return ["", "", ""] if claim is None else [claim.key, claim.fingerprint, claim.window]
+
+
+def _replayed(answer: list[int]) -> Drawn:
+    """The draw that claimed the key, as the script answered it."""
+    number, revision, epoch, at, replayed = (int(value) for value in answer)
+    return Drawn(number, revision, epoch, at, replayed=True, durable=replayed == 2)
+
+
 class Recovery:
     """Opens the next numbering epoch once every write of the lost one is stored."""
 
@@ -421,9 +495,28 @@ class Recovery:
         if not await self._store.open_epoch(state.epoch, token):
             self.status = "another recovery advanced the epoch; trying again"
             return False
+        await self._restore_claims()
         opened = state.epoch + 1
         if await self._claimed(keys=[self._key], args=[claim, _CLAIM_LEASE_MS, opened]):
             self.status = "open"
             log.warning("numbering recovered: epoch %d is open", opened)
             return True
         return False
+
+    async def _restore_claims(self) -> None:
+        """Every idempotency key claimed by a stored write (all acknowledged ones: the queue
+        is drained), back in Redis before numbering opens, marked stored: a retry gets its
+        draw back without submitting it again. A claim Redis still holds is kept."""
+        restored = 0
+        now = time.time_ns() // 1000
+        async for batch in self._store.iter_claims(1000):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for c in batch:
+                    value = f"{c.fingerprint} {c.number} {c.revision} {c.epoch} {c.at} 1"
+                    ttl = max((c.expires - now) // 1000, 1)
+                    key = f"{self._numbers._app(c.application_id)}:k:{c.key}"
+                    pipe.set(key, value, px=ttl, nx=True)
+                await pipe.execute()
+            restored += len(batch)
+        if restored:
+            log.warning("numbering recovery: %d idempotency keys restored from the store", restored)

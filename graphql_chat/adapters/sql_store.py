@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +50,15 @@ from graphql_chat.domain import (
     now_micros,
 )
 from graphql_chat.errors import Unavailable
-from graphql_chat.ports import Applied, IndexedMessage, Numbering, StoredChat, TokenClash
-from graphql_chat.tables import applications, chats, messages, numbering
+from graphql_chat.ports import (
+    Applied,
+    Claimed,
+    IndexedMessage,
+    Numbering,
+    StoredChat,
+    TokenClash,
+)
+from graphql_chat.tables import applications, chats, idempotency_keys, messages, numbering
 
 R = TypeVar("R")
 
@@ -295,6 +303,35 @@ class SqlStore:
         )
         return await self.read(lambda conn: int(conn.execute(query).scalar() or 0))
 
+    # -- idempotency keys ----------------------------------------------------------------------
+
+    async def claimed(self, application_id: int, key: str) -> Claimed | None:
+        query = select(idempotency_keys).where(
+            idempotency_keys.c.application_id == application_id,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.expires > now_micros(),
+        )
+        row = await self.read(lambda conn: conn.execute(query).first())
+        return None if row is None else _claimed(row)
+
+    async def iter_claims(self, batch_size: int) -> AsyncIterator[list[Claimed]]:
+        after: tuple[int, str] = (0, "")
+        while True:
+            query = (
+                select(idempotency_keys)
+                .where(
+                    tuple_(idempotency_keys.c.application_id, idempotency_keys.c.key) > after,
+                    idempotency_keys.c.expires > now_micros(),
+                )
+                .order_by(idempotency_keys.c.application_id, idempotency_keys.c.key)
+                .limit(batch_size)
+            )
+            rows = await self.read(lambda conn, q=query: conn.execute(q).all())  # type: ignore[misc]
+            if not rows:
+                return
+            after = (rows[-1].application_id, rows[-1].key)
+            yield [_claimed(row) for row in rows]
+
     # -- the writer's transaction --------------------------------------------------------------
 
     async def apply(self, events: Sequence[Event]) -> Applied:
@@ -464,6 +501,8 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
     written = _write_messages(
         conn, chat_ids, [e for e in accepted if isinstance(e, MessageWritten)], set_aside, now
     )
+    refused = {id(e) for e, _ in set_aside}
+    _keep_claims(conn, [e for e in accepted if e.claim is not None and id(e) not in refused], now)
     if set_aside:
         conn.execute(
             update(numbering)
@@ -666,6 +705,59 @@ def _write_messages(
         [now_standing(key) for key in sorted(wanted)],
         [now_standing(key) for key in new],
         [now_standing(key) for key in newer],
+    )
+
+
+_PURGE_EVERY = 60.0  # seconds between deletions of expired claims, per process
+_purged = [0.0]
+
+
+def _keep_claims(conn: Connection, claimed: Sequence[Event], now: int) -> None:
+    """Store the claims of a batch's creates sent with idempotency keys (a claim stored
+    already, by a replay or a retry's resubmission, stays as it is); now and then, forget
+    the expired ones."""
+    if not claimed:
+        return
+    rows = []
+    for e in claimed:
+        assert e.claim is not None
+        at = e.at or now
+        rows.append(
+            {
+                "application_id": e.application_id,
+                "key": e.claim.key,
+                "fingerprint": e.claim.fingerprint,
+                "chat_number": e.chat_number if isinstance(e, MessageWritten) else 0,
+                "number": e.number if isinstance(e, MessageWritten) else e.chat_number,
+                "revision": e.revision if isinstance(e, MessageWritten) else 0,
+                "epoch": e.epoch,
+                "at": at,
+                "expires": at + e.claim.window * 1_000_000,
+            }
+        )
+    statement = (
+        idempotency_keys.insert()
+        .prefix_with("OR IGNORE", dialect="sqlite")
+        .prefix_with("IGNORE", dialect="mysql")
+        .prefix_with("IGNORE", dialect="mariadb")
+    )
+    conn.execute(statement, rows)
+    if time.monotonic() - _purged[0] > _PURGE_EVERY:
+        _purged[0] = time.monotonic()
+        conn.execute(idempotency_keys.delete().where(idempotency_keys.c.expires <= now))
+
+
+def _claimed(row: Any) -> Claimed:
+    return Claimed(
+        application_id=row.application_id,
+        key=row.key,
+        fingerprint=row.fingerprint,
+        chat_number=row.chat_number,
+        number=row.number,
+        revision=row.revision,
+        epoch=row.epoch,
+        at=row.at,
+        expires=row.expires,
     )
 
 

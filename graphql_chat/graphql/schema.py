@@ -110,6 +110,12 @@ class UpdateApplicationInput:
 @strawberry.input
 class CreateChatInput:
     application_token: str
+    idempotency_key: str | None = strawberry.field(
+        description="Makes retries safe: within the window (24 hours by default) a create "
+        "with the same key in the same application answers what the first one made and "
+        "creates nothing more; the same key with another create is a CONFLICT error. Any "
+        "text of 1 to 255 printable characters, for example a UUID made by the client."
+    )
 
 
 @strawberry.input
@@ -117,6 +123,12 @@ class CreateMessageInput:
     application_token: str
     chat_number: int
     body: str
+    idempotency_key: str | None = strawberry.field(
+        description="Makes retries safe: within the window (24 hours by default) a create "
+        "with the same key in the same application answers what the first one made and "
+        "creates nothing more; the same key with another create is a CONFLICT error. Any "
+        "text of 1 to 255 printable characters, for example a UUID made by the client."
+    )
 
 
 @strawberry.input
@@ -172,7 +184,7 @@ class Mutation:
     async def create_chat(self, info: Info, input: CreateChatInput) -> CreateChatPayload:
         service = info.context.service
         app_id = await service.application_id(input.application_token)
-        created = await service.create_chat(input.application_token)
+        created = await service.create_chat(input.application_token, input.idempotency_key)
         return CreateChatPayload(
             chat=Chat(
                 number=created.number,
@@ -188,7 +200,7 @@ class Mutation:
     async def create_message(self, info: Info, input: CreateMessageInput) -> CreateMessagePayload:
         service = info.context.service
         created = await service.create_message(
-            input.application_token, input.chat_number, input.body
+            input.application_token, input.chat_number, input.body, input.idempotency_key
         )
         owner = (await service.application_id(input.application_token), input.application_token)
         return CreateMessagePayload(message=Message.of(created, owner, input.chat_number))

@@ -170,7 +170,9 @@ async def update_application(request: Request) -> Response:
 
 async def create_chat(request: Request) -> Response:
     await _json_object(request, required=False)
-    created = await _service(request).create_chat(request.path_params["token"])
+    created = await _service(request).create_chat(
+        request.path_params["token"], request.headers.get("idempotency-key")
+    )
     return JSONResponse(
         {"number": created.number, "created_at": iso(created.created_at)}, status_code=201
     )
@@ -197,7 +199,7 @@ async def create_message(request: Request) -> Response:
     data = await _json_object(request)
     params = request.path_params
     message = await _service(request).create_message(
-        params["token"], params["chat"], data.get("body")
+        params["token"], params["chat"], data.get("body"), request.headers.get("idempotency-key")
     )
     return JSONResponse(
         {"number": message.number, "created_at": iso(message.created_at)}, status_code=201

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, MessageWritten, new_token, now_micros
-from graphql_chat.errors import NotFound, Unavailable
+from graphql_chat.domain import ChatCreated, MessageWritten, claim, new_token, now_micros
+from graphql_chat.errors import KeyReused, NotFound, Unavailable
 from graphql_chat.ports import Numbers
 from tests.engines import engine_url, unique_name
 
@@ -274,3 +275,86 @@ async def test_draw_times_agree_with_numbers_and_the_clock(
         assert min(d.at for d in mine) >= by_number[chat - 1].at  # the chat came first
     revised = await numbers.revise_message(app, 1, 1)
     assert revised.at >= max(d.at for d in messages)
+
+
+async def test_a_claimed_key_answers_its_first_draw_and_draws_nothing_more(
+    store: SqlStore, numbers: Numbers
+) -> None:
+    """Under one idempotency key: the first draw claims it, every retry (concurrent ones
+    included) gets that draw back and nothing more is drawn; another create under the key is
+    refused."""
+    app = (await store.insert_application(new_token(), "a")).id
+    chat_key = claim("chat-key", 60, "chat")
+    chats = await asyncio.gather(*[numbers.next_chat(app, chat_key) for _ in range(10)])
+    assert {c.number for c in chats} == {1}
+    assert sum(not c.replayed for c in chats) == 1
+    assert len({(c.number, c.revision, c.epoch, c.at) for c in chats}) == 1
+    assert (await numbers.next_chat(app)).number == 2
+
+    key = claim("message-key", 60, "message", 1, "hello")
+    drawn = await asyncio.gather(*[numbers.draw_message(app, 1, key) for _ in range(20)])
+    assert {(d.number, d.revision, d.at) for d in drawn} == {(1, drawn[0].revision, drawn[0].at)}
+    assert sum(not d.replayed for d in drawn) == 1
+    assert not any(d.durable for d in drawn)  # nothing stored yet: a retry submits again
+    assert (await numbers.draw_message(app, 1)).number == 2
+    with pytest.raises(KeyReused):
+        await numbers.draw_message(app, 1, claim("message-key", 60, "message", 1, "other"))
+    with pytest.raises(KeyReused):
+        await numbers.next_chat(app, claim("message-key", 60, "chat"))
+    other_app = (await store.insert_application(new_token(), "b")).id
+    await numbers.next_chat(other_app)
+    mine = await numbers.draw_message(other_app, 1, key)  # keys are per application
+    assert (mine.number, mine.replayed) == (1, False)
+
+
+async def test_a_key_is_free_again_after_its_window(store: SqlStore, numbers: Numbers) -> None:
+    app = (await store.insert_application(new_token(), "a")).id
+    await numbers.next_chat(app)
+    key = claim("k", 1, "message", 1, "hello")
+    first = await numbers.draw_message(app, 1, key)
+    assert (await numbers.draw_message(app, 1, key)).number == first.number
+    await asyncio.sleep(1.2)
+    again = await numbers.draw_message(app, 1, key)
+    assert (again.number, again.replayed) == (first.number + 1, False)
+
+
+async def test_a_key_stored_with_its_write_outlives_the_numbers_memory(store: SqlStore) -> None:
+    """A claim is stored with its create: numbering that lost its memory (an embedded
+    process restarted; Redis lost its data and recovered) answers the stored draw, marked
+    durable, and numbers on past it."""
+    app = (await store.insert_application(new_token(), "a")).id
+    key = claim("k", 60, "message", 1, "hello")
+    first: Numbers
+    if store.is_sqlite:
+        first = MemoryNumbers(store)
+    else:
+        first = RedisNumbers(engine_url("REDIS_URL"), store, _drained, unique_name("test"))
+        await first.recover()
+    chat = await first.next_chat(app, claim("c", 60, "chat"))
+    drawn = await first.draw_message(app, 1, key)
+    await store.apply(
+        [
+            ChatCreated(app, 1, chat.epoch, chat.at, claim("c", 60, "chat")),
+            MessageWritten(
+                app, 1, 1, "hello", drawn.revision, drawn.epoch, True, drawn.at, claim=key
+            ),
+        ]
+    )
+    if isinstance(first, RedisNumbers):
+        await first.drop()  # Redis comes back empty
+        with pytest.raises(Unavailable):
+            await first.draw_message(app, 1, key)
+        await asyncio.wait_for(first.recover(), 10)
+        after: Numbers = first
+    else:
+        after = MemoryNumbers(store)  # a new process
+    retried = await after.draw_message(app, 1, key)
+    assert (retried.number, retried.revision, retried.at) == (1, drawn.revision, drawn.at)
+    assert retried.replayed and retried.durable
+    assert (await after.next_chat(app, claim("c", 60, "chat"))).number == 1
+    with pytest.raises(KeyReused):
+        await after.draw_message(app, 1, claim("k", 60, "message", 1, "changed"))
+    assert (await after.draw_message(app, 1)).number == 2
+    if isinstance(first, RedisNumbers):
+        await first.drop()
+        await first.close()

@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import Connection, text
 
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, micros, new_token, now_micros
+from graphql_chat.domain import (
+    ChatCreated,
+    Event,
+    MessageWritten,
+    claim,
+    micros,
+    new_token,
+    now_micros,
+)
 from graphql_chat.ports import TokenClash
 
 
@@ -299,3 +307,32 @@ async def test_writes_without_a_time_take_the_stores_clock(store: SqlStore) -> N
     assert before <= created == updated <= after
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
     assert before <= micros(chat.created_at) <= after
+
+
+async def test_claims_are_stored_with_their_creates_until_they_expire(store: SqlStore) -> None:
+    app = await _app(store)
+    t0 = now_micros()  # claims live from their draw's time
+    chat_claim = claim("c", 60, "chat")
+    key = claim("k", 60, "message", 1, "hello")
+    create = MessageWritten(app, 1, 1, "hello", 7, 0, True, t0 + 5, key)
+    await store.apply([ChatCreated(app, 1, 0, t0, chat_claim), create])
+    await store.apply([create])  # a retry's resubmission, or a replay: stored once
+    found = await store.claimed(app, key.key)
+    assert found is not None
+    assert (found.chat_number, found.number, found.revision, found.at) == (1, 1, 7, t0 + 5)
+    assert (found.fingerprint, found.expires) == (key.fingerprint, t0 + 5 + 60_000_000)
+    chat_found = await store.claimed(app, chat_claim.key)
+    assert chat_found is not None and (chat_found.chat_number, chat_found.number) == (0, 1)
+    assert await store.claimed(app + 1, key.key) is None  # per application
+    # A create refused (another draw holds the number) claims nothing.
+    other = claim("other", 60, "message", 1, "x")
+    refused = await store.apply([MessageWritten(app, 1, 1, "x", 9, 0, True, t0 + 9, other)])
+    assert len(refused.set_aside) == 1
+    assert await store.claimed(app, other.key) is None
+    # Past its window a claim is gone.
+    now = now_micros()
+    old = claim("old", 1, "message", 1, "y")
+    await store.apply([MessageWritten(app, 1, 2, "y", 10, 0, True, now - 2_000_000, old)])
+    assert await store.claimed(app, old.key) is None
+    listed = [c.key async for batch in store.iter_claims(1) for c in batch]
+    assert sorted(listed) == sorted([chat_claim.key, key.key])

@@ -8,6 +8,8 @@ the broker stores and replicates, so every byte is paid for several times):
     {"kind": "message", "a": ..., "c": ..., "n": message number, "b": body, "r": revision,
      "e": epoch, "new": true for a create, "t": accepted at}
 
+and, for a create sent with an idempotency key, `"k": [key hash, fingerprint, window]`.
+
 A message holding a single event object (older publishers), events without `e` (before
 numbering epochs: epoch 0) and without `t` (before times: 0, the store's clock) are read too.
 """
@@ -19,7 +21,7 @@ from typing import Any
 import aio_pika
 import orjson
 
-from graphql_chat.domain import ChatCreated, Event, MessageWritten
+from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten
 
 # A message closes once its body passes this size (a larger event travels alone), so what a
 # worker holds is bounded: its prefetch times this.
@@ -27,6 +29,13 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
+    found = _event_dict(event)
+    if event.claim is not None:
+        found["k"] = [event.claim.key, event.claim.fingerprint, event.claim.window]
+    return found
+
+
+def _event_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, ChatCreated):
         return {
             "kind": "chat",
@@ -52,8 +61,10 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     """The inverse of `event_to_dict`; events without an epoch (older publishers) get 0."""
     epoch = int(data.get("e", 0))
     at = int(data.get("t", 0))
+    claimed = data.get("k")
+    claim = None if claimed is None else Claim(str(claimed[0]), str(claimed[1]), int(claimed[2]))
     if data["kind"] == "chat":
-        return ChatCreated(int(data["a"]), int(data["c"]), epoch, at)
+        return ChatCreated(int(data["a"]), int(data["c"]), epoch, at, claim)
     if data["kind"] == "message":
         return MessageWritten(
             int(data["a"]),
@@ -64,6 +75,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             epoch,
             bool(data.get("new", False)),
             at,
+            claim,
         )
     raise ValueError(f"unknown event kind {data['kind']!r}")
 

@@ -49,9 +49,11 @@ export async function send(
   chat: number,
   body: string,
 ): Promise<{ number: number; sentAt: Date }> {
+  // One key for every attempt: a retry of a send that did go through answers the same message.
+  const key = crypto.randomUUID();
   for (let attempt = 0; ; attempt++) {
     try {
-      const { data } = await apollo.mutate({ mutation: SendDocument, variables: { token, chat, body } });
+      const { data } = await apollo.mutate({ mutation: SendDocument, variables: { token, chat, body, key } });
       const message = data?.createMessage.message;
       if (message === undefined) throw new Error("no message");
       return { number: message.number, sentAt: new Date(message.createdAt) };

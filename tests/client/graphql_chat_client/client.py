@@ -72,10 +72,12 @@ class GraphQLChatClient(AsyncBaseClient):
         data = self.get_data(response)
         return UpdateApplication.model_validate(data)
 
-    async def create_chat(self, token: str, **kwargs: Any) -> CreateChat:
+    async def create_chat(
+        self, token: str, key: Union[Optional[str], UnsetType] = UNSET, **kwargs: Any
+    ) -> CreateChat:
         query = gql("""
-            mutation CreateChat($token: String!) {
-              createChat(input: {applicationToken: $token}) {
+            mutation CreateChat($token: String!, $key: String) {
+              createChat(input: {applicationToken: $token, idempotencyKey: $key}) {
                 chat {
                   number
                   messagesCount
@@ -84,7 +86,7 @@ class GraphQLChatClient(AsyncBaseClient):
               }
             }
             """)
-        variables: dict[str, object] = {"token": token}
+        variables: dict[str, object] = {"token": token, "key": key}
         response = await self.execute(
             query=query, operation_name="CreateChat", variables=variables, **kwargs
         )
@@ -92,11 +94,18 @@ class GraphQLChatClient(AsyncBaseClient):
         return CreateChat.model_validate(data)
 
     async def create_message(
-        self, token: str, chat: int, body: str, **kwargs: Any
+        self,
+        token: str,
+        chat: int,
+        body: str,
+        key: Union[Optional[str], UnsetType] = UNSET,
+        **kwargs: Any,
     ) -> CreateMessage:
         query = gql("""
-            mutation CreateMessage($token: String!, $chat: Int!, $body: String!) {
-              createMessage(input: {applicationToken: $token, chatNumber: $chat, body: $body}) {
+            mutation CreateMessage($token: String!, $chat: Int!, $body: String!, $key: String) {
+              createMessage(
+                input: {applicationToken: $token, chatNumber: $chat, body: $body, idempotencyKey: $key}
+              ) {
                 message {
                   number
                   body
@@ -106,7 +115,12 @@ class GraphQLChatClient(AsyncBaseClient):
               }
             }
             """)
-        variables: dict[str, object] = {"token": token, "chat": chat, "body": body}
+        variables: dict[str, object] = {
+            "token": token,
+            "chat": chat,
+            "body": body,
+            "key": key,
+        }
         response = await self.execute(
             query=query, operation_name="CreateMessage", variables=variables, **kwargs
         )
