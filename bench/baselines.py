@@ -1,7 +1,10 @@
 """Floors for the benchmark, served exactly like the product (uvicorn, one worker).
 
 - `bare_starlette`: one POST route answering a small JSON document.
-- `bare_strawberry`: a one-field mutation with the product's parser and validation caches.
+- `bare_strawberry`: a one-field mutation with the product's parser and validation caches,
+  and the read floor: the product's page queries (`application { chat { messagesCount
+  messages(first:|last:) { nodes { number body } pageInfo } } }`) answered from memory by
+  the same shape of types, 20 or 50 messages, with the same caches.
 """
 
 from __future__ import annotations
@@ -47,8 +50,59 @@ class CreateMessagePayload:
 
 
 @strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class MessageConnection:
+    nodes: list[Message]
+    page_info: PageInfo
+
+
+_BODIES = [f"seed message {n}" for n in range(200)]
+
+
+@strawberry.type
+class Chat:
+    number: int
+    messages_count: int
+
+    @strawberry.field
+    async def messages(
+        self, first: int | None = None, last: int | None = None
+    ) -> MessageConnection:
+        size = first or last or 20
+        start = len(_BODIES) - size if last else 0
+        nodes = [Message(number=n + 1, body=_BODIES[n]) for n in range(start, start + size)]
+        return MessageConnection(
+            nodes=nodes,
+            page_info=PageInfo(
+                has_next_page=not last,
+                has_previous_page=bool(last),
+                start_cursor="bWVzc2FnZTox",
+                end_cursor="bWVzc2FnZToyMA",
+            ),
+        )
+
+
+@strawberry.type
+class Application:
+    @strawberry.field
+    async def chat(self, number: int) -> Chat | None:
+        return Chat(number=number, messages_count=len(_BODIES))
+
+
+@strawberry.type
 class Query:
     ok: bool = True
+
+    @strawberry.field
+    async def application(self, token: str) -> Application | None:
+        return Application()
 
 
 @strawberry.type
