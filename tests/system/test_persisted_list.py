@@ -67,7 +67,7 @@ async def test_only_the_listed_operations_run(tmp_path: Path) -> None:
             sent = await http.post(
                 graphql,
                 json={
-                    "variables": {"token": token, "chat": 1, "body": "hello"},
+                    "variables": {"token": token, "chat": 1, "body": "hello", "key": "send-1"},
                     "extensions": persisted("Send"),
                 },
             )
