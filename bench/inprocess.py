@@ -3,7 +3,8 @@
     python -m bench.inprocess [--calls 5000]
 
 Creates messages one after another through the ASGI app (httpx's ASGI transport) on a fresh
-SQLite file with `SQLITE_SYNCHRONOUS=OFF`, over REST and over GraphQL, and prints the mean
+SQLite file with `SQLITE_SYNCHRONOUS=OFF`, over REST and over GraphQL, then reads pages of
+them (20 from the start, the newest 50) the same ways, and prints the mean
 microseconds per call: of CPU (all the process's threads; what bounds throughput) and of
 wall-clock time (mostly the hops to the writer thread and back). Run it on two commits
 to compare what a change costs a request.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.load import NEWEST, PAGE
 from graphql_chat import migrations
 from graphql_chat.app import create_app
 from graphql_chat.config import Settings
@@ -52,9 +54,25 @@ async def _measure(calls: int) -> dict[str, tuple[float, float]]:
                 variables = {"t": token, "b": f"m {i}"}
                 return http.post("/graphql", json={"query": MUTATION, "variables": variables})
 
+            def page_rest(i: int) -> Awaitable[httpx.Response]:
+                return http.get(f"{rest}?limit=20")
+
+            def page_graphql(i: int) -> Awaitable[httpx.Response]:
+                return http.post("/graphql", json={"query": PAGE, "variables": {"t": token}})
+
+            def newest_rest(i: int) -> Awaitable[httpx.Response]:
+                return http.get(f"{rest}?last=50")
+
+            def newest_graphql(i: int) -> Awaitable[httpx.Response]:
+                return http.post("/graphql", json={"query": NEWEST, "variables": {"t": token}})
+
             for name, call in (
                 ("REST createMessage", over_rest),
                 ("GraphQL createMessage", over_graphql),
+                ("REST messages page (20)", page_rest),
+                ("GraphQL messages page (20)", page_graphql),
+                ("REST newest page (last 50)", newest_rest),
+                ("GraphQL newest page (last 50)", newest_graphql),
             ):
                 for i in range(200):  # warm up: caches, the allocator, the JIT-less paths
                     await call(i)

@@ -38,7 +38,9 @@ def now_micros() -> int:
 
 def iso(at: datetime) -> str:
     """A UTC time as ISO 8601 (RFC 3339) to the microsecond, fixed width: what the APIs say."""
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
 
 
 def parse_iso(text: str) -> datetime:

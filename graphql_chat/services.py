@@ -67,20 +67,26 @@ _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to 
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """Items in ascending order, whichever way the page was asked for."""
+    """Items in ascending order, whichever way the page was asked for, with the key each
+    one's cursor carries (cursors are made only when asked for: most pages need two)."""
 
     items: list[T]
-    cursors: list[str]
+    keys: list[int]
     has_next: bool
     has_previous: bool = False
+    kind: CursorKind = "message"
+
+    @property
+    def cursors(self) -> list[str]:
+        return [encode_cursor(self.kind, key) for key in self.keys]
 
     @property
     def start_cursor(self) -> str | None:
-        return self.cursors[0] if self.cursors else None
+        return encode_cursor(self.kind, self.keys[0]) if self.keys else None
 
     @property
     def end_cursor(self) -> str | None:
-        return self.cursors[-1] if self.cursors else None
+        return encode_cursor(self.kind, self.keys[-1]) if self.keys else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +131,7 @@ def _page(
         has_next, has_previous = request.key is not None, more
     else:
         has_next, has_previous = more, request.key is not None
-    cursors = [encode_cursor(kind, key(item)) for item in items]
-    return Page(items, cursors, has_next, has_previous)
+    return Page(items, [key(item) for item in items], has_next, has_previous, kind)
 
 
 class ChatService:

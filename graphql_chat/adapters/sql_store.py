@@ -225,9 +225,16 @@ class SqlStore:
     async def chats_by_number(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
         if not keys:
             return {}
-        query = select(chats).where(tuple_(chats.c.application_id, chats.c.number).in_(keys))
+        if len(keys) == 1:  # the usual case, from a statement made once
+            [(app_id, number)] = keys
+            query, params = _ONE_CHAT, {"app": app_id, "number": number}
+        else:
+            query = select(chats).where(tuple_(chats.c.application_id, chats.c.number).in_(keys))
+            params = {}
         return await self.read(
-            lambda conn: {(r.application_id, r.number): _chat(r) for r in conn.execute(query)}
+            lambda conn: {
+                (r.application_id, r.number): _chat(r) for r in conn.execute(query, params)
+            }
         )
 
     async def list_chats(
@@ -237,11 +244,13 @@ class SqlStore:
         limit: int,
         backward: bool = False,
     ) -> dict[int, list[Chat]]:
-        query = _pages_query(chats, chats.c.application_id, application_ids, after, limit, backward)
+        query, params = _pages_query(
+            chats, chats.c.application_id, application_ids, after, limit, backward
+        )
 
         def fetch(conn: Connection) -> dict[int, list[Chat]]:
             found: dict[int, list[Chat]] = {app_id: [] for app_id in application_ids}
-            for row in conn.execute(query):
+            for row in conn.execute(query, params):
                 found[row.application_id].append(_chat(row))
             return found
 
@@ -266,11 +275,11 @@ class SqlStore:
     async def list_messages(
         self, chat_ids: Sequence[int], after: int | None, limit: int, backward: bool = False
     ) -> dict[int, list[Message]]:
-        query = _pages_query(messages, messages.c.chat_id, chat_ids, after, limit, backward)
+        query, params = _pages_query(messages, messages.c.chat_id, chat_ids, after, limit, backward)
 
         def fetch(conn: Connection) -> dict[int, list[Message]]:
             found: dict[int, list[Message]] = {chat_id: [] for chat_id in chat_ids}
-            for row in conn.execute(query):
+            for row in conn.execute(query, params):
                 found[row.chat_id].append(_message(row))
             return found
 
@@ -433,28 +442,46 @@ def _pages_query(
     after: int | None,
     limit: int,
     backward: bool = False,
-) -> Any:
+) -> tuple[Any, dict[str, Any]]:
     """The first `limit` rows after `after` of each parent (`backward`: the last `limit`
     before it, newest first), in one statement that reads only those rows: one index range
     scan per parent, stopped at `limit` (a window function over every row of every parent
-    would cost the size of the largest)."""
-    columns = [c for c in table.c if c.name != "revision"]
-    number = table.c.number
-
-    def page(parent_id: int) -> Any:
-        query = select(*columns).where(parent == parent_id)
-        if after is not None:
-            query = query.where(number < after if backward else number > after)
-        return query.order_by(number.desc() if backward else number).limit(limit)
-
+    would cost the size of the largest). With its parameters: a page of one parent (the
+    usual case) is a statement made once, with bound parameters."""
     if len(parent_ids) == 1:
-        return page(parent_ids[0])
+        key = (table.name, after is not None, backward)
+        if key not in _ONE_PAGE:
+            _ONE_PAGE[key] = _page(
+                table, parent, bindparam("parent"), after is not None, bindparam("limit"), backward
+            )
+        return _ONE_PAGE[key], {"parent": parent_ids[0], "after": after, "limit": limit}
     # Each page wrapped as a derived table: SQLite takes no LIMIT inside a compound member.
-    pages = [page(parent_id).subquery().select() for parent_id in dict.fromkeys(parent_ids)]
+    pages = [
+        _page(table, parent, parent_id, after is not None, limit, backward).subquery().select()
+        for parent_id in dict.fromkeys(parent_ids)
+    ]
     in_order: Any = literal_column("number")
-    return union_all(*pages).order_by(
+    query = union_all(*pages).order_by(
         literal_column(parent.name), in_order.desc() if backward else in_order
     )
+    return query, {"after": after}
+
+
+def _page(table: Any, parent: Any, parent_id: Any, past: bool, limit: Any, backward: bool) -> Any:
+    columns = [c for c in table.c if c.name != "revision"]
+    number = table.c.number
+    query = select(*columns).where(parent == parent_id)
+    if past:
+        after: Any = bindparam("after")
+        query = query.where(number < after if backward else number > after)
+    return query.order_by(number.desc() if backward else number).limit(limit)
+
+
+# Statements made once: a page of one parent, one chat by its number.
+_ONE_PAGE: dict[tuple[str, bool, bool], Any] = {}
+_ONE_CHAT = select(chats).where(
+    chats.c.application_id == bindparam("app"), chats.c.number == bindparam("number")
+)
 
 
 def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Applied:

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from graphql_chat.domain import Chat, Message
+from graphql_chat.domain import Application, Chat, Message
 from graphql_chat.services import ChatService, Page, PageRequest
 
 K = TypeVar("K")
@@ -98,7 +98,14 @@ class Context:
 
     def fresh(self) -> None:
         """Forget what the loaders hold: the next event reads the store as it is now."""
-        for name in ("chat_pages", "message_pages", "search_pages", "chats", "messages"):
+        for name in (
+            "applications",
+            "chat_pages",
+            "message_pages",
+            "search_pages",
+            "chats",
+            "messages",
+        ):
             self.__dict__.pop(name, None)
 
     def slow(self) -> None:
@@ -123,6 +130,14 @@ class Context:
     @cached_property
     def search_pages(self) -> DataLoader[SearchKey, Page[Message]]:
         return _search_loader(self.service.search_pages)
+
+    @cached_property
+    def applications(self) -> DataLoader[str, Application | None]:
+        async def load(tokens: list[str]) -> list[Application | None]:
+            found = await self.service.store.applications_by_token(list(dict.fromkeys(tokens)))
+            return [found.get(token) for token in tokens]
+
+        return DataLoader(load_fn=load)
 
     @cached_property
     def chats(self) -> DataLoader[tuple[int, int], Chat | None]:

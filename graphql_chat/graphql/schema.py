@@ -16,7 +16,7 @@ from strawberry.types import ExecutionContext
 
 from graphql_chat import domain
 from graphql_chat.config import Settings
-from graphql_chat.errors import ChatError, InvalidInput
+from graphql_chat.errors import ChatError, InvalidInput, NotFound
 from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.events import SharedEvents
@@ -75,8 +75,11 @@ class Query:
 
     @strawberry.field(description="The application with this token, or null when unknown.")
     async def application(self, info: Info, token: str) -> Application | None:
-        found = await info.context.service.application(token)
-        return Application.of(found) if found else None
+        try:  # tokens never change: a known one is found without the store
+            app_id = await info.context.service.application_id(token)
+        except NotFound:
+            return None
+        return Application.lazy(app_id, token)
 
 
 async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:

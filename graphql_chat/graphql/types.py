@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -9,6 +10,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 
 from graphql_chat import domain
+from graphql_chat.errors import NotFound
 from graphql_chat.graphql.context import Info
 from graphql_chat.live import EventKind
 from graphql_chat.services import Page, Paging
@@ -51,19 +53,24 @@ class Edge(Generic[N]):
 
 @strawberry.type
 class Connection(Generic[N]):
-    edges: list[Edge[N]]
     nodes: list[N]
     page_info: PageInfo
     total_count: int | None = strawberry.field(
         description="How many the whole list holds, where that costs nothing more to know "
         "(the chats of an application, the messages of a chat); otherwise null."
     )
+    page: strawberry.Private[Page[Any]]
+
+    @strawberry.field
+    def edges(self) -> list[Edge[N]]:
+        # Made only when selected: a cursor per node costs more than the node.
+        return [Edge(cursor=c, node=n) for c, n in zip(self.page.cursors, self.nodes, strict=True)]
 
 
 def connection(page: Page[T], shape: Callable[[T], N], total: int | None = None) -> Connection[N]:
     nodes = [shape(item) for item in page.items]
     return Connection(
-        edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
+        page=page,
         nodes=nodes,
         page_info=PageInfo(
             has_next_page=page.has_next,
@@ -218,18 +225,34 @@ class Chat(Node):
 @strawberry.type(description="An application: the owner of chats, addressed by its token.")
 class Application(Node):
     token: str
-    name: str
-    chats_count: int
     db_id: strawberry.Private[int]
+    # The stored row, or None until a field that needs it is asked for (`lazy`).
+    found: strawberry.Private[domain.Application | None]
 
     @classmethod
     def of(cls, application: domain.Application) -> Application:
-        return cls(
-            token=application.token,
-            name=application.name,
-            chats_count=application.chats_count,
-            db_id=application.id,
-        )
+        return cls(token=application.token, db_id=application.id, found=application)
+
+    @classmethod
+    def lazy(cls, application_id: int, token: str) -> Application:
+        """An application known to exist (tokens and ids never change): its name and count
+        are read only if a query asks for them, so reaching its chats costs no read."""
+        return cls(token=token, db_id=application_id, found=None)
+
+    @strawberry.field
+    def name(self, info: Info) -> str:
+        return self.found.name if self.found else self._stored(info, "name")  # type: ignore[return-value]
+
+    @strawberry.field
+    def chats_count(self, info: Info) -> int:
+        return self.found.chats_count if self.found else self._stored(info, "chats_count")  # type: ignore[return-value]
+
+    async def _stored(self, info: Info, field: str) -> object:
+        if self.found is None:
+            self.found = await info.context.applications.load(self.token)
+            if self.found is None:
+                raise NotFound("application not found")
+        return getattr(self.found, field)
 
     @strawberry.field(description="The application's global id (opaque).")
     def id(self) -> strawberry.ID:
@@ -252,8 +275,13 @@ class Application(Node):
     ) -> Connection[Chat]:
         request = info.context.service.page_request("chat", PAGING, first, after, last, before)
         key = (self.db_id, request.size, request.key, request.backward)
+        if self.found is None:  # the count comes with the row: read both at once
+            page, total = await asyncio.gather(
+                info.context.chat_pages.load(key), self._stored(info, "chats_count")
+            )
+            return connection(page, self._chat, int(str(total)))
         page = await info.context.chat_pages.load(key)
-        return connection(page, self._chat, self.chats_count)
+        return connection(page, self._chat, self.found.chats_count)
 
     @strawberry.field(description="The chat with this number, or null.")
     async def chat(self, info: Info, number: int) -> Chat | None:

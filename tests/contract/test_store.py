@@ -234,9 +234,8 @@ async def test_a_page_of_many_parents_reads_only_its_rows(store: SqlStore) -> No
     def rows_read(after: int | None) -> Callable[[Connection], tuple[int, int]]:
         def run(conn: Connection) -> tuple[int, int]:
             conn.execute(text("FLUSH STATUS"))
-            returned = len(
-                conn.execute(_pages_query(messages, messages.c.chat_id, ids, after, 5)).all()
-            )
+            query, params = _pages_query(messages, messages.c.chat_id, ids, after, 5)
+            returned = len(conn.execute(query, params).all())
             status = conn.execute(text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all()
             return returned, sum(int(row[1]) for row in status)
 
