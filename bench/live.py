@@ -335,10 +335,15 @@ def main() -> None:
         "Delivery latency: from the create's response to each receipt (negative when the "
         "event overtook the response), and from the create's request.\n"
     )
+    print_fan_out(rows, "API")
+
+
+def print_fan_out(rows: list[tuple[str, ...]], server: str) -> None:
+    """The fan-out table, `server` naming whose CPU per delivery it shows."""
     print(
         "| creates/s asked | creates/s done | subscribers per chat | deliveries/s "
         "| delivered | create p50 / p99 ms | delivery from response p50 / p99 ms "
-        "| from request p50 / p99 ms | API CPU µs per delivery | CPU s by component |"
+        f"| from request p50 / p99 ms | {server} CPU µs per delivery | CPU s by component |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:

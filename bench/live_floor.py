@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.live import Subscribers, _fan_out
+from bench.live import Subscribers, _fan_out, print_fan_out
 from bench.load import ROOT, _free_port
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -183,14 +183,7 @@ def main() -> None:
         server.wait(timeout=30)
 
     print(f"\nFloor: {held:,} subscribers held ({failed} failed) on one bare ASGI process.\n")
-    print(
-        "| creates/s asked | creates/s done | subscribers per chat | deliveries/s "
-        "| delivered | create p50 / p99 ms | delivery from response p50 / p99 ms "
-        "| from request p50 / p99 ms | server CPU µs per delivery | CPU s by component |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_fan_out(rows, "server")
 
 
 if __name__ == "__main__":

@@ -242,17 +242,9 @@ class Subscription:
             async for event in events:
                 context.fresh()
                 if event.view is None:
-                    message = event.item
                     event.view = MessageEvent(
                         kind=event.kind,
-                        message=Message(
-                            number=message.number,
-                            body=message.body,
-                            owner=owner,
-                            chat_number=chat_number,
-                            created=message.created_at,
-                            updated=message.updated_at,
-                        ),
+                        message=Message.of(event.item, owner, chat_number),
                         shared=event.shared,
                     )
                 yield event.view

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import strawberry
 
@@ -97,6 +97,19 @@ class Node:
 Owner = tuple[int, str]
 
 
+class Shown(Protocol):
+    """What a message is shown from: a stored message, or one a subscription is told of."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
 @strawberry.type(description="A message of a chat; numbers start at 1 in each chat.")
 class Message(Node):
     number: int
@@ -107,7 +120,7 @@ class Message(Node):
     updated: strawberry.Private[datetime]
 
     @classmethod
-    def of(cls, message: domain.Message, owner: Owner, chat_number: int) -> Message:
+    def of(cls, message: Shown, owner: Owner, chat_number: int) -> Message:
         return cls(
             number=message.number,
             body=message.body,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -164,23 +165,44 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             started.stop()
 
 
-CREATE = """mutation($t: String!, $c: Int!, $b: String!) {
-  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b}) { message { number } }
+CREATE = """mutation($t: String!, $c: Int!, $b: String!, $k: String) {
+  createMessage(input: {applicationToken: $t, chatNumber: $c, body: $b, idempotencyKey: $k}) {
+    message { number }
+  }
 }"""
 
 
 async def create_message(
     http: httpx.AsyncClient, api: str, token: str, chat: int, body: str
 ) -> int:
-    """Half over REST, half over GraphQL: both share the numbering. `api` prefixes the paths."""
+    """Half over REST, half over GraphQL: both share the numbering. `api` prefixes the paths.
+
+    As a careful client does, with an idempotency key, retried when the connection breaks
+    before the answer came: the retry answers the same message, so the numbers the tests
+    check stay exact."""
+    key = secrets.token_hex(16)
+    for attempt in range(3):
+        try:
+            return await _create_once(http, api, token, chat, body, key)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _create_once(
+    http: httpx.AsyncClient, api: str, token: str, chat: int, body: str, key: str
+) -> int:
     if random.random() < 0.5:
         response = await http.post(
-            f"{api}/api/v1/applications/{token}/chats/{chat}/messages", json={"body": body}
+            f"{api}/api/v1/applications/{token}/chats/{chat}/messages",
+            json={"body": body},
+            headers={"Idempotency-Key": key},
         )
         assert response.status_code == 201, f"{response.status_code} {response.text}"
         number: int = response.json()["number"]
         return number
-    variables = {"t": token, "c": chat, "b": body}
+    variables = {"t": token, "c": chat, "b": body, "k": key}
     result = (
         await http.post(f"{api}/graphql", json={"query": CREATE, "variables": variables})
     ).json()
