@@ -334,10 +334,17 @@ class Search(Protocol):
 
     async def index(self, messages: Sequence[IndexedMessage]) -> None: ...
     async def search(
-        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+        self,
+        chat_ids: Sequence[int],
+        terms: Sequence[str],
+        before: int | None,
+        limit: int,
+        backward: bool = False,
     ) -> dict[int, list[Message]]:
         """Per chat asked for (every one a key), up to `limit` matches newest first, numbered
-        below `before` when given: one round trip for all the chats."""
+        below `before` when given: one round trip for all the chats. `backward`: the other
+        way, oldest first, numbered above `before` when given (a page before a cursor in the
+        newest-first order, or the oldest matches)."""
 
     async def refresh(self) -> None:
         """Make everything indexed so far searchable now (tests, reindex)."""

@@ -67,8 +67,9 @@ _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to 
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """Items in ascending order, whichever way the page was asked for, with the key each
-    one's cursor carries (cursors are made only when asked for: most pages need two)."""
+    """Items in the list's order (ascending; newest first for a search), whichever way the
+    page was asked for, with the key each one's cursor carries (cursors are made only when
+    asked for: most pages need two)."""
 
     items: list[T]
     keys: list[int]
@@ -122,7 +123,8 @@ def _page(
     kind: CursorKind, rows: list[T], request: PageRequest, key: Callable[[T], int]
 ) -> Page[T]:
     """A page from the rows a store gave for `request` (one more than asked, to know whether
-    more follow; newest first when backward). Cursors are made from rows, which are never
+    more follow; in the reverse of the list's order when backward). Cursors are made from
+    rows, which are never
     deleted, so a page that starts past a cursor has rows on the cursor's side."""
     more = len(rows) > request.size
     items = rows[: request.size]
@@ -457,7 +459,9 @@ class ChatService:
         self, chat_ids: Sequence[int], terms: Sequence[str], request: PageRequest
     ) -> dict[int, Page[Message]]:
         """The same search in each chat, one round trip for all (`terms` from `search_terms`)."""
-        found = await self.search_index.search(chat_ids, terms, request.key, request.size + 1)
+        found = await self.search_index.search(
+            chat_ids, terms, request.key, request.size + 1, request.backward
+        )
         unknown = [
             (chat_id, m.number)
             for chat_id, rows in found.items()

@@ -211,7 +211,12 @@ class ElasticSearch:
             }
 
     async def search(
-        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+        self,
+        chat_ids: Sequence[int],
+        terms: Sequence[str],
+        before: int | None,
+        limit: int,
+        backward: bool = False,
     ) -> dict[int, list[Message]]:
         """One `_msearch` request for every chat."""
         wanted = list(dict.fromkeys(chat_ids))
@@ -219,12 +224,12 @@ class ElasticSearch:
             return {}
         common: list[dict[str, Any]] = []
         if before is not None:
-            common.append({"range": {"number": {"lt": before}}})
+            common.append({"range": {"number": {"gt" if backward else "lt": before}}})
         common += [term_query(t) for t in terms]
         bodies = [
             {
                 "query": {"bool": {"filter": [{"term": {"chat_id": chat_id}}, *common]}},
-                "sort": [{"number": "desc"}],
+                "sort": [{"number": "asc" if backward else "desc"}],
                 "size": limit,
                 "_source": ["number", "body", "created_at", "updated_at"],
                 "track_total_hits": False,

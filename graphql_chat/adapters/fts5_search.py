@@ -36,6 +36,10 @@ _MATCHING = text(
     "SELECT rowid FROM message_grams WHERE message_grams MATCH :match "
     "AND rowid BETWEEN :low AND :high ORDER BY rowid DESC LIMIT :limit"
 )
+_MATCHING_UP = text(
+    "SELECT rowid FROM message_grams WHERE message_grams MATCH :match "
+    "AND rowid BETWEEN :low AND :high ORDER BY rowid ASC LIMIT :limit"
+)
 _BODIES = (
     text(
         "SELECT number, body, created_at, updated_at FROM messages "
@@ -57,15 +61,29 @@ _RECORD_VERSION = text(
 
 
 def _search_chat(
-    conn: Connection, chat_id: int, query: str, lowered: list[str], before: int | None, limit: int
+    conn: Connection,
+    chat_id: int,
+    query: str,
+    lowered: list[str],
+    before: int | None,
+    limit: int,
+    backward: bool = False,
 ) -> list[Message]:
-    """Up to `limit` matches newest first, numbered below `before`."""
-    if before is not None and before <= 1:
-        return []
-    below = min(before, _SPAN) if before is not None else _SPAN
+    """Up to `limit` matches newest first, numbered below `before` (`backward`: oldest
+    first, numbered above it)."""
     base = chat_id * _SPAN
+    if backward:
+        above = before or 0
+        if above >= _SPAN - 1:
+            return []
+        bounds = {"low": base + above + 1, "high": base + _SPAN - 1}
+    else:
+        if before is not None and before <= 1:
+            return []
+        below = min(before, _SPAN) if before is not None else _SPAN
+        bounds = {"low": base + 1, "high": base + below - 1}
     rowids = conn.execute(
-        _MATCHING, {"match": query, "low": base + 1, "high": base + below - 1, "limit": limit}
+        _MATCHING_UP if backward else _MATCHING, {"match": query, "limit": limit, **bounds}
     ).scalars()
     numbers = [rowid - base for rowid in rowids]
     if not numbers:
@@ -111,7 +129,12 @@ class Fts5Search:
         """Nothing to do: the triggers indexed these rows when the store committed them."""
 
     async def search(
-        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+        self,
+        chat_ids: Sequence[int],
+        terms: Sequence[str],
+        before: int | None,
+        limit: int,
+        backward: bool = False,
     ) -> dict[int, list[Message]]:
         query = sqlite_functions.match(terms)
         lowered = [t.lower() for t in terms]
@@ -119,7 +142,7 @@ class Fts5Search:
         def run(conn: Connection) -> dict[int, list[Message]]:
             # One thread hop for every chat.
             return {
-                chat_id: _search_chat(conn, chat_id, query, lowered, before, limit)
+                chat_id: _search_chat(conn, chat_id, query, lowered, before, limit, backward)
                 for chat_id in dict.fromkeys(chat_ids)
             }
 

@@ -21,8 +21,8 @@ V = TypeVar("V")
 
 # (parent id, page size, key past which the page starts, whether it goes backward)
 PageKey = tuple[int, int, int | None, bool]
-# (chat id, search terms, page size, key after which the page starts)
-SearchKey = tuple[int, tuple[str, ...], int, int | None]
+# (chat id, search terms, page size, key past which the page starts, whether it goes backward)
+SearchKey = tuple[int, tuple[str, ...], int, int | None, bool]
 
 
 def _pages_loader(
@@ -43,8 +43,8 @@ def _search_loader(
     """One search request per distinct (terms, first, after) among the chats asked for."""
 
     async def grouped(chat_ids: Sequence[int], rest: tuple[Any, ...]) -> dict[int, Page[V]]:
-        terms, size, after = rest
-        return await fetch(chat_ids, terms, PageRequest(size, after))
+        terms, size, after, backward = rest
+        return await fetch(chat_ids, terms, PageRequest(size, after, backward))
 
     return _grouped_loader(grouped)
 

@@ -220,18 +220,26 @@ class Chat(Node):
 
     @strawberry.field(
         description="Messages containing every white-space separated term of `query` "
-        "(case-insensitive substrings), newest first."
+        "(case-insensitive substrings), newest first: `first` after `after`, or the `last` "
+        "before `before` (the oldest matches without it), each page still newest first."
     )
     async def search_messages(
-        self, info: Info, query: str, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        query: str,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Message]:
         service = info.context.service
-        request = service.page_request("search", PAGING, first, after)
+        request = service.page_request("search", PAGING, first, after, last, before)
         terms = service.search_terms(query)
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return connection(Page[domain.Message]([], [], False), self._message)
-        page = await info.context.search_pages.load((chat_id, terms, request.size, request.key))
+        key = (chat_id, terms, request.size, request.key, request.backward)
+        page = await info.context.search_pages.load(key)
         return connection(page, self._message)
 
 

@@ -68,15 +68,10 @@ def _count(request: Request, name: str) -> object:
     return value
 
 
-def _page_request(request: Request, kind: CursorKind, backward: bool = True) -> PageRequest:
-    """`?limit=&cursor=` forward; `?last=&before=` backward (the newest page with `last`
-    alone), where the list can go backward."""
+def _page_request(request: Request, kind: CursorKind) -> PageRequest:
+    """`?limit=&cursor=` forward; `?last=&before=` backward (the last page of the list with
+    `last` alone: the newest of a list in ascending order, the oldest matches of a search)."""
     params = request.query_params
-    if not backward and ("last" in params or "before" in params):
-        raise InvalidInput(
-            "search pages go from the newest match: use limit and cursor",
-            "last" if "last" in params else "before",
-        )
     return _service(request).page_request(
         kind,
         PAGING,
@@ -94,9 +89,9 @@ def request_backward(request: Request) -> bool:
     return any(name in request.query_params for name in _BACKWARD)
 
 
-def _list(request: Request, page: Page[Any], shape: Any, backward: bool = True) -> JSONResponse:
-    """The page, with `Link` headers to the next page and (where the list goes backward) the
-    previous one."""
+def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
+    """The page, with `Link` headers to the next page and (for a page asked for backward)
+    the previous one."""
     response = JSONResponse([shape(item) for item in page.items])
     links = []
     size = max(len(page.items), 1)
@@ -107,7 +102,7 @@ def _list(request: Request, page: Page[Any], shape: Any, backward: bool = True) 
         links.append(f'<{url}>; rel="next"')
     # Forward pages link forward only, as they always have: a client that follows the one link
     # it is given keeps working. Pages asked for backward link both ways.
-    if backward and request_backward(request) and page.has_previous and page.start_cursor:
+    if request_backward(request) and page.has_previous and page.start_cursor:
         url = request.url.remove_query_params(_FORWARD).include_query_params(
             last=size, before=page.start_cursor
         )
@@ -255,10 +250,10 @@ async def search_messages(request: Request) -> Response:
         query = request.query_params.get("q")
         if query is None:
             raise InvalidInput("q is required: the text to search for", "q")
-    page_request = _page_request(request, "search", backward=False)
+    page_request = _page_request(request, "search")
     chat_id = await service.chat_id(params["token"], params["chat"])
     page = await service.search(chat_id, query, page_request)
-    return _list(request, page, _message, backward=False)
+    return _list(request, page, _message)
 
 
 _APP = "/api/v1/applications"

@@ -598,3 +598,36 @@ async def test_an_update_of_a_message_still_queued_answers_its_create_time_once_
         finally:
             worker.stop()
             await asyncio.wait_for(task, 30)
+
+
+async def test_search_pages_backward_to_the_newer_matches(http: httpx.AsyncClient) -> None:
+    """`last` alone: the oldest matches; `before` a page's start cursor: the matches newer
+    than it; every page newest first, with the full page info."""
+    token = (await http.post("/api/v1/applications", json={"name": "s"})).json()["token"]
+    await http.post(f"/api/v1/applications/{token}/chats", json={})
+    for n in range(1, 8):
+        await http.post(f"/api/v1/applications/{token}/chats/1/messages", json={"body": f"m{n}"})
+    query = """query($t: String!, $last: Int, $before: String) { application(token: $t) {
+      chat(number: 1) { searchMessages(query: "M", last: $last, before: $before) {
+        nodes { number } pageInfo { hasPreviousPage hasNextPage startCursor endCursor } } } } }"""
+
+    async def page(before: str | None) -> dict[str, Any]:
+        answer = await http.post(
+            "/graphql",
+            json={"query": query, "variables": {"t": token, "last": 3, "before": before}},
+        )
+        found: dict[str, Any] = answer.json()["data"]["application"]["chat"]["searchMessages"]
+        return found
+
+    oldest = await page(None)
+    assert [n["number"] for n in oldest["nodes"]] == [3, 2, 1]
+    assert (oldest["pageInfo"]["hasPreviousPage"], oldest["pageInfo"]["hasNextPage"]) == (
+        True,
+        False,
+    )
+    newer = await page(oldest["pageInfo"]["startCursor"])
+    assert [n["number"] for n in newer["nodes"]] == [6, 5, 4]
+    assert (newer["pageInfo"]["hasPreviousPage"], newer["pageInfo"]["hasNextPage"]) == (True, True)
+    newest = await page(newer["pageInfo"]["startCursor"])
+    assert [n["number"] for n in newest["nodes"]] == [7]
+    assert newest["pageInfo"]["hasPreviousPage"] is False

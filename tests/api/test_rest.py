@@ -150,10 +150,18 @@ async def test_the_newest_page_and_links_both_ways(http: httpx.AsyncClient) -> N
     second = await http.get(first.links["next"]["url"])
     assert [m["number"] for m in second.json()] == [3, 4]
     assert set(second.links) == {"next"}
-    # Both ways at once, a bad `last`, and search going backward are refused.
+    # Both ways at once and a bad `last` are refused.
     for params in ({"limit": 2, "last": 2}, {"last": "0"}, {"last": "x"}):
         refused = await http.get(base, params=params)
         assert refused.status_code == 422, params
         assert refused.json()["error"]["field"] == "last"
-    search = await http.get(f"{base}/search", params={"q": "m", "last": 2})
-    assert search.status_code == 422 and search.json()["error"]["field"] == "last"
+    # A search pages backward too: `last` alone is its oldest matches, still newest first,
+    # and "prev" leads to the newer ones.
+    oldest = await http.get(f"{base}/search", params={"q": "m", "last": 3})
+    assert [m["number"] for m in oldest.json()] == [3, 2, 1]
+    assert set(oldest.links) == {"prev"}
+    newer = await http.get(oldest.links["prev"]["url"])
+    assert [m["number"] for m in newer.json()] == [6, 5, 4]
+    assert set(newer.links) == {"prev", "next"}
+    assert [m["number"] for m in (await http.get(newer.links["prev"]["url"])).json()] == [7]
+    assert [m["number"] for m in (await http.get(newer.links["next"]["url"])).json()] == [3, 2, 1]

@@ -376,3 +376,26 @@ async def test_an_index_of_mapping_2_takes_the_times_in_place(store: SqlStore) -
         await search.drop()
         await search.close()
         await raw.close()
+
+
+async def test_matches_page_both_ways(store: SqlStore, writer: Writer, search: Search) -> None:
+    """Forward: newest first, below a number. Backward: oldest first, above it (the oldest
+    matches without one), in this chat only, each page bounded."""
+    bodies = [f"match {n}" if n % 3 else f"other {n}" for n in range(1, 31)]
+    chat = await _chat(store, writer, bodies)
+    other = await _chat(store, writer, ["match elsewhere"] * 5)
+    matching = [n for n in range(1, 31) if n % 3]
+
+    async def page(before: int | None, limit: int, backward: bool) -> list[int]:
+        found = await search.search([chat, other], ["match"], before, limit, backward)
+        if before is None:  # the other chat's matches, the same way
+            expected = [1, 2, 3, 4, 5] if backward else [5, 4, 3, 2, 1]
+            assert [m.number for m in found[other]] == expected[:limit]
+        return [m.number for m in found[chat]]
+
+    assert await page(None, 4, False) == sorted(matching, reverse=True)[:4]
+    assert await page(None, 4, True) == matching[:4]
+    assert await page(10, 3, True) == [11, 13, 14]
+    assert await page(11, 3, False) == [10, 8, 7]
+    assert await page(29, 5, True) == []
+    assert await page(1, 5, False) == []
