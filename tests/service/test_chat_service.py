@@ -117,9 +117,14 @@ class _IndexedBeforeTimes:
         self.search_index = search
 
     async def search(
-        self, chat_ids: Sequence[int], terms: Sequence[str], before: int | None, limit: int
+        self,
+        chat_ids: Sequence[int],
+        terms: Sequence[str],
+        before: int | None,
+        limit: int,
+        backward: bool = False,
     ) -> dict[int, list[Message]]:
-        found = await self.search_index.search(chat_ids, terms, before, limit)
+        found = await self.search_index.search(chat_ids, terms, before, limit, backward)
         return {
             chat_id: [replace(m, created_at=UNKNOWN_TIME, updated_at=UNKNOWN_TIME) for m in rows]
             for chat_id, rows in found.items()
