@@ -83,3 +83,42 @@ async def test_concurrent_retries_on_two_api_processes_make_one_message(cluster:
         assert len(stored) == 40
         counted = (await http.get(f"{apis[0]}/api/v1/applications/{token}/chats/1")).json()
         assert counted["messages_count"] == 40
+
+
+async def test_hostile_keys_change_nothing_and_reach_no_other_application(
+    server: Server,
+) -> None:
+    """Keys that are too long, empty, of control characters or of raw non-UTF-8 bytes are
+    refused and change nothing; a key another application used is not theirs to replay."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        mine = (await http.post("/api/v1/applications", json={"name": "a"})).json()["token"]
+        theirs = (await http.post("/api/v1/applications", json={"name": "b"})).json()["token"]
+        for token in (mine, theirs):
+            await http.post(f"/api/v1/applications/{token}/chats", headers=JSON)
+        base = f"/api/v1/applications/{mine}/chats/1/messages"
+        for key in (b"x" * 10_000, b"", b"a\x01b", b'""'):
+            refused = await http.post(
+                base,
+                json={"body": "b"},
+                headers=[(b"content-type", b"application/json"), (b"idempotency-key", key)],
+            )
+            assert refused.status_code in (400, 422, 431), (key[:10], refused.status_code)
+        # Raw bytes that are not UTF-8 are a key like any other text (read as Latin-1).
+        raw = [(b"content-type", b"application/json"), (b"idempotency-key", b"\xff\xfe\xfd")]
+        first = await http.post(base, json={"body": "kept"}, headers=raw)
+        again = await http.post(base, json={"body": "kept"}, headers=raw)
+        assert first.status_code == again.status_code == 201
+        assert first.json() == again.json()
+        assert (await all_messages(http, "", mine, 1)) == {1: "kept"}
+        # Their application, the same key and body: a message of their own, not mine back.
+        other = await http.post(
+            f"/api/v1/applications/{theirs}/chats/1/messages",
+            json={"body": "kept"},
+            headers=raw,
+        )
+        assert other.status_code == 201 and other.json()["number"] == 1
+        assert (await all_messages(http, "", theirs, 1)) == {1: "kept"}
+        assert (await all_messages(http, "", mine, 1)) == {1: "kept"}
+        assert (await http.get(f"/api/v1/applications/{mine}/chats/1")).json()[
+            "messages_count"
+        ] == 1
