@@ -40,7 +40,8 @@ def iso(at: datetime) -> str:
     """A UTC time as ISO 8601 (RFC 3339) to the microsecond, fixed width: what the APIs say."""
     if at.tzinfo is not UTC:
         at = at.astimezone(UTC)
-    return at.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
+    # Arguments by position: by keyword, the call costs half as much again.
+    return at.isoformat("T", "microseconds")[:-6] + "Z"  # without "+00:00"
 
 
 def parse_iso(text: str) -> datetime:

@@ -5,6 +5,13 @@ hop: on SQLite in a thread (the writer thread for batches and applications, a sm
 reads), on MySQL through `AsyncConnection.run_sync` on the asyncmy engine. A driver like
 aiosqlite pays a thread round trip per statement; one hop per operation pays one whatever the
 number of statements (docs/benchmarks.md has what that was worth).
+
+Except the reads a page needs (a chat by its number, a page of chats or of messages): each is
+an index range stopped by a `LIMIT`, compiled once to its SQL and run as is, its rows taken
+raw. On SQLite they run on the event loop's own thread (`_LoopReader`): such a read costs
+tens of microseconds, handing it to a thread and back ten times that in CPU, and the
+thread's wait for the GIL lengthens every other request. A read that would wait for a lock
+does not wait there: it goes to the read threads.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -34,6 +41,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -63,6 +71,10 @@ from graphql_chat.tables import applications, chats, idempotency_keys, messages,
 R = TypeVar("R")
 
 _READ_THREADS = 4
+
+# The most rows a read may return to run on the event loop's thread (a page of 100 chats'
+# newest 10 messages); a larger one, which only a raised MAX_PAGE_SIZE asks, goes to a thread.
+_LOOP_ROWS = 1000
 
 
 def _configure_sqlite(engine: Engine, synchronous: str, immediate: bool) -> None:
@@ -111,11 +123,33 @@ def _unavailable(error: DBAPIError) -> Unavailable:
     return Unavailable("the database is unavailable; retry shortly")
 
 
+class _LoopReader:
+    """A SQLite connection for the event loop's own thread, for reads bounded by an index
+    range and a `LIMIT`. It never waits: with no busy timeout, a read that would wait for a
+    lock (another connection recovering the WAL after a crash, say) fails at once with
+    `sqlite3.OperationalError`, and the caller reads on a thread instead."""
+
+    def __init__(self, url: str) -> None:
+        database = make_url(url).database or ""
+        self._connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        self._connection.execute("PRAGMA busy_timeout=0")
+        self._connection.execute("PRAGMA query_only=ON")
+
+    def rows(self, sql: str, params: Any) -> list[Any]:
+        return self._connection.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._connection.close()
+
+
 class SqlStore:
     def __init__(self, url: str, synchronous: str = "FULL") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._engine: AsyncEngine | None = None
+        self._loop_reader: _LoopReader | None = None
+        self._heard: list[Callable[[str], None]] = []  # see `on_statement`
+        self._compiled: dict[Any, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
         if self.is_sqlite:
             self._writer = _sqlite_engine(url, synchronous, 1, immediate=True)
             self._reader = _sqlite_engine(url, synchronous, _READ_THREADS, immediate=False)
@@ -128,20 +162,44 @@ class SqlStore:
                 url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=3600
             )
 
-    @property
-    def sync_engines(self) -> list[Engine]:
-        """The engines statements run on (for instrumentation)."""
-        if self._engine is not None:
-            return [self._engine.sync_engine]
-        return [self._writer, self._reader]
+    def on_statement(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Have `callback` hear the SQL of every statement run from now on, on any connection
+        (for instrumentation); returns what stops it."""
+
+        def heard(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            callback(statement)
+
+        engines = (
+            [self._engine.sync_engine]
+            if self._engine is not None
+            else [
+                self._writer,
+                self._reader,
+            ]
+        )
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", heard)
+        self._heard.append(callback)
+
+        def stop() -> None:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", heard)
+            self._heard.remove(callback)
+
+        return stop
 
     async def start(self) -> None:
         await self.read(lambda conn: conn.execute(select(func.count()).select_from(applications)))
+        if self.is_sqlite and self._loop_reader is None:
+            self._loop_reader = _LoopReader(self.url)
 
     async def ping(self) -> None:
         await self.numbering()
 
     async def close(self) -> None:
+        if self._loop_reader is not None:
+            self._loop_reader.close()
+            self._loop_reader = None
         if self._engine is not None:
             await self._engine.dispose()
             return
@@ -176,6 +234,28 @@ class SqlStore:
             raise
         except DBAPIError as error:
             raise _unavailable(error) from error
+
+    async def _bounded(self, statement: Any, params: dict[str, Any], rows: int) -> list[Any]:
+        """The rows, raw (times as the driver gives them), of a statement made once that reads
+        at most `rows` rows through an index: compiled once, run without SQLAlchemy's
+        per-statement work; on SQLite on the loop's thread unless large or kept waiting."""
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            dialect = self._engine.dialect if self._engine is not None else self._reader.dialect
+            made = statement.compile(dialect=dialect)
+            order = tuple(made.positiontup or ()) if made.positional else None
+            compiled = self._compiled[statement] = (made.string, order, dict(made.params))
+        sql, order, defaults = compiled
+        given = {**defaults, **params}
+        values = tuple(given[name] for name in order) if order is not None else given
+        if self._loop_reader is not None and rows <= _LOOP_ROWS:
+            for callback in self._heard:
+                callback(sql)
+            try:
+                return self._loop_reader.rows(sql, values)
+            except sqlite3.OperationalError:
+                pass  # busy (or worse): the read threads wait, or say what is wrong
+        return await self.read(lambda conn: list(conn.exec_driver_sql(sql, values)))
 
     # -- applications --------------------------------------------------------------------------
 
@@ -227,15 +307,12 @@ class SqlStore:
             return {}
         if len(keys) == 1:  # the usual case, from a statement made once
             [(app_id, number)] = keys
-            query, params = _ONE_CHAT, {"app": app_id, "number": number}
-        else:
-            query = select(chats).where(tuple_(chats.c.application_id, chats.c.number).in_(keys))
-            params = {}
-        return await self.read(
-            lambda conn: {
-                (r.application_id, r.number): _chat(r) for r in conn.execute(query, params)
-            }
+            found = await self._bounded(_ONE_CHAT, {"app": app_id, "number": number}, 1)
+            return {(row[1], row[2]): _chat(row) for row in found}
+        query = select(*_CHAT_COLUMNS).where(
+            tuple_(chats.c.application_id, chats.c.number).in_(keys)
         )
+        return await self.read(lambda conn: {(r[1], r[2]): _chat(r) for r in conn.execute(query)})
 
     async def list_chats(
         self,
@@ -244,46 +321,32 @@ class SqlStore:
         limit: int,
         backward: bool = False,
     ) -> dict[int, list[Chat]]:
-        query, params = _pages_query(
-            chats, chats.c.application_id, application_ids, after, limit, backward
-        )
-
-        def fetch(conn: Connection) -> dict[int, list[Chat]]:
-            found: dict[int, list[Chat]] = {app_id: [] for app_id in application_ids}
-            for row in conn.execute(query, params):
-                found[row.application_id].append(_chat(row))
-            return found
-
-        return await self.read(fetch)
+        query, params = _pages_query(chats, application_ids, after, limit, backward)
+        found: dict[int, list[Chat]] = {app_id: [] for app_id in application_ids}
+        for row in await self._bounded(query, params, len(application_ids) * limit):
+            found[row[1]].append(_chat(row))
+        return found
 
     async def messages_by_number(
         self, keys: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], Message]:
         if not keys:
             return {}
-        query = select(
-            messages.c.chat_id,
-            messages.c.number,
-            messages.c.body,
-            messages.c.created_at,
-            messages.c.updated_at,
-        ).where(tuple_(messages.c.chat_id, messages.c.number).in_(keys))
+        query = select(*_MESSAGE_COLUMNS).where(
+            tuple_(messages.c.chat_id, messages.c.number).in_(keys)
+        )
         return await self.read(
-            lambda conn: {(r.chat_id, r.number): _message(r) for r in conn.execute(query)}
+            lambda conn: {(r[0], r[1]): _message(r) for r in conn.execute(query)}
         )
 
     async def list_messages(
         self, chat_ids: Sequence[int], after: int | None, limit: int, backward: bool = False
     ) -> dict[int, list[Message]]:
-        query, params = _pages_query(messages, messages.c.chat_id, chat_ids, after, limit, backward)
-
-        def fetch(conn: Connection) -> dict[int, list[Message]]:
-            found: dict[int, list[Message]] = {chat_id: [] for chat_id in chat_ids}
-            for row in conn.execute(query, params):
-                found[row.chat_id].append(_message(row))
-            return found
-
-        return await self.read(fetch)
+        query, params = _pages_query(messages, chat_ids, after, limit, backward)
+        found: dict[int, list[Message]] = {chat_id: [] for chat_id in chat_ids}
+        for row in await self._bounded(query, params, len(chat_ids) * limit):
+            found[row[0]].append(_message(row))
+        return found
 
     async def max_chat_number(self, application_id: int) -> int:
         query = select(func.max(chats.c.number)).where(chats.c.application_id == application_id)
@@ -436,50 +499,69 @@ def _in_thread(engine: Engine, write: bool, operation: Callable[[Connection], R]
 
 
 def _pages_query(
-    table: Any,
-    parent: Any,
-    parent_ids: Sequence[int],
-    after: int | None,
-    limit: int,
-    backward: bool = False,
+    table: Any, parent_ids: Sequence[int], after: int | None, limit: int, backward: bool = False
 ) -> tuple[Any, dict[str, Any]]:
     """The first `limit` rows after `after` of each parent (`backward`: the last `limit`
     before it, newest first), in one statement that reads only those rows: one index range
     scan per parent, stopped at `limit` (a window function over every row of every parent
-    would cost the size of the largest). With its parameters: a page of one parent (the
-    usual case) is a statement made once, with bound parameters."""
-    if len(parent_ids) == 1:
-        key = (table.name, after is not None, backward)
-        if key not in _ONE_PAGE:
-            _ONE_PAGE[key] = _page(
-                table, parent, bindparam("parent"), after is not None, bindparam("limit"), backward
-            )
-        return _ONE_PAGE[key], {"parent": parent_ids[0], "after": after, "limit": limit}
+    would cost the size of the largest). A statement made once for each number of parents,
+    with its parameters."""
+    parents = list(dict.fromkeys(parent_ids))
+    key = (table.name, len(parents), after is not None, backward)
+    query = _PAGES.get(key)
+    if query is None:
+        query = _PAGES[key] = _make_pages(table, len(parents), after is not None, backward)
+    params: dict[str, Any] = {f"parent_{i}": parent for i, parent in enumerate(parents)}
+    params["after"], params["limit"] = after, limit
+    return query, params
+
+
+def _make_pages(table: Any, parents: int, past: bool, backward: bool) -> Any:
+    if parents == 1:
+        return _page(table, bindparam("parent_0"), past, backward)
     # Each page wrapped as a derived table: SQLite takes no LIMIT inside a compound member.
     pages = [
-        _page(table, parent, parent_id, after is not None, limit, backward).subquery().select()
-        for parent_id in dict.fromkeys(parent_ids)
+        _page(table, bindparam(f"parent_{i}"), past, backward).subquery().select()
+        for i in range(parents)
     ]
+    parent = _PARENT[table.name]
     in_order: Any = literal_column("number")
-    query = union_all(*pages).order_by(
+    return union_all(*pages).order_by(
         literal_column(parent.name), in_order.desc() if backward else in_order
     )
-    return query, {"after": after}
 
 
-def _page(table: Any, parent: Any, parent_id: Any, past: bool, limit: Any, backward: bool) -> Any:
-    columns = [c for c in table.c if c.name != "revision"]
+def _page(table: Any, parent_id: Any, past: bool, backward: bool) -> Any:
     number = table.c.number
-    query = select(*columns).where(parent == parent_id)
+    query = select(*_COLUMNS[table.name]).where(_PARENT[table.name] == parent_id)
     if past:
         after: Any = bindparam("after")
         query = query.where(number < after if backward else number > after)
-    return query.order_by(number.desc() if backward else number).limit(limit)
+    return query.order_by(number.desc() if backward else number).limit(bindparam("limit"))
 
 
-# Statements made once: a page of one parent, one chat by its number.
-_ONE_PAGE: dict[tuple[str, bool, bool], Any] = {}
-_ONE_CHAT = select(chats).where(
+# The columns `_chat` and `_message` read, by position; a row's parent is its second column
+# for chats, its first for messages.
+_CHAT_COLUMNS = (
+    chats.c.id,
+    chats.c.application_id,
+    chats.c.number,
+    chats.c.messages_count,
+    chats.c.created_at,
+)
+_MESSAGE_COLUMNS = (
+    messages.c.chat_id,
+    messages.c.number,
+    messages.c.body,
+    messages.c.created_at,
+    messages.c.updated_at,
+)
+_COLUMNS = {"chats": _CHAT_COLUMNS, "messages": _MESSAGE_COLUMNS}
+_PARENT = {"chats": chats.c.application_id, "messages": messages.c.chat_id}
+
+# Statements made once: pages by (table, parents, past a cursor, backward); a chat by number.
+_PAGES: dict[tuple[str, int, bool, bool], Any] = {}
+_ONE_CHAT = select(*_CHAT_COLUMNS).where(
     chats.c.application_id == bindparam("app"), chats.c.number == bindparam("number")
 )
 
@@ -792,17 +874,27 @@ def _application(row: Row[Any]) -> Application:
     return Application(id=row.id, token=row.token, name=row.name, chats_count=row.chats_count)
 
 
-def _chat(row: Row[Any]) -> Chat:
+def _utc(value: datetime | str) -> datetime:
+    """A time column's value as an aware UTC datetime: as SQLAlchemy gives it, or raw (SQLite's
+    ISO text, MySQL's naive datetime). (`replace(tzinfo=)` costs five times the parse.)"""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value + "+00:00")
+    return value if value.tzinfo is UTC else value.replace(tzinfo=UTC)
+
+
+def _chat(row: Any) -> Chat:
+    """A chat from a row of `_CHAT_COLUMNS`."""
     return Chat(
-        id=row.id,
-        application_id=row.application_id,
-        number=row.number,
-        messages_count=row.messages_count,
-        created_at=row.created_at,
+        id=row[0],
+        application_id=row[1],
+        number=row[2],
+        messages_count=row[3],
+        created_at=_utc(row[4]),
     )
 
 
 def _message(row: Any) -> Message:
-    return Message(
-        number=row.number, body=row.body, created_at=row.created_at, updated_at=row.updated_at
-    )
+    """A message from a row of `_MESSAGE_COLUMNS`."""
+    created = _utc(row[3])
+    updated = created if row[4] == row[3] else _utc(row[4])  # never edited: parsed once
+    return Message(number=row[1], body=row[2], created_at=created, updated_at=updated)

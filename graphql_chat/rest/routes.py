@@ -7,6 +7,7 @@ Lists answer plain JSON arrays, as in the seed; the next page is in a `Link` hea
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
@@ -96,20 +97,29 @@ def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
     links = []
     size = max(len(page.items), 1)
     if page.has_next and page.end_cursor:
-        url = request.url.remove_query_params(_BACKWARD).include_query_params(
-            limit=size, cursor=page.end_cursor
-        )
+        url = _beside(request, _BACKWARD, limit=size, cursor=page.end_cursor)
         links.append(f'<{url}>; rel="next"')
     # Forward pages link forward only, as they always have: a client that follows the one link
     # it is given keeps working. Pages asked for backward link both ways.
     if request_backward(request) and page.has_previous and page.start_cursor:
-        url = request.url.remove_query_params(_FORWARD).include_query_params(
-            last=size, before=page.start_cursor
-        )
+        url = _beside(request, _FORWARD, last=size, before=page.start_cursor)
         links.append(f'<{url}>; rel="prev"')
     if links:
         response.headers["Link"] = ", ".join(links)
     return response
+
+
+def _beside(request: Request, dropped: tuple[str, ...], **paging: object) -> str:
+    """This request's URL with the paging parameters `dropped` and `paging` set, the others
+    kept (one pass over the query, where Starlette's `remove_`/`include_query_params` take
+    one each)."""
+    kept = [
+        (name, value)
+        for name, value in request.query_params.multi_items()
+        if name not in dropped and name not in paging
+    ]
+    kept.extend((name, str(value)) for name, value in paging.items())
+    return str(request.url.replace(query=urlencode(kept)))
 
 
 def _application(app: Application) -> dict[str, Any]:
@@ -125,11 +135,15 @@ def _chat(chat: Chat) -> dict[str, Any]:
 
 
 def _message(message: Message) -> dict[str, Any]:
+    created = iso(message.created_at)
     return {
         "number": message.number,
         "body": message.body,
-        "created_at": iso(message.created_at),
-        "updated_at": iso(message.updated_at),
+        "created_at": created,
+        # Never edited: formatted once.
+        "updated_at": created
+        if message.updated_at is message.created_at
+        else iso(message.updated_at),
     }
 
 

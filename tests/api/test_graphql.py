@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.sql_store import SqlStore
@@ -210,12 +209,8 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
             for m in range(3):
                 await gql.create_message(token, c, f"message {m}")
     container: Container = http.app.state.container  # type: ignore[attr-defined]
-    assert isinstance(container.store, SqlStore)  # statements are counted on its engines
-    engines = container.store.sync_engines
+    assert isinstance(container.store, SqlStore)  # statements are counted on its connections
     statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
 
     def run(n: int) -> str:
         return (
@@ -223,8 +218,7 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
             f"messages(first: {n}) {{ nodes {{ number body }} }} }} }} }} }} }}"
         )
 
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
+    stop = container.store.on_statement(statements.append)
     try:
         small = await _post(http, run(2))
         small_count = len(statements)
@@ -232,8 +226,7 @@ async def test_nested_lists_cost_a_bounded_number_of_statements(
         large = await _post(http, run(30))  # as large as the default cost limit allows
         large_count = len(statements)
     finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
+        stop()
     assert len(small["data"]["applications"]["nodes"]) == 2
     nodes = large["data"]["applications"]["nodes"]
     assert len(nodes) == 4 and all(len(a["chats"]["nodes"]) == 4 for a in nodes)

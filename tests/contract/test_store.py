@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import sqlite3
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -234,7 +236,7 @@ async def test_a_page_of_many_parents_reads_only_its_rows(store: SqlStore) -> No
     def rows_read(after: int | None) -> Callable[[Connection], tuple[int, int]]:
         def run(conn: Connection) -> tuple[int, int]:
             conn.execute(text("FLUSH STATUS"))
-            query, params = _pages_query(messages, messages.c.chat_id, ids, after, 5)
+            query, params = _pages_query(messages, ids, after, 5)
             returned = len(conn.execute(query, params).all())
             status = conn.execute(text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all()
             return returned, sum(int(row[1]) for row in status)
@@ -335,3 +337,39 @@ async def test_claims_are_stored_with_their_creates_until_they_expire(store: Sql
     assert await store.claimed(app, old.key) is None
     listed = [c.key async for batch in store.iter_claims(1) for c in batch]
     assert sorted(listed) == sorted([chat_claim.key, key.key])
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_a_page_read_that_finds_the_database_locked_waits_on_a_thread(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedded, a page is read on the event loop's own thread, with no busy timeout: a read
+    that finds the database locked (SQLite's answer at once) is read again on a read thread,
+    which may wait, and answers the same."""
+    app = await _app(store)
+    await store.apply(
+        [ChatCreated(app, 1), *(MessageWritten(app, 1, n, f"m{n}", n) for n in range(1, 6))]
+    )
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    on_loop = await store.list_messages([chat.id], 1, 3)
+    assert [m.number for m in on_loop[chat.id]] == [2, 3, 4]
+
+    threads: list[str] = []
+
+    def locked(sql: str, params: object) -> list[object]:
+        threads.append(threading.current_thread().name)
+        raise sqlite3.OperationalError("database is locked")
+
+    def heard(sql: str) -> None:
+        threads.append(threading.current_thread().name)
+
+    monkeypatch.setattr(store._loop_reader, "rows", locked)
+    stop = store.on_statement(heard)
+    try:
+        again = await store.list_messages([chat.id], 1, 3)
+    finally:
+        stop()
+    assert again == on_loop
+    main = threading.current_thread().name
+    # Heard on the loop, refused there, then run on a read thread.
+    assert threads[:2] == [main, main] and threads[2].startswith("sqlite-reader"), threads
