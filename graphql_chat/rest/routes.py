@@ -238,9 +238,9 @@ async def list_messages(request: Request) -> Response:
     service = _service(request)
     params = request.path_params
     page_request = _page_request(request, "message")
-    chat = await service.require_chat(params["token"], params["chat"])
-    pages = await service.message_pages([chat.id], page_request)
-    return _list(request, pages[chat.id], _message)
+    chat_id = await service.chat_id(params["token"], params["chat"])
+    pages = await service.message_pages([chat_id], page_request)
+    return _list(request, pages[chat_id], _message)
 
 
 async def get_message(request: Request) -> Response:
