@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,14 +17,15 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from graphql_chat import migrations
+from graphql_chat import logs, metrics, migrations
 from graphql_chat.bootstrap import bootstrap
 from graphql_chat.config import Settings
 from graphql_chat.errors import ChatError, ConfigurationError
 from graphql_chat.graphql.view import STATIC, GraphQLView
+from graphql_chat.logs import note
 from graphql_chat.rest.routes import routes as rest_routes
-from graphql_chat.web.health import health, live
-from graphql_chat.web.middleware import BodyLimit, TrailingSlash
+from graphql_chat.web.health import health, live, metrics_endpoint
+from graphql_chat.web.middleware import BodyLimit, Observed, TrailingSlash
 from graphql_chat.web.responses import JSONResponse, error_response
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,14 @@ log = logging.getLogger(__name__)
 
 async def _chat_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, ChatError)
+    note("outcome", error.code)
     return error_response(error)
 
 
 async def _http_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "BAD_REQUEST")
+    note("outcome", code)
     return JSONResponse(
         {"error": {"code": code, "message": error.detail}},
         status_code=error.status_code,
@@ -46,6 +50,7 @@ async def _http_error(_: Request, error: Exception) -> Response:
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    note("outcome", "INTERNAL_SERVER_ERROR")
     return JSONResponse(
         {"error": {"code": "INTERNAL_SERVER_ERROR", "message": "Internal server error"}},
         status_code=500,
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
             yield
         finally:
             await container.close()
+            metrics.process_ended(os.getpid())
 
     graphql = GraphQLView(container)
     app = Starlette(
@@ -84,6 +90,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
             Route("/health", health, methods=["GET"]),
             Route("/health/ready", health, methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             *rest_routes,
         ],
@@ -106,5 +113,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
             expose_headers=["link", "retry-after", "x-request-id"],
             max_age=600,
         )
+    app.add_middleware(Observed)
     app.add_middleware(TrailingSlash)
     return app
+
+
+def create_logging_app() -> Starlette:
+    """The app of one of `serve --workers N`'s processes, which starts with nothing
+    configured: its logs first, as `serve` does them."""
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

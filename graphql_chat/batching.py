@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from graphql_chat import metrics
 from graphql_chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,12 @@ BatchFunction = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class Coalescer(Generic[T, R]):
-    def __init__(self, run: BatchFunction[T, R], max_batch: int = 500, lanes: int = 1) -> None:
+    def __init__(
+        self, run: BatchFunction[T, R], kind: str, max_batch: int = 500, lanes: int = 1
+    ) -> None:
+        """`kind`: what its batches are called in the metrics (`coalesced_batch_size`)."""
         self._run = run
+        self._sizes = metrics.COALESCED.labels(kind)
         self._max_batch = max_batch
         self._lanes = lanes
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -57,6 +62,7 @@ class Coalescer(Generic[T, R]):
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        self._sizes.observe(len(batch))
         try:
             results = await self._run([item for item, _ in batch])
             if len(results) != len(batch):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Coroutine
 from typing import Any
 
 import typer
 from tqdm import tqdm
 
-from graphql_chat import migrations
+from graphql_chat import logs, migrations
 from graphql_chat.config import Settings
 from graphql_chat.errors import ConfigurationError
 
@@ -36,9 +39,7 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
 
 
 @cli.command()
@@ -80,13 +81,20 @@ def serve(
             bind_host,
         )
     if workers > 1:
+        # The processes count into shared files, so that any of them answers /metrics for
+        # all; set before they start (each reads it when it first imports the client).
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            shared = tempfile.mkdtemp(prefix="graphql-chat-metrics-")
+            atexit.register(shutil.rmtree, shared, ignore_errors=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
         uvicorn.run(
-            "graphql_chat.app:create_app",
+            "graphql_chat.app:create_logging_app",
             factory=True,
             workers=workers,
             host=bind_host,
             port=bind_port,
             log_level=settings.log_level,
+            log_config=None,  # ours (`_logging`): uvicorn's lines go the same way
             access_log=False,
             timeout_graceful_shutdown=10,
             **_websocket_options(settings),
@@ -97,6 +105,7 @@ def serve(
             host=bind_host,
             port=bind_port,
             log_level=settings.log_level,
+            log_config=None,  # ours (`_logging`): uvicorn's lines go the same way
             access_log=False,
             timeout_graceful_shutdown=10,
             **_websocket_options(settings),
@@ -120,6 +129,12 @@ def migrate() -> None:
 @cli.command()
 def worker(
     burst: bool = typer.Option(False, help="Exit once the queue is empty instead of waiting."),
+    metrics_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Serve /metrics on this port (default: WORKER_METRICS_PORT or 9464; 0: none).",
+    ),
 ) -> None:
     """Consume the RabbitMQ write queue and batch-write the store and search (distributed mode)."""
     import workers
@@ -133,6 +148,9 @@ def worker(
         )
         raise typer.Exit(2)
     _logging(settings)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        workers.serve_metrics(settings.host, port)
     try:
         _run(workers.run(settings, burst))
     except ConfigurationError as error:

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     worker_batch_ms: float = Field(default=50, ge=0)
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
+    log_format: str = "auto"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     @field_validator(
         "redis_url",
@@ -77,6 +79,14 @@ class Settings(BaseSettings):
         value = value.upper()
         if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"auto", "json", "text"}:
+            raise ValueError("LOG_FORMAT must be auto, json or text")
         return value
 
     @cached_property

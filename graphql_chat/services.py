@@ -242,19 +242,22 @@ class ChatService:
             self._tokens.clear()
         self._tokens[application.token] = application.id
 
-    def authorize_admin(self, authorization: str | None) -> None:
-        """Listing applications shows every token: it needs `Authorization: Bearer
-        ADMIN_TOKEN`. Without ADMIN_TOKEN it stays open only on a loopback-bound server."""
+    def authorize_admin(
+        self, authorization: str | None, what: str = "listing applications"
+    ) -> None:
+        """Listing applications shows every token (and the metrics every operation's name
+        and rate): it needs `Authorization: Bearer ADMIN_TOKEN`. Without ADMIN_TOKEN it
+        stays open only on a loopback-bound server."""
         expected = self.settings.admin_token
         if expected is None:
             if self.settings.loopback:
                 return
             raise Forbidden(
-                "listing applications is disabled: this server is reachable from other "
+                f"{what} is disabled: this server is reachable from other "
                 "machines and ADMIN_TOKEN is not set"
             )
         if not authorization:
-            raise Unauthenticated("listing applications needs Authorization: Bearer <ADMIN_TOKEN>")
+            raise Unauthenticated(f"{what} needs Authorization: Bearer <ADMIN_TOKEN>")
         scheme, _, credential = authorization.partition(" ")
         given = credential.strip().encode("utf-8", "surrogatepass")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected.encode()):

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 
 from sqlalchemy.exc import StatementError
 
-from graphql_chat.domain import Event
+from graphql_chat import metrics
+from graphql_chat.domain import Event, micros, now_micros
 from graphql_chat.errors import ChatError, InvalidInput, Unavailable
 from graphql_chat.ports import (
     Applied,
@@ -67,6 +69,22 @@ def _changes(committed: Committed) -> Changes:
     )
 
 
+def _observe_commit(events: Sequence[Event], seconds: float) -> None:
+    metrics.BATCH_EVENTS.observe(len(events))
+    metrics.COMMIT_SECONDS.observe(seconds)
+    stored = metrics.LAG_SECONDS.labels("stored")
+    now = now_micros()
+    for event in events:
+        if event.at:  # a write of the previous release may carry no time
+            stored.observe(max(now - event.at, 0) / 1e6)
+
+
+def lag_ms(events: Sequence[Event]) -> float:
+    """The longest wait, from acceptance to now, of the events (0 if none has a time)."""
+    oldest = min((event.at for event in events if event.at), default=0)
+    return round((now_micros() - oldest) / 1000, 1) if oldest else 0.0
+
+
 class Writer:
     def __init__(self, store: Store, search: Search, feed: Feed | None = None) -> None:
         self.store = store
@@ -78,7 +96,9 @@ class Writer:
     ) -> Committed:
         """Idempotent: committing the same events again, in any order, changes nothing more.
         Once committed, the changes are published to subscribers."""
+        started = time.perf_counter()
         committed = await self._commit(events, until)
+        _observe_commit(events, time.perf_counter() - started)
         if self.feed is not None:
             await self.feed.publish(_changes(committed))
         return committed
@@ -152,6 +172,7 @@ class Writer:
     async def index(self, messages: Sequence[IndexedMessage], park: Park | None = None) -> None:
         if not messages:
             return
+        started = time.perf_counter()
         try:
             await self.search.index(messages)
         except Unavailable:
@@ -159,6 +180,12 @@ class Writer:
                 raise
             await park(messages)
             log.warning("search unavailable: %d messages parked for indexing", len(messages))
+            return
+        metrics.INDEX_SECONDS.observe(time.perf_counter() - started)
+        searchable = metrics.LAG_SECONDS.labels("searchable")
+        now = now_micros()
+        for message in messages:
+            searchable.observe(max(now - micros(message.updated_at), 0) / 1e6)
 
     async def numbering(self) -> Numbering:
         return await self.store.numbering()

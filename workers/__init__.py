@@ -7,11 +7,27 @@ the write side (`graphql_chat.writer.Writer`), until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+
+from prometheus_client import start_http_server
 
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.bootstrap import running
 from graphql_chat.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """`/metrics` (any path, in fact) on `port`, from a thread. A port already taken is
+    logged and the worker goes on without: its writes matter more than its metrics."""
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:
+        log.error("cannot serve metrics on %s:%d (%s): going on without", host, port, error)
+        return
+    log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 async def run(settings: Settings, burst: bool = False) -> None:

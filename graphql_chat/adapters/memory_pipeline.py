@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from graphql_chat import metrics
 from graphql_chat.domain import Event
 from graphql_chat.errors import ChatError, Unavailable
 from graphql_chat.ports import IndexedMessage, WriteSide
@@ -51,7 +52,11 @@ class MemoryPipeline:
         await self.ping()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
-        await done
+        metrics.PIPELINE_DEPTH.inc()
+        try:
+            await done
+        finally:
+            metrics.PIPELINE_DEPTH.dec()
 
     async def _park(self, messages: Sequence[IndexedMessage]) -> None:
         """Search is unavailable: these are indexed with the next batch."""

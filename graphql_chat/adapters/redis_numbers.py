@@ -218,8 +218,12 @@ class RedisNumbers:
             source: self._redis.register_script(source)
             for source in (_DRAW_CHAT, _DRAW_MESSAGE, _NEW_APPLICATION, _CLAIMED, _FORGET)
         }
-        self._draw: Coalescer[_Draw, list[int]] = Coalescer(self._draws, lanes=_DRAW_LANES)
-        self._open: Coalescer[int, bool] = Coalescer(self._epochs_open, lanes=_DRAW_LANES)
+        self._draw: Coalescer[_Draw, list[int]] = Coalescer(
+            self._draws, "redis_draw", lanes=_DRAW_LANES
+        )
+        self._open: Coalescer[int, bool] = Coalescer(
+            self._epochs_open, "redis_epoch", lanes=_DRAW_LANES
+        )
         self._recovery = Recovery(self, store, drained)
 
     def _app(self, application_id: int) -> str:

@@ -30,8 +30,10 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from graphql_chat import metrics
 from graphql_chat.graphql.limits import Limits, check
 from graphql_chat.graphql.persisted import NOT_IN_LIST, digest_of
+from graphql_chat.logs import note
 
 # Memory an entry holds beyond its text, per lexical token: measured with tracemalloc on
 # dense documents (about 400 bytes per token), rounded up.
@@ -146,6 +148,7 @@ class DocumentCache(SchemaExtension):
             yield
             return
         entry = self.documents.get(query) if query is not None else None
+        metrics.DOCUMENTS.labels("miss" if entry is None else "hit").inc()
         if entry is None:
             context.parse_options["max_tokens"] = self.documents.max_tokens
             yield  # Strawberry parses; a syntax error is answered and not cached
@@ -178,6 +181,7 @@ class DocumentCache(SchemaExtension):
         context = self.execution_context
         context.graphql_document = entry.document
         context.pre_execution_errors = entry.errors
+        note("operation", metrics.operation_label(context.operation_name))
         # Strawberry's `operation_name` falls back to the first operation's: ask what the
         # request named.
         named = context._provided_operation_name

@@ -28,6 +28,7 @@ from graphql_chat.bootstrap import Container
 from graphql_chat.graphql.context import Context
 from graphql_chat.graphql.persisted import PersistedQueries, Refused, load_manifest
 from graphql_chat.graphql.schema import build_schema, coded
+from graphql_chat.logs import note
 from graphql_chat.web.responses import JSONResponse
 
 STATIC = Path(__file__).parent.parent / "static"
@@ -151,6 +152,7 @@ class GraphQLView(GraphQL[Context, None]):
             # Not a GraphQL request at all (bad JSON, no query, wrong method), or a persisted
             # query refused: answer in the GraphQL response shape, not Strawberry's plain text.
             code = error.code if isinstance(error, Refused) else "BAD_REQUEST"
+            note("outcome", code)
             response = JSONResponse(
                 {"errors": [{"message": error.reason, "extensions": {"code": code}}]},
                 status_code=error.status_code,
@@ -186,6 +188,7 @@ class GraphQLView(GraphQL[Context, None]):
             # fit. Such a response has no `data` entry.
             request_error = result.data is None and all(e.path is None for e in result.errors)
             request.state.request_error = request_error
+            note("outcome", str((result.errors[0].extensions or {}).get("code", "ERROR")))
         answer = await super().process_result(request, result)
         if request_error:
             answer.pop("data", None)

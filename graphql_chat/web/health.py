@@ -1,10 +1,11 @@
-"""Liveness and readiness."""
+"""Liveness, readiness, and the metrics."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from graphql_chat import metrics
 from graphql_chat.web.responses import JSONResponse
 
 
@@ -22,3 +23,14 @@ async def health(request: Request) -> Response:
     return JSONResponse(
         {"status": "unavailable", **report}, status_code=503, headers={"Retry-After": "1"}
     )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """The Prometheus text format. It tells operation names and rates: like the list of
+    applications, it needs `Authorization: Bearer ADMIN_TOKEN` unless the server listens on
+    loopback only. The dependency gauges are checked as it answers."""
+    container = request.app.state.container
+    container.service.authorize_admin(request.headers.get("authorization"), "reading metrics")
+    metrics.observe_health(await container.health())
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,10 +1,18 @@
-"""ASGI middleware: the request body limit and trailing slashes."""
+"""ASGI middleware: the request body limit, trailing slashes, and each request's id, log
+line and metrics."""
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+import uuid
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graphql_chat import logs, metrics
 from graphql_chat.errors import TooLarge
+from graphql_chat.logs import log_event
 from graphql_chat.web.responses import too_large
 
 DRAIN_BYTES = 8 * 1024 * 1024  # read and discarded from an oversized body before the 413
@@ -88,3 +96,77 @@ class TrailingSlash:
         if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
             scope = {**scope, "path": path.rstrip("/") or "/"}
         await self.app(scope, receive, send)
+
+
+class Observed:
+    """Each HTTP request gets an id (the client's `X-Request-ID` if it is a plausible one,
+    else a new one), echoed in the answer and on every log line written meanwhile; then one
+    log line and its metrics (`graphql_chat.metrics`), whatever the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        rid = given if given is not None and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        reset = logs.request_id.set(rid)
+        notes = logs.begin_notes()
+        echoed = (b"x-request-id", rid.encode())
+        status = 500
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            seconds = time.perf_counter() - started
+            interface, operation = _operation(scope, notes)
+            outcome = notes.get("outcome") or ("ok" if status < 400 else f"HTTP_{status}")
+            metrics.REQUESTS.labels(interface, operation, outcome).inc()
+            metrics.REQUEST_SECONDS.labels(interface, operation).observe(seconds)
+            log_event(
+                _log,
+                "request",
+                interface=interface,
+                operation=operation,
+                method=scope["method"],
+                status=status,
+                outcome=outcome,
+                duration_ms=round(seconds * 1000, 3),
+            )
+            logs.request_id.reset(reset)
+
+
+_log = logging.getLogger("graphql_chat.request")
+# What an id from a client may be: what proxies and tracers send (UUIDs, hex, base64url,
+# dotted or colon-separated ids), short enough for a log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+_INTERFACES = (("/graphql", "graphql"), ("/api/", "rest"), ("/health", "health"))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _operation(scope: Scope, notes: dict[str, str]) -> tuple[str, str]:
+    path: str = scope["path"]
+    if path == "/metrics":
+        return "metrics", "GET /metrics"
+    interface = next((name for prefix, name in _INTERFACES if path.startswith(prefix)), "other")
+    if interface == "graphql":
+        return interface, notes.get("operation", "none")
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return interface, f"{scope['method']} {template}" if template else "unrouted"

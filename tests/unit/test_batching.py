@@ -36,14 +36,14 @@ class Doubler:
 
 async def test_a_lone_call_is_sent_at_once() -> None:
     run = Doubler(delay=0)
-    coalesce = Coalescer(run)
+    coalesce = Coalescer(run, "test")
     assert await coalesce(21) == 42
     assert run.batches == [[21]]
 
 
 async def test_calls_made_while_a_batch_is_in_flight_leave_together() -> None:
     run = Doubler()
-    coalesce = Coalescer(run, max_batch=1000, lanes=1)
+    coalesce = Coalescer(run, "test", max_batch=1000, lanes=1)
     first = asyncio.create_task(coalesce(0))
     await asyncio.sleep(0.002)  # the first batch is in flight
     results = await asyncio.gather(*[coalesce(i) for i in range(1, 101)])
@@ -54,7 +54,7 @@ async def test_calls_made_while_a_batch_is_in_flight_leave_together() -> None:
 
 async def test_lanes_bound_the_batches_in_flight_and_max_batch_their_size() -> None:
     run = Doubler()
-    coalesce = Coalescer(run, max_batch=10, lanes=3)
+    coalesce = Coalescer(run, "test", max_batch=10, lanes=3)
     results = await asyncio.gather(*[coalesce(i) for i in range(95)])
     assert results == [i * 2 for i in range(95)]
     assert run.most_in_flight == 3
@@ -63,7 +63,7 @@ async def test_lanes_bound_the_batches_in_flight_and_max_batch_their_size() -> N
 
 
 async def test_an_error_for_one_item_fails_that_call_alone() -> None:
-    coalesce = Coalescer(Doubler())
+    coalesce = Coalescer(Doubler(), "test")
     results = await asyncio.gather(coalesce(1), coalesce(-1), coalesce(2), return_exceptions=True)
     assert results[0] == 2 and results[2] == 4
     assert isinstance(results[1], ValueError)
@@ -71,7 +71,7 @@ async def test_an_error_for_one_item_fails_that_call_alone() -> None:
 
 async def test_a_failed_batch_fails_every_call_in_it_and_the_next_batch_still_runs() -> None:
     run = Doubler()
-    coalesce = Coalescer(run)
+    coalesce = Coalescer(run, "test")
     failed = await asyncio.gather(coalesce(1), coalesce(FAIL_ALL), return_exceptions=True)
     assert all(isinstance(result, Unavailable) for result in failed)
     assert await coalesce(5) == 10
@@ -81,14 +81,14 @@ async def test_a_wrong_count_of_results_is_an_error_not_a_misattribution() -> No
     async def short(items: list[int]) -> list[int]:
         return items[:-1]
 
-    coalesce = Coalescer(short)
+    coalesce = Coalescer(short, "test")
     with pytest.raises(RuntimeError, match="results for a batch"):
         await asyncio.gather(coalesce(1), coalesce(2))
 
 
 async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     run = Doubler()
-    coalesce = Coalescer(run)
+    coalesce = Coalescer(run, "test")
     gone = asyncio.create_task(coalesce(1))
     kept = asyncio.create_task(coalesce(2))
     await asyncio.sleep(0.001)

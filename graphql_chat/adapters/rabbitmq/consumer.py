@@ -34,16 +34,20 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
+from graphql_chat import metrics
 from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.adapters.rabbitmq.wire import decode_events, encode, event_to_dict
 from graphql_chat.domain import UNKNOWN_TIME, Event, instant, micros
 from graphql_chat.errors import Unavailable
+from graphql_chat.logs import log_event
 from graphql_chat.ports import IndexedMessage, Stopped, WriteSide
+from graphql_chat.writer import lag_ms
 
 log = logging.getLogger(__name__)
 
 PREFETCH = 256  # broker messages in hand (committing, indexing, waiting): about 64 MB at most
 _IDLE_POLL = 0.2  # seconds between checks of the queue and of numbering while idle
+_DEPTH_EVERY = 5.0  # seconds between two readings of the queue's depth for the metrics
 
 
 @dataclass
@@ -103,6 +107,7 @@ class Consumer:
             await search_channel.set_qos(prefetch_count=1)
             search_queue = await search_channel.get_queue(queues.search(self._queue_name))
             indexer = asyncio.create_task(self._index_stage(), name="worker-index")
+            depth = asyncio.create_task(self._watch_depth(), name="worker-queue-depth")
             await self._consume(connection)
             search_tag = await search_queue.consume(self._reindex)
             try:
@@ -118,6 +123,7 @@ class Consumer:
                     log.info("handing back %d deliveries", len(self._pending))
                 self._closing = True
                 self._indexable.set()
+                depth.cancel()
                 await indexer  # raises what stopped it, if anything did
         finally:
             await connection.close()
@@ -160,7 +166,16 @@ class Consumer:
         # its cache, with the count of the first declaration.
         raw = await self._channel.get_underlay_channel()
         declared = await raw.queue_declare(self._queue_name, passive=True)
-        return int(declared.message_count or 0)
+        ready = int(declared.message_count or 0)
+        metrics.QUEUE_DEPTH.set(ready)
+        return ready
+
+    async def _watch_depth(self) -> None:
+        """The queue's depth for the metrics, every `_DEPTH_EVERY` seconds."""
+        while True:
+            with suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await self._ready()
+            await asyncio.sleep(_DEPTH_EVERY)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -240,11 +255,16 @@ class Consumer:
             self.set_aside += 1
         self.batches += 1
         now = asyncio.get_running_loop().time()
-        log.debug(
-            "committed %d events in %.1f ms, %.1f ms after the first arrived",
-            len(events),
-            (now - started) * 1000,
-            (now - batch[0].arrived) * 1000,
+        log_event(
+            log,
+            "batch",
+            events=len(events),
+            deliveries=len(batch),
+            commit_ms=round((now - started) * 1000, 3),
+            waited_ms=round((started - batch[0].arrived) * 1000, 3),
+            lag_ms=lag_ms(events),
+            failed=len(outcome.failed),
+            set_aside=len(outcome.set_aside),
         )
         self._committed.append(_Committed(batch, outcome.stored))
         self._indexable.set()

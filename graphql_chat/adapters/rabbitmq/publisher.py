@@ -48,7 +48,7 @@ class RabbitPipeline:
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
         self._submit: Coalescer[Event, None] = Coalescer(
-            self._publish_events, max_batch=MAX_EVENTS_PER_MESSAGE, lanes=PUBLISH_LANES
+            self._publish_events, "publish", max_batch=MAX_EVENTS_PER_MESSAGE, lanes=PUBLISH_LANES
         )
         self.published = 0  # events confirmed by the broker
 
