@@ -1,7 +1,7 @@
 """Logs: one JSON object per line for a collector, plain text for a terminal.
 
 `LOG_FORMAT=json` or `text`; `auto` (the default) writes text to a terminal and JSON
-elsewhere. Every line carries `time`, `level`, `logger` and `message`, and, written while a
+elsewhere. Every line carries `time`, `level`, `logger`, `pid` and `message`, and, written while a
 request is handled, its `request_id` (the client's `X-Request-ID`, or one made for it). The
 lines of events (`log_event`) carry their fields as keys of their own: a request's
 `interface`, `operation`, `status`, `duration_ms`; a worker batch's `events`, `commit_ms`,
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,15 +42,26 @@ def note(key: str, value: str) -> None:
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
-class _RequestId(logging.Filter):
-    """The request id on the lines written while a request is handled; nothing on others.
-    (Drops uvicorn's `color_message`, the same message with terminal colours.)"""
+def _with_request_id(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Records made while a request is handled carry its id, whichever handler gets them."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        rid = request_id.get()
+        if rid is not None:
+            record.request_id = rid
+        return record
+
+    return make
+
+
+logging.setLogRecordFactory(_with_request_id(logging.getLogRecordFactory()))
+
+
+class _Quiet(logging.Filter):
+    """Drops uvicorn's `color_message` (the same message with terminal colours)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            rid = request_id.get()
-            if rid is not None:
-                record.request_id = rid
         record.__dict__.pop("color_message", None)
         return True
 
@@ -74,14 +86,14 @@ def configure(level: str, form: str) -> None:
     if form == "json" or (form == "auto" and not sys.stderr.isatty()):
         handler.setFormatter(
             OrjsonFormatter(
-                "%(levelname)s %(name)s %(message)s",
-                rename_fields={"levelname": "level", "name": "logger"},
+                "%(levelname)s %(name)s %(process)d %(message)s",
+                rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
                 timestamp="time",  # RFC 3339, UTC, to the microsecond
             )
         )
     else:
         handler.setFormatter(_Text("%(levelname)s %(name)s %(message)s"))
-    handler.addFilter(_RequestId())
+    handler.addFilter(_Quiet())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

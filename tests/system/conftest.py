@@ -129,11 +129,13 @@ class Cluster:
         self.workers = [self._process(("worker",), f"worker{i}") for i in range(2)]
 
     def _process(self, command: tuple[str, ...], name: str) -> Server:
+        port = free_port()  # an API's, or a worker's metrics
+        environment = {**self.environment, "WORKER_METRICS_PORT": str(port)}
         return Server(
             self.tmp / "unused.db",
-            free_port(),
+            port,
             self.tmp / f"{name}.log",
-            environment=dict(self.environment),
+            environment=environment,
             command=command,
         )
 

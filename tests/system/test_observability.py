@@ -1,0 +1,147 @@
+"""Metrics and logs from real processes: `serve --workers 2` answering /metrics for both of its
+processes, a worker serving its own, and the JSON lines that follow one request id."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import distributed_settings
+from tests.system.conftest import Server, environment_of, free_port, persisted
+
+pytestmark = pytest.mark.system
+
+ROUTE = "POST /api/v1/applications/{token}/chats/{chat}/messages"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def json_lines(path: Path) -> list[dict[str, object]]:
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+async def test_metrics_and_logs_follow_creates_through_two_api_processes_and_a_worker(
+    tmp_path: Path,
+) -> None:
+    async with distributed_settings() as settings:
+        environment = {**environment_of(settings), "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+        api = Server(
+            tmp_path / "unused.db",
+            free_port(),
+            tmp_path / "api.log",
+            environment=environment,
+            command=("serve", "--workers", "2"),
+        )
+        worker_port = free_port()
+        worker = Server(
+            tmp_path / "unused.db",
+            free_port(),
+            tmp_path / "worker.log",
+            environment={**environment, "WORKER_METRICS_PORT": str(worker_port)},
+            command=("worker",),
+        )
+        api.start()
+        worker.start()
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                token = (
+                    await http.post(f"{api.url}/api/v1/applications", json={"name": "o"})
+                ).json()["token"]
+                assert (
+                    await http.post(f"{api.url}/api/v1/applications/{token}/chats", json={})
+                ).status_code == 201
+                creates = 40
+                answers = await asyncio.gather(
+                    *(
+                        http.post(
+                            f"{api.url}/api/v1/applications/{token}/chats/1/messages",
+                            json={"body": f"m{n}"},
+                            headers={"X-Request-ID": f"follow-{n}"},
+                        )
+                        for n in range(creates)
+                    )
+                )
+                assert [a.status_code for a in answers] == [201] * creates
+                assert {a.headers["x-request-id"] for a in answers} == {
+                    f"follow-{n}" for n in range(creates)
+                }
+                await persisted(http, api.url, token, {1: creates})
+
+                # Either process answers for both: every create is counted once, whichever
+                # process took it.
+                for _ in range(4):
+                    found = samples((await http.get(f"{api.url}/metrics")).text)
+                    assert (
+                        value(
+                            found,
+                            "graphql_chat_requests_total",
+                            interface="rest",
+                            operation=ROUTE,
+                            outcome="ok",
+                        )
+                        == creates
+                    )
+                # The worker's own: every create batched, stored, and made searchable.
+                deadline = time.monotonic() + 30
+                while True:
+                    mine = samples((await http.get(f"http://127.0.0.1:{worker_port}/metrics")).text)
+                    searchable = value(
+                        mine, "graphql_chat_persistence_lag_seconds_count", stage="searchable"
+                    )
+                    if searchable >= creates or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.2)
+                assert value(mine, "graphql_chat_batch_events_sum") >= creates + 1  # and the chat
+                assert (
+                    value(mine, "graphql_chat_persistence_lag_seconds_count", stage="stored")
+                    >= creates
+                )
+                assert searchable >= creates
+                assert value(mine, "graphql_chat_commit_duration_seconds_count") >= 1
+        finally:
+            api.stop()
+            worker.stop()
+
+    # One JSON line per request, with the client's id; one per worker batch.
+    requests = [line for line in json_lines(api.log) if line.get("message") == "request"]
+    followed = {
+        line["request_id"]: line
+        for line in requests
+        if str(line.get("request_id")).startswith("follow-")
+    }
+    assert len(followed) == creates
+    # Both processes took some: the count above was of both, from either.
+    assert len({line["pid"] for line in followed.values()}) == 2
+    line = followed["follow-7"]
+    assert (line["interface"], line["operation"], line["status"], line["level"]) == (
+        "rest",
+        ROUTE,
+        201,
+        "INFO",
+    )
+    assert isinstance(line["duration_ms"], float) and "time" in line
+    batches = [line for line in json_lines(worker.log) if line.get("message") == "batch"]
+    assert sum(int(str(b["events"])) for b in batches) >= creates + 1
+    assert all(float(str(b["lag_ms"])) >= 0 for b in batches)
