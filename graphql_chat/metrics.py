@@ -118,6 +118,21 @@ def operation_label(name: str | None) -> str:
     return name
 
 
+_answered: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
+def request_answered(interface: str, operation: str, outcome: str, seconds: float) -> None:
+    """Count a request and its time (each series' child looked up once: labels are bounded)."""
+    series = _answered.get((interface, operation, outcome))
+    if series is None:
+        series = _answered[(interface, operation, outcome)] = (
+            REQUESTS.labels(interface, operation, outcome),
+            REQUEST_SECONDS.labels(interface, operation),
+        )
+    series[0].inc()
+    series[1].observe(seconds)
+
+
 def observe_health(report: Mapping[str, str]) -> None:
     """The dependency gauges and the recovery state from a health report."""
     for dependency, state in report.items():

@@ -4,9 +4,9 @@ line and metrics."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -112,7 +112,7 @@ class Observed:
             return
         started = time.perf_counter()
         given = _header(scope, b"x-request-id")
-        rid = given if given is not None and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        rid = given if given is not None and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         reset = logs.request_id.set(rid)
         notes = logs.begin_notes()
         echoed = (b"x-request-id", rid.encode())
@@ -131,8 +131,7 @@ class Observed:
             seconds = time.perf_counter() - started
             interface, operation = _operation(scope, notes)
             outcome = notes.get("outcome") or ("ok" if status < 400 else f"HTTP_{status}")
-            metrics.REQUESTS.labels(interface, operation, outcome).inc()
-            metrics.REQUEST_SECONDS.labels(interface, operation).observe(seconds)
+            metrics.request_answered(interface, operation, outcome, seconds)
             log_event(
                 _log,
                 "request",
