@@ -84,3 +84,49 @@ def test_image_is_slim_and_not_root() -> None:
     user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert user and user[-1] not in ("root", "0")
     assert "COPY alembic ./alembic" in dockerfile and "COPY alembic.ini" in dockerfile
+
+
+def test_prometheus_scrapes_the_api_and_every_worker(compose: dict[str, Any]) -> None:
+    service = compose["services"]["prometheus"]
+    mounted = {c["source"]: c["target"] for c in service["configs"]}
+    assert (ROOT / compose["configs"]["prometheus"]["file"]).resolve() == (
+        ROOT / "deploy/prometheus.yml"
+    )
+    config = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    assert mounted["prometheus"] == "/etc/prometheus/prometheus.yml"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    api = jobs["graphql-chat-api"]
+    assert api["static_configs"][0]["targets"] == [f"api:{Settings().port}"]
+    # The API listens on all interfaces: its metrics need the admin token, mounted for it.
+    assert api["authorization"]["credentials_file"] == mounted["admin-token"]
+    assert "ADMIN_TOKEN" in compose["configs"]["admin-token"]["content"]
+    worker = jobs["graphql-chat-worker"]["dns_sd_configs"][0]
+    port = int(compose["x-app-environment"]["WORKER_METRICS_PORT"])
+    assert worker["names"] == ["worker"] and worker["port"] == port
+    assert Settings().worker_metrics_port == port
+
+
+def test_the_dashboard_reads_only_series_the_product_exports() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from graphql_chat import metrics
+
+    families = [
+        family
+        for value in vars(metrics).values()
+        if isinstance(value, MetricWrapperBase)
+        for family in value.describe()
+    ]
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    exported = {
+        family.name + suffix for family in families for suffix in suffixes.get(family.type, ("",))
+    }
+    dashboard = json.loads((ROOT / "deploy/grafana/graphql-chat.json").read_text())
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in expressions for name in re.findall(r"graphql_chat_\w+", e)}
+    assert used <= exported, used - exported
+    # Every series the product exports has a panel.
+    assert {f.name for f in families} == {
+        next(f.name for f in families if name.startswith(f.name)) for name in used
+    }
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])
