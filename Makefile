@@ -8,7 +8,7 @@ CODEGEN_VENV := .venv-codegen
 PORT ?= 3000
 export PORT
 
-.PHONY: run test services bench bench-distributed bench-live bench-live-floor lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
+.PHONY: run run-distributed test services bench bench-distributed bench-live bench-live-floor lint typecheck schema schema-check client client-check browser-deps audit-deps bench bench-search clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,19 @@ run: $(BIN)/.installed
 	$(BIN)/graphql-chat serve
 
 # MariaDB, Redis, RabbitMQ and Elasticsearch on loopback (installed when missing; needs root or
-# password-less sudo). Prints the variables to export; `make test` reads them from the same file.
+# password-less sudo), and the virtual environment. Prints the variables to export; `make test`
+# reads them from the same file.
 SERVICES_DIR ?= /var/tmp/graphql-chat-services
 export SERVICES_DIR
-services:
+services: $(BIN)/.installed
 	scripts/services.sh
+
+# The distributed stack in the foreground from a fresh clone: the engines, the migrations,
+# API_PROCESSES API processes and WORKERS workers with their logs; Ctrl-C stops everything.
+API_PROCESSES ?= 2
+WORKERS ?= 2
+run-distributed: services
+	API_PROCESSES=$(API_PROCESSES) WORKERS=$(WORKERS) scripts/run-distributed.sh
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

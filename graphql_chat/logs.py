@@ -100,9 +100,20 @@ def configure(level: str, form: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []  # theirs would print the same line again
         logging.getLogger(name).propagate = True
+    # Our line per request replaces uvicorn's access log.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:], access.propagate = [], False
+    # Clients that log every call they make at INFO: only their warnings, unless debugging.
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+        )
+
+
+_CHATTY = ("elastic_transport", "aio_pika", "aiormq")
 
 
 def log_event(logger: logging.Logger, message: str, **fields: Any) -> None:
