@@ -4,6 +4,7 @@ sends it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -75,10 +76,8 @@ def _stop(process: subprocess.Popen[bytes], sig: int, within: float = 30) -> Non
         process.wait(timeout=within)
     finally:
         # Whatever did not stop (a background job ignores SIGINT) is made to.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_the_readme_steps_and_make_run_distributed_from_a_fresh_clone(tmp_path: Path) -> None:
