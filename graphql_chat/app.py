@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from graphql_chat import logs, metrics, migrations
+from graphql_chat import logs, metrics, migrations, tracing
 from graphql_chat.bootstrap import bootstrap
 from graphql_chat.config import Settings
 from graphql_chat.errors import ChatError, ConfigurationError
@@ -120,7 +120,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
 
 def create_logging_app() -> Starlette:
     """The app of one of `serve --workers N`'s processes, which starts with nothing
-    configured: its logs first, as `serve` does them."""
+    configured: its logs and traces first, as `serve` does them."""
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
+    tracing.configure("graphql-chat-api")
     return create_app(settings)

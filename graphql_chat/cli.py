@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from tqdm import tqdm
 
-from graphql_chat import logs, migrations
+from graphql_chat import logs, migrations, tracing
 from graphql_chat.config import Settings
 from graphql_chat.errors import ConfigurationError
 
@@ -80,6 +80,8 @@ def serve(
             "ADMIN_TOKEN to allow it with Authorization: Bearer <ADMIN_TOKEN>)",
             bind_host,
         )
+    if workers == 1:
+        tracing.configure("graphql-chat-api")  # (each of N processes does its own)
     if workers > 1:
         # The processes count into shared files, so that any of them answers /metrics for
         # all; set before they start (each reads it when it first imports the client).
@@ -148,6 +150,7 @@ def worker(
         )
         raise typer.Exit(2)
     _logging(settings)
+    tracing.configure("graphql-chat-worker")
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     if port:
         workers.serve_metrics(settings.host, port)

@@ -8,9 +8,12 @@ import os
 import re
 import time
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graphql_chat import logs, metrics
+from graphql_chat import logs, metrics, tracing
 from graphql_chat.errors import TooLarge
 from graphql_chat.logs import log_event
 from graphql_chat.web.responses import too_large
@@ -117,6 +120,14 @@ class Observed:
         notes = logs.begin_notes()
         echoed = (b"x-request-id", rid.encode())
         status = 500
+        span = None
+        if tracing.on:
+            span = tracing.tracer.start_span(
+                f"HTTP {scope['method']}",
+                context=tracing.incoming(scope["headers"]),
+                kind=SpanKind.SERVER,
+            )
+            attached = otel_context.attach(trace.set_span_in_context(span))
 
         async def answer(message: Message) -> None:
             nonlocal status
@@ -143,6 +154,9 @@ class Observed:
                 duration_ms=round(seconds * 1000, 3),
             )
             logs.request_id.reset(reset)
+            if span is not None:
+                _end(span, scope, interface, operation, status, outcome, rid)
+                otel_context.detach(attached)
 
 
 _log = logging.getLogger("graphql_chat.request")
@@ -150,6 +164,29 @@ _log = logging.getLogger("graphql_chat.request")
 # dotted or colon-separated ids), short enough for a log line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 _INTERFACES = (("/graphql", "graphql"), ("/api/", "rest"), ("/health", "health"))
+
+
+def _end(
+    span: Span,
+    scope: Scope,
+    interface: str,
+    operation: str,
+    status: int,
+    outcome: str,
+    rid: str,
+) -> None:
+    span.update_name(f"graphql {operation}" if interface == "graphql" else operation)
+    span.set_attribute("http.request.method", scope["method"])
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("graphql_chat.outcome", outcome)
+    span.set_attribute("graphql_chat.request_id", rid)
+    if interface == "graphql":
+        span.set_attribute("graphql.operation.name", operation)
+    elif interface == "rest":
+        span.set_attribute("http.route", operation.partition(" ")[2])
+    if status >= 500:
+        span.set_status(StatusCode.ERROR, outcome)
+    span.end()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -4,13 +4,20 @@ API's)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
+from graphql_chat import tracing
 from graphql_chat.app import create_app
 from graphql_chat.config import Settings
 
@@ -152,3 +159,67 @@ async def test_metrics_need_the_admin_token_off_loopback(settings: Settings) -> 
             assert answer.status_code == status, (admin, headers, answer.text)
             if status != 200:
                 assert "graphql_chat" not in answer.text
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    yield exporter
+    tracing.stop()
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("http", ["distributed"], indirect=True)
+async def test_one_trace_follows_a_create_from_request_to_index(
+    http: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    """The request's span, the publish it waited for, the worker's commit and index of it:
+    one trace, each the child of the one before (commit and index of the publish), with the
+    client's own trace as the request's parent."""
+    token = await _chat(http)
+    spans.clear()
+    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{client_trace}-00f067aa0ba902b7-01"
+    created = await http.post(
+        f"/api/v1/applications/{token}/chats/1/messages",
+        json={"body": "traced"},
+        headers={"traceparent": parent},
+    )
+    assert created.status_code == 201
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        names = {s.name for s in spans.get_finished_spans()}
+        if {"graphql-chat commit", "graphql-chat index"} <= names:
+            break
+        await asyncio.sleep(0.05)
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    request = by_name["POST /api/v1/applications/{token}/chats/{chat}/messages"]
+    publish = by_name["graphql-chat publish"]
+    commit, index = by_name["graphql-chat commit"], by_name["graphql-chat index"]
+    assert request.kind is SpanKind.SERVER and publish.kind is SpanKind.PRODUCER
+    assert format(request.context.trace_id, "032x") == client_trace
+    assert (
+        request.parent is not None and format(request.parent.span_id, "016x") == "00f067aa0ba902b7"
+    )
+    assert {s.context.trace_id for s in (request, publish, commit, index)} == {
+        request.context.trace_id
+    }
+    assert publish.parent is not None and publish.parent.span_id == request.context.span_id
+    for worker_span in (commit, index):
+        assert worker_span.parent is not None
+        assert worker_span.parent.span_id == publish.context.span_id
+    assert request.attributes is not None and request.attributes["http.response.status_code"] == 201
+    assert token not in str(request.attributes) and token not in request.name
+    assert commit.start_time is not None and publish.start_time is not None
+    assert commit.start_time >= publish.start_time
+
+
+async def test_traces_are_off_without_an_endpoint(http: httpx.AsyncClient) -> None:
+    """Nothing is traced unless asked: no exporter, no spans made on the request path."""
+    assert not tracing.on
+    token = await _chat(http)
+    answer = await http.post(f"/api/v1/applications/{token}/chats/1/messages", json={"body": "x"})
+    assert answer.status_code == 201 and "traceparent" not in answer.headers

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -33,10 +34,16 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from opentelemetry.context import Context
 
-from graphql_chat import metrics
+from graphql_chat import metrics, tracing
 from graphql_chat.adapters.rabbitmq import queues
-from graphql_chat.adapters.rabbitmq.wire import decode_events, encode, event_to_dict
+from graphql_chat.adapters.rabbitmq.wire import (
+    decode_events,
+    encode,
+    event_to_dict,
+    traces_of,
+)
 from graphql_chat.domain import UNKNOWN_TIME, Event, instant, micros
 from graphql_chat.errors import Unavailable
 from graphql_chat.logs import log_event
@@ -55,6 +62,12 @@ class _Delivery:
     message: AbstractIncomingMessage
     events: list[Event]
     arrived: float  # event loop time
+    parents: list[str] = field(default_factory=list)  # each event's trace context, if traced
+
+
+def _parents(deliveries: Sequence[_Delivery]) -> list[Context | None]:
+    """The trace context of each traced event of the deliveries."""
+    return [tracing.parent_of(p) for d in deliveries for p in d.parents if p]
 
 
 @dataclass
@@ -190,7 +203,8 @@ class Consumer:
             await message.reject(requeue=False)
             self.rejected += 1
             return
-        self._pending.append(_Delivery(message, events, asyncio.get_running_loop().time()))
+        parents = traces_of(message.headers, len(events)) if tracing.on else []
+        self._pending.append(_Delivery(message, events, asyncio.get_running_loop().time(), parents))
         self._pending_events += len(events)
         self._wakeup.set()
 
@@ -236,6 +250,7 @@ class Consumer:
         self._in_hand += len(batch)
         events = [event for delivery in batch for event in delivery.events]
         started = asyncio.get_running_loop().time()
+        started_ns = time.time_ns()
         try:
             outcome = await self._writes.commit(events, until=self._stopping)
         except Stopped:
@@ -255,6 +270,14 @@ class Consumer:
             self.set_aside += 1
         self.batches += 1
         now = asyncio.get_running_loop().time()
+        if tracing.on:
+            tracing.spans_of(
+                "graphql-chat commit",
+                _parents(batch),
+                started_ns,
+                time.time_ns(),
+                **{"graphql_chat.batch.events": len(events)},
+            )
         log_event(
             log,
             "batch",
@@ -282,8 +305,17 @@ class Consumer:
                     continue
                 ready, self._committed = self._committed, []
                 started = asyncio.get_running_loop().time()
+                started_ns = time.time_ns()
                 changed = [message for c in ready for message in c.changed]
                 await self._writes.index(changed, park=self._park)
+                if tracing.on:
+                    tracing.spans_of(
+                        "graphql-chat index",
+                        _parents([d for c in ready for d in c.deliveries]),
+                        started_ns,
+                        time.time_ns(),
+                        **{"graphql_chat.batch.messages": len(changed)},
+                    )
                 log.debug(
                     "indexed %d batches in %.1f ms",
                     len(ready),

@@ -21,9 +21,17 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from opentelemetry.trace import SpanKind
 
+from graphql_chat import tracing
 from graphql_chat.adapters.rabbitmq import queues
-from graphql_chat.adapters.rabbitmq.wire import encode, event_bodies, event_to_dict, message
+from graphql_chat.adapters.rabbitmq.wire import (
+    encode,
+    event_bodies,
+    event_to_dict,
+    message,
+    traces,
+)
 from graphql_chat.batching import Coalescer
 from graphql_chat.domain import Event
 from graphql_chat.errors import InvalidInput, OutcomeUnknown, Unavailable
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_MESSAGE = 500
 PUBLISH_LANES = 1  # publishes awaiting their confirm at once, per process (2 measured no faster)
+_PUBLISH = {"messaging.system": "rabbitmq", "messaging.operation.type": "send"}
 
 
 class RabbitPipeline:
@@ -47,7 +56,8 @@ class RabbitPipeline:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
-        self._submit: Coalescer[Event, None] = Coalescer(
+        # Each event with its trace context (a `traceparent`, "" when not traced).
+        self._submit: Coalescer[tuple[Event, str], None] = Coalescer(
             self._publish_events, "publish", max_batch=MAX_EVENTS_PER_MESSAGE, lanes=PUBLISH_LANES
         )
         self.published = 0  # events confirmed by the broker
@@ -89,22 +99,37 @@ class RabbitPipeline:
         await self._ensure_channel()
 
     async def submit(self, event: Event) -> None:
-        await self._submit(event)
+        if not tracing.on:
+            await self._submit((event, ""))
+            return
+        with tracing.tracer.start_as_current_span(
+            "graphql-chat publish", kind=SpanKind.PRODUCER, attributes=_PUBLISH
+        ):
+            await self._submit((event, tracing.current_parent()))
 
-    async def _publish_events(self, events: list[Event]) -> list[BaseException | None]:
+    async def _publish_events(self, items: list[tuple[Event, str]]) -> list[BaseException | None]:
         """One message per `MAX_MESSAGE_BYTES` of events, published together; each event
         succeeds or fails with the message that holds it. An event that cannot be encoded
-        fails alone (the edge checks should have refused it)."""
+        fails alone (the edge checks should have refused it). Traced events' contexts go in
+        the message's `traceparents` header, in the order of its events."""
         encoded: list[bytes] = []
+        parents: list[str] = []
         refused: dict[int, BaseException] = {}
-        for index, event in enumerate(events):
+        for index, (event, parent) in enumerate(items):
             try:
                 encoded.append(orjson.dumps(event_to_dict(event)))
+                parents.append(parent)
             except orjson.JSONEncodeError:
                 refused[index] = InvalidInput("the write holds text that cannot be stored")
         bodies = event_bodies(encoded)
+        messages = []
+        first = 0
+        for count, body in bodies:
+            held = parents[first : first + count]
+            first += count
+            messages.append(message(body, traces(held) if any(held) else None))
         outcomes = await asyncio.gather(
-            *[self._publish(self.queue, message(body)) for _, body in bodies],
+            *[self._publish(self.queue, sent) for sent in messages],
             return_exceptions=True,
         )
         published: list[BaseException | None] = []
@@ -113,7 +138,7 @@ class RabbitPipeline:
                 self.published += count
             published += [outcome] * count
         answers = iter(published)
-        return [refused[i] if i in refused else next(answers) for i in range(len(events))]
+        return [refused[i] if i in refused else next(answers) for i in range(len(items))]
 
     async def publish(self, routing_key: str, payload: dict[str, Any]) -> None:
         await self._publish(routing_key, encode(payload))

@@ -9,6 +9,7 @@ the broker stores and replicates, so every byte is paid for several times):
      "e": epoch, "new": true for a create, "t": accepted at}
 
 and, for a create sent with an idempotency key, `"k": [key hash, fingerprint, window]`.
+A traced event's context travels in the message's `traceparents` header (`traces`).
 
 A message holding a single event object (older publishers), events without `e` (before
 numbering epochs: epoch 0) and without `t` (before times: 0, the store's clock) are read too.
@@ -95,10 +96,32 @@ def encode(payload: dict[str, Any]) -> aio_pika.Message:
     return message(orjson.dumps(payload))
 
 
-def message(body: bytes) -> aio_pika.Message:
+def message(body: bytes, headers: dict[str, Any] | None = None) -> aio_pika.Message:
     return aio_pika.Message(
-        body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
+        body,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type="application/json",
+        headers=headers,
     )
+
+
+def traces(parents: list[str]) -> dict[str, Any]:
+    """The headers carrying the trace context of each event of a message, in order (W3C
+    `traceparent` values, "" for an event not traced)."""
+    return {TRACEPARENTS: ",".join(parents)}
+
+
+def traces_of(headers: Any, events: int) -> list[str]:
+    """The inverse of `traces`, for a message of `events` events: "" for each when the
+    header is missing or does not fit the events."""
+    value = (headers or {}).get(TRACEPARENTS)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    parents = value.split(",") if isinstance(value, str) else []
+    return parents if len(parents) == events else [""] * events
+
+
+TRACEPARENTS = "traceparents"
 
 
 def event_bodies(items: list[bytes], limit: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
