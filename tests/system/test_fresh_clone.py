@@ -26,7 +26,7 @@ def _readme_steps() -> str:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Locally", 1)[1].split("\n### ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-    steps = next(block for block in blocks if "graphql-chat serve" in block)
+    steps: str = next(block for block in blocks if "graphql-chat serve" in block)
     assert steps.startswith("make services"), steps
     return steps
 
