@@ -257,11 +257,18 @@ class RedisNumbers:
     async def next_chat(self, application_id: int, claim: Claim | None = None) -> Drawn:
         app = self._app(application_id)
         claimed = _claim_args(claim)
-        args: list[Any] = ["", app, "", *claimed]
-        for _ in range(3):
+        unseeded: list[Any] = ["", app, "", *claimed]
+        args = unseeded
+        # Unseeded, seeded, drawn; once more if an epoch opened while the seed was read.
+        for _ in range(5):
             answer = await self._run(_DRAW_CHAT, args)
             number, at, epoch = answer[:3]
-            if number == _UNSEEDED_CHATS:
+            if number == _RECOVERING:
+                self._recovery.start()
+                raise Unavailable(RECOVERING_MESSAGE)
+            if number == _EPOCH_CHANGED:  # the seed was read in an older epoch: read it again
+                args = unseeded
+            elif number == _UNSEEDED_CHATS:
                 args = [epoch, app, await self._store.max_chat_number(application_id), *claimed]
             elif number == _CLAIM_CONFLICT:
                 raise KeyReused()
@@ -291,7 +298,8 @@ class RedisNumbers:
         seed_epoch: int | str = ""
         chats_seed: int | str = ""
         messages_seed: int | str = ""
-        for _ in range(4):
+        # Chats unseeded, messages unseeded, drawn; all again if an epoch opened meanwhile.
+        for _ in range(7):
             args: list[str | int] = [
                 seed_epoch,
                 app,

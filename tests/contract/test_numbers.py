@@ -358,3 +358,58 @@ async def test_a_key_stored_with_its_write_outlives_the_numbers_memory(store: Sq
     if isinstance(first, RedisNumbers):
         await first.drop()
         await first.close()
+
+
+class _EpochMovesOnce:
+    """The store, except that the first seed read lets a recovery finish meanwhile: the next
+    epoch opens in Redis between the seed's read and the draw it seeds."""
+
+    def __init__(self, store: SqlStore, epoch_key: str) -> None:
+        self._store = store
+        self._epoch_key = epoch_key
+        self.moved = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def _move(self) -> None:
+        if not self.moved:
+            self.moved = True
+            async with Redis.from_url(engine_url("REDIS_URL")) as redis:
+                await redis.incr(self._epoch_key)
+
+    async def max_chat_number(self, application_id: int) -> int:
+        await self._move()
+        return await self._store.max_chat_number(application_id)
+
+    async def max_message_number(self, application_id: int, chat_number: int) -> int:
+        await self._move()
+        return await self._store.max_message_number(application_id, chat_number)
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+@pytest.mark.parametrize("draw", ["chat", "message"])
+async def test_a_seed_read_in_an_epoch_that_closed_meanwhile_is_read_again(
+    store: SqlStore, draw: str
+) -> None:
+    """A seed read in epoch E must not seed E+1's counter (the script refuses it): the draw
+    reads the seed again in E+1 and numbers on from the store."""
+    prefix = unique_name("test")
+    moving = _EpochMovesOnce(store, f"{prefix}:epoch")
+    numbers = RedisNumbers(engine_url("REDIS_URL"), moving, _drained, prefix)  # type: ignore[arg-type]
+    try:
+        await numbers.recover()
+        app = (await store.insert_application(new_token(), "a")).id
+        await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
+        await store.apply([MessageWritten(app, 1, n, "m", n, created=True) for n in (1, 2, 3)])
+        before = (await store.numbering()).epoch
+        if draw == "chat":
+            drawn = await numbers.next_chat(app)
+            assert drawn.number == 3
+        else:
+            drawn = await numbers.draw_message(app, 1)
+            assert drawn.number == 4
+        assert moving.moved and drawn.epoch == before + 1
+    finally:
+        await numbers.drop()
+        await numbers.close()
