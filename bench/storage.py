@@ -99,7 +99,8 @@ async def _elasticsearch(corpus: Corpus) -> float:
             await search.index(indexed)
         await search.refresh()
         client = search._client
-        await client.indices.forcemerge(index=search.index_name, max_num_segments=5)
+        merging = client.options(request_timeout=600)
+        await merging.indices.forcemerge(index=search.index_name, max_num_segments=5)
         stats = await client.indices.stats(index=search.index_name, metric="store")
         return int(stats["_all"]["primaries"]["store"]["size_in_bytes"]) / corpus.messages
     finally:

@@ -86,7 +86,12 @@ def bootstrap(settings: Settings | None = None) -> Container:
     store = SqlStore(settings.database_url, settings.sqlite_synchronous)
     search: Search
     if settings.elasticsearch_url:
-        search = ElasticSearch(settings.elasticsearch_url, settings.elasticsearch_index)
+        search = ElasticSearch(
+            settings.elasticsearch_url,
+            settings.elasticsearch_index,
+            settings.elasticsearch_shards,
+            settings.elasticsearch_replicas,
+        )
     else:
         search = Fts5Search(store)
     feed: Feed = (

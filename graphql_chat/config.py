@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "gc"
     queue_name: str = "graphql-chat.writes"
     elasticsearch_index: str = "graphql-chat-messages"
+    elasticsearch_shards: int = Field(default=1, ge=1, le=1024)
+    elasticsearch_replicas: int = Field(default=0, ge=0, le=16)
 
     max_name_length: int = Field(default=255, ge=1, le=255)
     max_body_length: int = Field(default=65_535, ge=1, le=1_000_000)

@@ -105,8 +105,11 @@ def _unavailable(error: Exception) -> Unavailable:
 
 
 class ElasticSearch:
-    def __init__(self, url: str, index: str) -> None:
+    def __init__(self, url: str, index: str, shards: int = 1, replicas: int = 0) -> None:
+        """`shards` and `replicas`: of the indexes it creates (a new deployment's, a
+        rebuild's); an index made before keeps its own (`reindex` makes a new one)."""
         self.index_name = index  # the alias
+        self._settings = {**SETTINGS, "number_of_shards": shards, "number_of_replicas": replicas}
         # Fail fast: callers answer a retryable error, and the worker parks the work.
         self._client = AsyncElasticsearch(
             url, request_timeout=10, retry_on_timeout=False, max_retries=0
@@ -163,7 +166,7 @@ class ElasticSearch:
             name += f"-{time.time_ns()}"
         aliases: dict[str, Any] | None = {alias: {}} if alias else None
         await self._client.indices.create(
-            index=name, settings=SETTINGS, mappings=MAPPING, aliases=aliases
+            index=name, settings=self._settings, mappings=MAPPING, aliases=aliases
         )
         return name
 

@@ -399,3 +399,33 @@ async def test_matches_page_both_ways(store: SqlStore, writer: Writer, search: S
     assert await page(11, 3, False) == [10, 8, 7]
     assert await page(29, 5, True) == []
     assert await page(1, 5, False) == []
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_the_index_is_made_with_the_shards_and_replicas_asked_for(store: SqlStore) -> None:
+    """A new deployment's index and a rebuild's take ELASTICSEARCH_SHARDS and _REPLICAS."""
+    from elasticsearch import AsyncElasticsearch
+
+    alias = unique_name("test")
+    search = ElasticSearch(engine_url("ELASTICSEARCH_URL"), alias, shards=3, replicas=0)
+    raw = AsyncElasticsearch(engine_url("ELASTICSEARCH_URL"))
+    try:
+        await search.start()
+
+        async def shape() -> tuple[str, str]:
+            [(_, found)] = (await raw.indices.get_settings(index=alias)).body.items()
+            index = found["settings"]["index"]
+            return index["number_of_shards"], index["number_of_replicas"]
+
+        assert await shape() == ("3", "0")
+        wider = ElasticSearch(engine_url("ELASTICSEARCH_URL"), alias, shards=2, replicas=0)
+        try:
+            await _chat(store, Writer(store, wider), BODIES)
+            await wider.rebuild(store, lambda _: None)
+            assert await shape() == ("2", "0")  # the rebuilt index, behind the alias
+        finally:
+            await wider.close()
+    finally:
+        await search.drop()
+        await search.close()
+        await raw.close()
