@@ -159,7 +159,7 @@ class SqlStore:
             )
         else:
             self._engine = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=3600
+                url, pool_size=10, max_overflow=10, pool_pre_ping=False, pool_recycle=3600
             )
 
     def on_statement(self, callback: Callable[[str], None]) -> Callable[[], None]:
@@ -228,6 +228,15 @@ class SqlStore:
             if write:
                 async with self._engine.begin() as conn:
                     return await conn.run_sync(operation)
+            try:
+                async with self._engine.connect() as conn:
+                    return await conn.run_sync(operation)
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+            # A pooled connection the server had closed (it restarted, or an idle timeout):
+            # the pool let go of them all; a read is read again on a new one. (Connections
+            # are not pinged before use: a round trip more for every read.)
             async with self._engine.connect() as conn:
                 return await conn.run_sync(operation)
         except IntegrityError:

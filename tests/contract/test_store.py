@@ -6,9 +6,11 @@ import random
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import (
@@ -373,3 +375,25 @@ async def test_a_page_read_that_finds_the_database_locked_waits_on_a_thread(
     main = threading.current_thread().name
     # Heard on the loop, refused there, then run on a read thread.
     assert threads[:2] == [main, main] and threads[2].startswith("sqlite-reader"), threads
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_read_on_a_connection_the_server_closed_is_read_again(store: SqlStore) -> None:
+    """Pooled connections are not pinged before use (a round trip more per read): when the
+    server has closed one (a restart, an idle timeout; here `KILL`), the read is read again
+    on a new connection instead of failing."""
+    app = await _app(store)
+    await store.apply([ChatCreated(app, 1)])
+    first = await store.read(
+        lambda conn: int(conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one())
+    )
+    async with AsyncExitStack() as stack:
+        admin = create_async_engine(store.url)
+        stack.push_async_callback(admin.dispose)
+        async with admin.begin() as conn:
+            await conn.execute(text(f"KILL {first}"))
+    # The same pooled connection comes first, dead; the read still answers.
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    assert chat.number == 1
+    again = await store.read(lambda conn: conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar())
+    assert again != first
