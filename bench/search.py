@@ -134,28 +134,38 @@ async def _load(search: Search, store: SqlStore | None, corpus: Corpus) -> float
     """Load the corpus through the backend's indexing path; the rate in messages a second."""
     started = time.perf_counter()
     if store is not None:  # FTS5: the store's transaction, its triggers index
-        app = (await store.insert_application(new_token(), "bench")).id
-        await store.apply([ChatCreated(app, chat) for chat in range(1, corpus.chats + 1)])
-        batch: list[Event] = []
-        for chat, number, body in corpus.bodies():
-            batch.append(MessageWritten(app, chat, number, body, number))
-            if len(batch) == LOAD_BATCH:
-                await store.apply(batch)
-                batch = []
-        if batch:
-            await store.apply(batch)
+        await load_store(store, corpus)
     else:
-        indexed: list[IndexedMessage] = []
-        at = datetime.now(UTC)
-        for chat, number, body in corpus.bodies():
-            indexed.append(IndexedMessage(chat, number, body, number, at, at))
-            if len(indexed) == LOAD_BATCH:
-                await search.index(indexed)
-                indexed = []
-        if indexed:
-            await search.index(indexed)
+        await load_index(search, corpus)
     await search.refresh()
     return corpus.messages / (time.perf_counter() - started)
+
+
+async def load_store(store: SqlStore, corpus: Corpus) -> None:
+    """The corpus into the store, in batches of its own transactions."""
+    app = (await store.insert_application(new_token(), "bench")).id
+    await store.apply([ChatCreated(app, chat) for chat in range(1, corpus.chats + 1)])
+    batch: list[Event] = []
+    for chat, number, body in corpus.bodies():
+        batch.append(MessageWritten(app, chat, number, body, number, created=True))
+        if len(batch) == LOAD_BATCH:
+            await store.apply(batch)
+            batch = []
+    if batch:
+        await store.apply(batch)
+
+
+async def load_index(search: Search, corpus: Corpus) -> None:
+    """The corpus into a search index, through the adapter's bulk indexing."""
+    indexed: list[IndexedMessage] = []
+    at = datetime.now(UTC)
+    for chat, number, body in corpus.bodies():
+        indexed.append(IndexedMessage(chat, number, body, number, at, at))
+        if len(indexed) == LOAD_BATCH:
+            await search.index(indexed)
+            indexed = []
+    if indexed:
+        await search.index(indexed)
 
 
 Row = tuple[str, str, float, float, float]  # kind, chat, p50 ms, p99 ms, queries a second

@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.distributed import _services
-from bench.search import LOAD_BATCH, Corpus
+from bench.search import Corpus, load_index, load_store
 from graphql_chat import migrations
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token, now_micros
-from graphql_chat.ports import IndexedMessage
 
 
 async def _mysql(corpus: Corpus) -> dict[str, float]:
@@ -44,20 +41,7 @@ async def _mysql(corpus: Corpus) -> dict[str, float]:
         store = SqlStore(url)
         await store.start()
         try:
-            app = (await store.insert_application(new_token(), "bench")).id
-            await store.apply(
-                [ChatCreated(app, chat, at=now_micros()) for chat in range(1, corpus.chats + 1)]
-            )
-            batch: list[Event] = []
-            for chat, number, body in corpus.bodies():
-                batch.append(
-                    MessageWritten(app, chat, number, body, number, created=True, at=now_micros())
-                )
-                if len(batch) == LOAD_BATCH:
-                    await store.apply(batch)
-                    batch = []
-            if batch:
-                await store.apply(batch)
+            await load_store(store, corpus)
         finally:
             await store.close()
         async with admin.begin() as conn:
@@ -88,15 +72,7 @@ async def _elasticsearch(corpus: Corpus) -> float:
     )
     await search.start()
     try:
-        at = datetime.now(UTC)
-        indexed: list[IndexedMessage] = []
-        for chat, number, body in corpus.bodies():
-            indexed.append(IndexedMessage(chat, number, body, number, at, at))
-            if len(indexed) == LOAD_BATCH:
-                await search.index(indexed)
-                indexed = []
-        if indexed:
-            await search.index(indexed)
+        await load_index(search, corpus)
         await search.refresh()
         client = search._client
         merging = client.options(request_timeout=600)

@@ -61,17 +61,7 @@ class Server:
             )
         if self.command[0] != "serve":
             return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not become healthy: {self.log.read_text()[-2000:]}")
+        wait_healthy(self.url, self.process, self.log, timeout)
 
     def kill(self) -> None:
         """`kill -9`: no shutdown, no flush, no goodbye."""
@@ -97,6 +87,24 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], log: Path, within: float, every: float = 0.1
+) -> None:
+    """Until `url/health` answers 200; RuntimeError (with the log's end) if the process
+    exits first or `within` seconds pass."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited {process.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(every)
+    raise RuntimeError(f"not healthy within {within} s: {log.read_text()[-3000:]}")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.system.conftest import free_port
+from tests.system.conftest import free_port, wait_healthy
 
 pytestmark = pytest.mark.system
 
@@ -38,20 +38,6 @@ def _start(
         return subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited {process.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not healthy within {within} s: {log.read_text()[-3000:]}")
 
 
 def _a_message_goes_through(url: str) -> None:
@@ -98,7 +84,7 @@ def test_the_readme_steps_and_make_run_distributed_from_a_fresh_clone(tmp_path: 
     )
     try:
         # The first step makes the virtual environment: minutes, from the package index.
-        _wait_healthy(f"http://127.0.0.1:{port}", steps, tmp_path / "steps.log", within=900)
+        wait_healthy(f"http://127.0.0.1:{port}", steps, tmp_path / "steps.log", 900, every=0.5)
         _a_message_goes_through(f"http://127.0.0.1:{port}")
     finally:
         _stop(steps, signal.SIGTERM)
@@ -112,7 +98,7 @@ def test_the_readme_steps_and_make_run_distributed_from_a_fresh_clone(tmp_path: 
         {**env, "WORKER_METRICS_PORT": str(free_port())},
     )
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", run, log, within=300)
+        wait_healthy(f"http://127.0.0.1:{port}", run, log, 300, every=0.5)
         _a_message_goes_through(f"http://127.0.0.1:{port}")
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
         assert run.wait(timeout=60) is not None
