@@ -161,6 +161,19 @@ class SqlStore:
             self._engine = create_async_engine(
                 url, pool_size=10, max_overflow=10, pool_pre_ping=False, pool_recycle=3600
             )
+            # Single-statement reads (`_bounded`): autocommit, so a connection goes back to
+            # its pool with nothing to roll back (SQLAlchemy would send a ROLLBACK, a round
+            # trip, after every read).
+            self._single_reads = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=False,
+                pool_recycle=3600,
+                isolation_level="AUTOCOMMIT",
+                skip_autocommit_rollback=True,
+                pool_reset_on_return=None,
+            )
 
     def on_statement(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Have `callback` hear the SQL of every statement run from now on, on any connection
@@ -170,7 +183,7 @@ class SqlStore:
             callback(statement)
 
         engines = (
-            [self._engine.sync_engine]
+            [self._engine.sync_engine, self._single_reads.sync_engine]
             if self._engine is not None
             else [
                 self._writer,
@@ -202,6 +215,7 @@ class SqlStore:
             self._loop_reader = None
         if self._engine is not None:
             await self._engine.dispose()
+            await self._single_reads.dispose()
             return
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._write_thread, self._writer.dispose)
@@ -217,7 +231,10 @@ class SqlStore:
         """Run `operation` in one transaction, committed when it returns."""
         return await self._run(operation, write=True)
 
-    async def _run(self, operation: Callable[[Connection], R], write: bool) -> R:
+    async def _run(
+        self, operation: Callable[[Connection], R], write: bool, single: bool = False
+    ) -> R:
+        """`single`: a read of one statement, which needs no transaction."""
         try:
             if self._engine is None:
                 executor = self._write_thread if write else self._read_threads
@@ -228,8 +245,9 @@ class SqlStore:
             if write:
                 async with self._engine.begin() as conn:
                     return await conn.run_sync(operation)
+            reads = self._single_reads if single else self._engine
             try:
-                async with self._engine.connect() as conn:
+                async with reads.connect() as conn:
                     return await conn.run_sync(operation)
             except DBAPIError as error:
                 if not error.connection_invalidated:
@@ -237,7 +255,7 @@ class SqlStore:
             # A pooled connection the server had closed (it restarted, or an idle timeout):
             # the pool let go of them all; a read is read again on a new one. (Connections
             # are not pinged before use: a round trip more for every read.)
-            async with self._engine.connect() as conn:
+            async with reads.connect() as conn:
                 return await conn.run_sync(operation)
         except IntegrityError:
             raise
@@ -264,7 +282,9 @@ class SqlStore:
                 return self._loop_reader.rows(sql, values)
             except sqlite3.OperationalError:
                 pass  # busy (or worse): the read threads wait, or say what is wrong
-        return await self.read(lambda conn: list(conn.exec_driver_sql(sql, values)))
+        return await self._run(
+            lambda conn: list(conn.exec_driver_sql(sql, values)), write=False, single=True
+        )
 
     # -- applications --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from graphql_chat.adapters.sql_store import SqlStore
@@ -380,20 +381,36 @@ async def test_a_page_read_that_finds_the_database_locked_waits_on_a_thread(
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_a_read_on_a_connection_the_server_closed_is_read_again(store: SqlStore) -> None:
     """Pooled connections are not pinged before use (a round trip more per read): when the
-    server has closed one (a restart, an idle timeout; here `KILL`), the read is read again
-    on a new connection instead of failing."""
+    server has closed them (a restart, an idle timeout; here `KILL`), a read is read again
+    on a new connection instead of failing, on either pool (page reads have their own)."""
     app = await _app(store)
     await store.apply([ChatCreated(app, 1)])
-    first = await store.read(
-        lambda conn: int(conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one())
-    )
+
+    def connection_id(conn: Connection) -> int:
+        return int(conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one())
+
+    first = await store.read(connection_id)
+    assert (await store.chats_by_number([(app, 1)]))[(app, 1)].number == 1
+    database = make_url(store.url).database
     async with AsyncExitStack() as stack:
         admin = create_async_engine(store.url)
         stack.push_async_callback(admin.dispose)
         async with admin.begin() as conn:
-            await conn.execute(text(f"KILL {first}"))
-    # The same pooled connection comes first, dead; the read still answers.
+            pooled = (
+                await conn.execute(
+                    text(
+                        "SELECT id FROM information_schema.processlist "
+                        "WHERE db = :db AND id <> CONNECTION_ID()"
+                    ),
+                    {"db": database},
+                )
+            ).scalars()
+            killed = list(pooled)
+            for connection in killed:
+                await conn.execute(text(f"KILL {int(connection)}"))
+    assert first in killed and len(killed) >= 2
+    # The pooled connections come first, dead; the reads still answer.
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
     assert chat.number == 1
-    again = await store.read(lambda conn: conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar())
-    assert again != first
+    assert [c.number for c in (await store.list_chats([app], None, 5))[app]] == [1]
+    assert await store.read(connection_id) not in killed
