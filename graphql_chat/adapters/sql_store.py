@@ -11,7 +11,10 @@ an index range stopped by a `LIMIT`, compiled once to its SQL and run as is, its
 raw. On SQLite they run on the event loop's own thread (`_LoopReader`): such a read costs
 tens of microseconds, handing it to a thread and back ten times that in CPU, and the
 thread's wait for the GIL lengthens every other request. A read that would wait for a lock
-does not wait there: it goes to the read threads.
+does not wait there: it goes to the read threads. On MySQL they use a pool of their own, in
+autocommit: one statement needs no transaction, so nothing is rolled back (a round trip)
+when the connection goes back. No MySQL connection is pinged before use (another round
+trip); a read that finds its connection closed by the server is read again on a new one.
 """
 
 from __future__ import annotations
