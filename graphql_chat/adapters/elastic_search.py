@@ -272,8 +272,8 @@ class ElasticSearch:
             raise _unavailable(error) from error
 
     async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
-        """A new index from the store, while writes and searches go on: copy everything, swap
-        the alias atomically (removing the index it pointed to, or an old index that bears
+        """A new index from the store, while writes and searches go on: copy everything, make
+        it searchable, swap the alias atomically (removing the index it pointed to, or an old index that bears
         the alias's name), then copy again what changed since the copy began."""
         try:
             began = await source.clock()
@@ -283,6 +283,9 @@ class ElasticSearch:
                 await self.index(batch, into=new)
                 total += len(batch)
                 progress(len(batch))
+            # Searchable before it is searched: the alias must not point at documents the
+            # index has not made visible yet (its refresh interval).
+            await self._client.indices.refresh(index=new)
             replaced = await self._swap(new)
             caught_up = 0
             async for batch in source.iter_messages(1000, began - _CATCH_UP_MARGIN):
