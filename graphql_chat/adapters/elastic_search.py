@@ -273,8 +273,9 @@ class ElasticSearch:
 
     async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
         """A new index from the store, while writes and searches go on: copy everything, make
-        it searchable, swap the alias atomically (removing the index it pointed to, or an old index that bears
-        the alias's name), then copy again what changed since the copy began."""
+        it searchable, swap the alias atomically (removing the index it pointed to, or an old
+        index that bears the alias's name), then copy again what changed since the copy
+        began."""
         try:
             began = await source.clock()
             new = await self._create(None)
