@@ -113,6 +113,9 @@ def _tokens(document: DocumentNode) -> int:
     return count
 
 
+_HITS, _MISSES = metrics.DOCUMENTS.labels("hit"), metrics.DOCUMENTS.labels("miss")
+
+
 class DocumentCache(SchemaExtension):
     def __init__(self, documents: Documents) -> None:
         self.documents = documents
@@ -148,7 +151,7 @@ class DocumentCache(SchemaExtension):
             yield
             return
         entry = self.documents.get(query) if query is not None else None
-        metrics.DOCUMENTS.labels("miss" if entry is None else "hit").inc()
+        (_MISSES if entry is None else _HITS).inc()
         if entry is None:
             context.parse_options["max_tokens"] = self.documents.max_tokens
             yield  # Strawberry parses; a syntax error is answered and not cached

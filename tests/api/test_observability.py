@@ -15,32 +15,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from prometheus_client.parser import text_string_to_metric_families
 
 from graphql_chat import tracing
 from graphql_chat.app import create_app
 from graphql_chat.config import Settings
+from tests.metrics_text import Samples, samples, value
 
 SEND = """mutation Send($t: String!, $b: String!) {
   createMessage(input: {applicationToken: $t, chatNumber: 1, body: $b}) { message { number } }
 }"""
 
 
-async def scrape(http: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+async def scrape(http: httpx.AsyncClient) -> Samples:
     response = await http.get("/metrics")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return samples(response.text)
 
 
 async def _chat(http: httpx.AsyncClient) -> str:

@@ -10,28 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import distributed_settings
+from tests.metrics_text import samples, value
 from tests.system.conftest import Server, environment_of, free_port, persisted
 
 pytestmark = pytest.mark.system
 
 ROUTE = "POST /api/v1/applications/{token}/chats/{chat}/messages"
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(
-    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
 
 
 def json_lines(path: Path) -> list[dict[str, object]]:
