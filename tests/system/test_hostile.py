@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.metrics_text import samples, value
 from tests.system.conftest import Server, all_messages, bounded, free_port
 
 pytestmark = pytest.mark.system
@@ -291,3 +292,47 @@ async def test_sigterm_stops_the_server_promptly_under_load(server: Server) -> N
             assert time.monotonic() - started < 12, "the server did not stop on SIGTERM"
             await asyncio.sleep(0.1)
         await asyncio.gather(*load)
+
+
+async def test_request_ids_and_operation_names_from_a_client_stay_bounded(
+    server: Server,
+) -> None:
+    """What the request log line and the metrics take from a client: an `X-Request-ID` that
+    is huge, not UTF-8 or not an id is replaced by one of the server's; a malformed
+    `traceparent` changes nothing; operation names past 200, or too long, count as `other`."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        for given in (b"x" * 10_000, b"\xff\xfe\xc0\x80", b"a b", b"<script>"):
+            answer = await http.get(
+                "/health", headers=[(b"x-request-id", given), (b"traceparent", b"\xff-zz")]
+            )
+            assert answer.status_code == 200
+            assert len(answer.headers["x-request-id"]) == 32
+            assert answer.headers["x-request-id"].encode() != given
+        named = await bounded(
+            [
+                http.post("/graphql", json={"query": f"query N{n} {{ __typename }}"})
+                for n in range(260)
+            ]
+        )
+        assert all(a.status_code == 200 for a in named)
+        long_name = "L" * 5000
+        answer = await http.post("/graphql", json={"query": f"query {long_name} {{ __typename }}"})
+        assert answer.json() == {"data": {"__typename": "Query"}}
+        found = samples((await http.get("/metrics")).text)
+    operations = {
+        dict(labels)["operation"]
+        for name, labels in found
+        if name == "graphql_chat_requests_total" and dict(labels)["interface"] == "graphql"
+    }
+    assert len(operations - {"other", "anonymous", "none"}) <= 200
+    assert long_name not in operations
+    assert (
+        value(
+            found,
+            "graphql_chat_requests_total",
+            interface="graphql",
+            operation="other",
+            outcome="ok",
+        )
+        >= 61
+    )
