@@ -965,7 +965,19 @@ def _chat(row: Any) -> Chat:
 
 
 def _message(row: Any) -> Message:
-    """A message from a row of `_MESSAGE_COLUMNS`."""
-    created = _utc(row[3])
-    updated = created if row[4] == row[3] else _utc(row[4])  # never edited: parsed once
-    return Message(number=row[1], body=row[2], created_at=created, updated_at=updated)
+    """A message from a row of `_MESSAGE_COLUMNS`; SQLite's times keep their text too (as
+    `iso` writes it: `2026-11-30 02:21:11.123456` is `2026-11-30T02:21:11.123456Z`)."""
+    created_at, updated_at = row[3], row[4]
+    if type(created_at) is not str:  # MySQL's
+        created = _utc(created_at)
+        updated = created if updated_at == created_at else _utc(updated_at)
+        return Message(row[1], row[2], created, updated)
+    created = _from_iso(created_at + "+00:00")
+    text = f"{created_at[:10]}T{created_at[11:]}Z" if len(created_at) == 26 else None
+    if updated_at == created_at:  # never edited: parsed once
+        return Message(row[1], row[2], created, created, text)
+    updated_text = f"{updated_at[:10]}T{updated_at[11:]}Z" if len(updated_at) == 26 else None
+    return Message(row[1], row[2], created, _from_iso(updated_at + "+00:00"), text, updated_text)
+
+
+_from_iso = datetime.fromisoformat

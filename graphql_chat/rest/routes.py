@@ -14,7 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from graphql_chat.domain import Application, Chat, CursorKind, Message, iso
+from graphql_chat.domain import (
+    Application,
+    Chat,
+    CursorKind,
+    Message,
+    created_text,
+    iso,
+    updated_text,
+)
 from graphql_chat.errors import (
     InvalidInput,
     MalformedRequest,
@@ -112,14 +120,14 @@ def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
 def _beside(request: Request, dropped: tuple[str, ...], **paging: object) -> str:
     """This request's URL with the paging parameters `dropped` and `paging` set, the others
     kept (one pass over the query, where Starlette's `remove_`/`include_query_params` take
-    one each)."""
+    one each, and the URL's text cut at its query rather than parsed again)."""
     kept = [
         (name, value)
         for name, value in request.query_params.multi_items()
         if name not in dropped and name not in paging
     ]
     kept.extend((name, str(value)) for name, value in paging.items())
-    return str(request.url.replace(query=urlencode(kept)))
+    return f"{str(request.url).partition('?')[0]}?{urlencode(kept)}"
 
 
 def _application(app: Application) -> dict[str, Any]:
@@ -135,15 +143,11 @@ def _chat(chat: Chat) -> dict[str, Any]:
 
 
 def _message(message: Message) -> dict[str, Any]:
-    created = iso(message.created_at)
     return {
         "number": message.number,
         "body": message.body,
-        "created_at": created,
-        # Never edited: formatted once.
-        "updated_at": created
-        if message.updated_at is message.created_at
-        else iso(message.updated_at),
+        "created_at": created_text(message),
+        "updated_at": updated_text(message),
     }
 
 
