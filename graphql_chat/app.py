@@ -3,6 +3,7 @@ process-wide error handlers and middleware."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -76,9 +77,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector, whose full passes over it otherwise stall every request in flight.
         gc.freeze()
+        watcher = asyncio.create_task(metrics.watch_health(container.health), name="health")
         try:
             yield
         finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             await container.close()
             metrics.process_ended(os.getpid())
 

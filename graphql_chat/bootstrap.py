@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
@@ -23,6 +23,9 @@ from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
 from graphql_chat.services import ChatService
 from graphql_chat.writer import Writer
 
+HEALTH_TIMEOUT = 5.0  # seconds a dependency's check may take before it counts as down
+HEALTH_SPACING = 0.1  # seconds at least between the beginnings of two rounds of checks
+
 
 @dataclass
 class Container:
@@ -35,6 +38,9 @@ class Container:
     writer: Writer
     service: ChatService
     hub: Hub
+    _running: asyncio.Future[dict[str, str]] | None = field(default=None, repr=False)
+    _next: asyncio.Future[dict[str, str]] | None = field(default=None, repr=False)
+    _began: float = field(default=float("-inf"), repr=False)  # when the last round began
 
     async def start(self, search: bool = True) -> None:
         """Start every port; `search=False` leaves the search index as it is (reindexing
@@ -52,7 +58,30 @@ class Container:
 
     async def health(self) -> dict[str, str]:
         """Each dependency: "ok", or what is wrong with it (numbers: also whether numbering
-        is open or recovering after a Redis data loss)."""
+        is open or recovering after a Redis data loss).
+
+        The checks run at once, each for at most `HEALTH_TIMEOUT` seconds, in rounds: one at
+        a time, each beginning at least `HEALTH_SPACING` seconds after the last began. A
+        caller gets the next round to begin, shared with everyone who asks before it does, so
+        its answer is never older than its question; and however many clients ask (`/health`
+        is public), a process checks each dependency at most 1 / `HEALTH_SPACING` times a
+        second, and holds at most one check of it at a time however slowly it answers."""
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._round(self._running))
+        # Shielded: a caller that goes away does not cancel the round the others wait for.
+        return dict(await asyncio.shield(self._next))
+
+    async def _round(self, previous: asyncio.Future[dict[str, str]] | None) -> dict[str, str]:
+        loop = asyncio.get_running_loop()
+        if previous is not None:
+            await asyncio.wait([previous])
+        if (wait := self._began + HEALTH_SPACING - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        # From here on, whoever asks waits for the round after this one.
+        self._running, self._next, self._began = self._next, None, loop.time()
+        return await self._check()
+
+    async def _check(self) -> dict[str, str]:
         checks: dict[str, Callable[[], Awaitable[None]]] = {
             "store": self.store.ping,
             "numbers": self.numbers.ping,
@@ -60,16 +89,18 @@ class Container:
             "search": self.search.ping,
             "feed": self.feed.ping,
         }
-        report: dict[str, str] = {}
-        for name, check in checks.items():
+
+        async def state(check: Callable[[], Awaitable[None]]) -> str:
             try:
-                await asyncio.wait_for(check(), timeout=5)
-                report[name] = "ok"
+                await asyncio.wait_for(check(), timeout=HEALTH_TIMEOUT)
             except Unavailable as error:
-                report[name] = error.message
+                return error.message
             except TimeoutError:
-                report[name] = "timed out"
-        return report
+                return "timed out"
+            return "ok"
+
+        states = await asyncio.gather(*(state(check) for check in checks.values()))
+        return dict(zip(checks, states, strict=True))
 
     async def close(self) -> None:
         await self.pipeline.close()

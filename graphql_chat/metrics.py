@@ -13,9 +13,11 @@ the token); an outcome is `ok` or an error code of the product's own.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -96,7 +98,7 @@ RECOVERING = Gauge(
 )
 DEPENDENCY_UP = Gauge(
     "graphql_chat_dependency_up",
-    "1 when the dependency answered this process's last check (at each scrape), else 0",
+    "1 when the dependency answered this process's last check (every 5 s), else 0",
     ["dependency"],
     multiprocess_mode="min",
 )
@@ -138,6 +140,25 @@ def observe_health(report: Mapping[str, str]) -> None:
     for dependency, state in report.items():
         DEPENDENCY_UP.labels(dependency).set(1 if state == "ok" else 0)
     RECOVERING.set(1 if report.get("numbers", "").startswith(RECOVERING_MESSAGE) else 0)
+
+
+HEALTH_EVERY = 5.0  # seconds between two checks for the dependency gauges
+
+_log = logging.getLogger(__name__)
+
+
+async def watch_health(
+    check: Callable[[], Awaitable[Mapping[str, str]]], every: float = HEALTH_EVERY
+) -> None:
+    """Keep the dependency gauges and the recovery state current, from a health check every
+    `every` seconds, for as long as the process runs (API processes and workers alike). A
+    scrape only reads them: it never waits for a dependency, nor makes one be checked."""
+    while True:
+        try:
+            observe_health(await check())
+        except Exception:  # the gauges keep their last values; the next round tries again
+            _log.exception("health check for the metrics failed")
+        await asyncio.sleep(every)
 
 
 def multiprocess() -> bool:

@@ -12,6 +12,7 @@ import signal
 
 from prometheus_client import start_http_server
 
+from graphql_chat import metrics
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.bootstrap import running
 from graphql_chat.config import Settings
@@ -45,4 +46,9 @@ async def run(settings: Settings, burst: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.stop)
-        await consumer.run(burst=burst)
+        watcher = asyncio.create_task(metrics.watch_health(container.health), name="health")
+        try:
+            await consumer.run(burst=burst)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)

@@ -28,9 +28,9 @@ async def health(request: Request) -> Response:
 async def metrics_endpoint(request: Request) -> Response:
     """The Prometheus text format. It tells operation names and rates: like the list of
     applications, it needs `Authorization: Bearer ADMIN_TOKEN` unless the server listens on
-    loopback only. The dependency gauges are checked as it answers."""
+    loopback only. It reads the dependency gauges as the process last checked them
+    (`metrics.watch_health`): a scrape never waits for a dependency."""
     container = request.app.state.container
     container.service.authorize_admin(request.headers.get("authorization"), "reading metrics")
-    metrics.observe_health(await container.health())
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

@@ -4,12 +4,13 @@ interfaces call them, without HTTP or GraphQL in between."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import pytest
 
-from graphql_chat.bootstrap import running
+from graphql_chat.bootstrap import HEALTH_SPACING, running
 from graphql_chat.config import Settings
 from graphql_chat.domain import UNKNOWN_TIME, Message
 from graphql_chat.errors import InvalidInput, NotFound
@@ -146,3 +147,43 @@ async def test_search_hits_indexed_before_times_get_them_from_the_store(
         (2, sent[1].created_at, edited.updated_at),
         (1, sent[0].created_at, sent[0].updated_at),
     ]
+
+
+async def test_health_checks_are_shared_and_never_older_than_the_question(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/health` is public: a flood of callers must not make every dependency be checked once
+    per caller. Callers share rounds, one at a time, spaced; yet a caller never gets a round
+    that began before it asked (readiness right after a dependency comes back says so)."""
+    async with running(settings) as container:
+        began: list[float] = []
+        loop = asyncio.get_running_loop()
+        store_ping = container.store.ping
+
+        async def slow_ping() -> None:
+            began.append(loop.time())
+            await asyncio.sleep(0.05)
+            await store_ping()
+
+        monkeypatch.setattr(container.store, "ping", slow_ping)
+        reports = await asyncio.gather(*(container.health() for _ in range(200)))
+        assert all(r["store"] == "ok" for r in reports)
+        assert len(began) == 1  # 200 callers, one round
+
+        first = asyncio.ensure_future(container.health())
+        await asyncio.sleep(0.12)  # the second round runs
+        asked = loop.time()
+        late = await asyncio.gather(*(container.health() for _ in range(50)))
+        await first
+        assert len(began) == 3  # the late callers shared one round, after the second
+        assert began[2] >= asked
+        assert all(r["store"] == "ok" for r in late)
+        # Rounds are spaced: at most 1 / HEALTH_SPACING a second, whatever the callers do.
+        assert all(b - a >= HEALTH_SPACING - 0.005 for a, b in itertools.pairwise(began))
+
+        # A caller that goes away does not cancel the round others wait for.
+        gone = asyncio.ensure_future(container.health())
+        staying = asyncio.ensure_future(container.health())
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        assert (await staying)["store"] == "ok"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from graphql_chat.bootstrap import HEALTH_SPACING
 from tests.conftest import distributed_settings
 from tests.metrics_text import samples, value
 from tests.system.conftest import Server, environment_of, free_port, persisted
@@ -18,6 +20,11 @@ from tests.system.conftest import Server, environment_of, free_port, persisted
 pytestmark = pytest.mark.system
 
 ROUTE = "POST /api/v1/applications/{token}/chats/{chat}/messages"
+
+
+async def _pings(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
 
 
 def json_lines(path: Path) -> list[dict[str, object]]:
@@ -106,6 +113,28 @@ async def test_metrics_and_logs_follow_creates_through_two_api_processes_and_a_w
                 )
                 assert searchable >= creates
                 assert value(mine, "graphql_chat_commit_duration_seconds_count") >= 1
+                # The worker checks its own dependencies too (the API's scrape does not).
+                for dependency in ("store", "numbers", "pipeline", "search", "feed"):
+                    assert value(mine, "graphql_chat_dependency_up", dependency=dependency) == 1
+                assert value(mine, "graphql_chat_numbering_recovering") == 0
+
+                # A flood of readiness checks (`/health` is public) costs the dependencies one
+                # round of checks at a time, not one per request: counted at Redis, which
+                # hears one PING per round (the live feed's check).
+                assert settings.redis_url
+                redis = Redis.from_url(settings.redis_url)
+                try:
+                    before, started = await _pings(redis), time.monotonic()
+                    flood = await asyncio.gather(
+                        *(http.get(f"{api.url}/health") for _ in range(300))
+                    )
+                    assert [r.status_code for r in flood] == [200] * 300
+                    # Each of the two processes: a round at most every HEALTH_SPACING (the
+                    # metrics' own rounds among them), one more at either end.
+                    rounds = 2 * ((time.monotonic() - started) / HEALTH_SPACING + 2)
+                    assert await _pings(redis) - before <= rounds < 300
+                finally:
+                    await redis.aclose()
         finally:
             api.stop()
             worker.stop()
