@@ -92,7 +92,8 @@ class Container:
 
         async def state(check: Callable[[], Awaitable[None]]) -> str:
             try:
-                await asyncio.wait_for(check(), timeout=HEALTH_TIMEOUT)
+                async with asyncio.timeout(HEALTH_TIMEOUT):
+                    await check()
             except Unavailable as error:
                 return error.message
             except TimeoutError:

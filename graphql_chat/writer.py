@@ -166,7 +166,8 @@ class Writer:
                     "store unavailable, retrying %d events in %.1fs: %s", len(events), delay, error
                 )
                 with suppress(TimeoutError):  # a stop ends the wait
-                    await asyncio.wait_for(until.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await until.wait()
                 delay = min(delay * 2, LAST_RETRY)
 
     async def index(self, messages: Sequence[IndexedMessage], park: Park | None = None) -> None:

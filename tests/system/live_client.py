@@ -47,7 +47,10 @@ class LiveClient:
         await self.connection.send(json.dumps(message))
 
     async def receive(self, within: float = 10) -> dict[str, Any]:
-        frame = await asyncio.wait_for(self.connection.recv(), within)
+        # Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives as
+        # a frame does (the collector's `close` then waited for the next frame, 120 s).
+        async with asyncio.timeout(within):
+            frame = await self.connection.recv()
         assert isinstance(frame, str), "the protocol speaks in text frames"
         message: dict[str, Any] = json.loads(frame)
         return message

@@ -219,8 +219,9 @@ class Consumer:
                         return
                 else:
                     await self._pause_or_resume(connection)
-                with suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=_IDLE_POLL)
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(_IDLE_POLL):
+                        await self._wakeup.wait()
                 continue
             if self._pending_events < self._batch_size:
                 # The window opened when the oldest delivery arrived, often during the
