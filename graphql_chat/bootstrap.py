@@ -140,7 +140,12 @@ def bootstrap(settings: Settings | None = None) -> Container:
     numbers: Numbers
     if settings.redis_url:
         numbers = RedisNumbers(
-            settings.redis_url, store, pipeline.drained, settings.redis_key_prefix
+            settings.redis_url,
+            store,
+            pipeline.drained,
+            settings.redis_key_prefix,
+            settings.redis_wait_replicas,
+            settings.redis_wait_timeout_ms,
         )
     else:
         numbers = MemoryNumbers(store)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     cors_allow_origins: str = ""
     redis_key_prefix: str = "gc"
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=60_000)
     queue_name: str = "graphql-chat.writes"
     elasticsearch_index: str = "graphql-chat-messages"
     elasticsearch_shards: int = Field(default=1, ge=1, le=1024)

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from graphql_chat.adapters import redis_client
 from graphql_chat.domain import instant, micros, now_micros
 from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Changes, IndexedMessage, Listener, StoredChat
@@ -92,7 +92,7 @@ def decode(data: bytes) -> Changes:
 
 class RedisFeed:
     def __init__(self, url: str, channel: str) -> None:
-        self._redis = Redis.from_url(
+        self._redis = redis_client.connect(
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
         )
         self._channel = channel
@@ -106,7 +106,7 @@ class RedisFeed:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self._redis.aclose()
+        await redis_client.close(self._redis)
 
     async def ping(self) -> None:
         try:

@@ -55,10 +55,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, TimeoutError
 
+from graphql_chat.adapters import redis_client
 from graphql_chat.batching import Coalescer
 from graphql_chat.domain import Claim
 from graphql_chat.errors import KeyReused, NotFound, Unavailable
@@ -204,13 +204,16 @@ class RedisNumbers:
         store: Store,
         drained: Callable[[], Awaitable[bool]],
         prefix: str = "gc",
+        replicas: int = 0,
+        replicas_timeout_ms: int = 500,
     ) -> None:
         # Requests wait for a free connection instead of failing when all are busy.
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=5
+        self._redis = redis_client.connect(
+            url, max_connections=64, socket_timeout=5, socket_connect_timeout=5
         )
-        self._pool = pool
-        self._redis = Redis(connection_pool=pool)
+        # Draws are acknowledged only once this many replicas hold them (see `_pipelined`).
+        self._replicas = replicas
+        self._replicas_timeout_ms = replicas_timeout_ms
         self._store = store
         self._prefix = prefix
         self._epoch_key = f"{prefix}:epoch"
@@ -242,8 +245,7 @@ class RedisNumbers:
 
     async def close(self) -> None:
         await self._recovery.cancel()
-        await self._redis.aclose()
-        await self._pool.aclose()
+        await redis_client.close(self._redis)
 
     async def ping(self) -> None:
         """Redis answers and numbering is open (not recovering)."""
@@ -335,30 +337,52 @@ class RedisNumbers:
         raise Unavailable(RECOVERING_MESSAGE)
 
     async def _draws(self, draws: list[_Draw]) -> list[list[int] | BaseException]:
-        """One pipeline of draw scripts; loads the script once if the server lost it."""
-        script = self._scripts[_DRAW_MESSAGE]
+        return await self._pipelined(_DRAW_MESSAGE, draws)
+
+    async def _pipelined(self, source: str, calls: list[_Draw]) -> list[list[int] | BaseException]:
+        """One pipeline of calls of a script, one round trip; loads the script once if the
+        server lost it. With `replicas`, the pipeline ends with `WAIT`, on the same
+        connection: the calls count only once that many replicas hold them (so a failover
+        to one of them keeps every number handed out); if fewer do in time, they all fail
+        (their numbers are never used: a gap, not a reuse)."""
+        script = self._scripts[source]
         for attempt in range(2):
 
             async def send() -> list[object]:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for keys, args in draws:
+                    for keys, args in calls:
                         pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    if self._replicas:
+                        pipe.execute_command("WAIT", self._replicas, self._replicas_timeout_ms)
                     return await pipe.execute(raise_on_error=False)
 
             results = await self._guarded(send())
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                await self._guarded(self._redis.script_load(_DRAW_MESSAGE))
+                await self._guarded(self._redis.script_load(source))
                 continue
             break
+        if self._replicas:
+            held = results.pop()
+            if not isinstance(held, int) or held < self._replicas:
+                unreplicated = Unavailable(
+                    f"numbering (Redis) could not reach {self._replicas} replica(s) in "
+                    f"{self._replicas_timeout_ms} ms (REDIS_WAIT_REPLICAS); retry shortly"
+                )
+                return [unreplicated] * len(calls)
         return [
             Unavailable(f"numbering failed: {r}") if isinstance(r, BaseException) else r  # type: ignore[misc]
             for r in results
         ]
 
     async def _run(self, source: str, args: list[Any]) -> list[int]:
-        result: list[int] = await self._guarded(
-            self._scripts[source](keys=[self._epoch_key], args=args)
-        )
+        result: list[int]
+        if source == _DRAW_CHAT and self._replicas:
+            (answer,) = await self._pipelined(source, [([self._epoch_key], args)])
+            if isinstance(answer, BaseException):
+                raise answer
+            result = answer
+        else:
+            result = await self._guarded(self._scripts[source](keys=[self._epoch_key], args=args))
         if result[0] == _RECOVERING:
             self._recovery.start()
             raise Unavailable(RECOVERING_MESSAGE)
