@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from ipaddress import ip_address
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -125,6 +126,8 @@ class Settings(BaseSettings):
                 "a MySQL DATABASE_URL needs ELASTICSEARCH_URL: the embedded search (FTS5) lives "
                 "in SQLite"
             )
+        if self.redis_url:
+            check_redis_url(self.redis_url)
 
     @property
     def loopback(self) -> bool:
@@ -144,3 +147,29 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         return self.rabbitmq_url is not None
+
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a `REDIS_URL` no client can be made from, naming the forms that can."""
+    parts = urlsplit(url)
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ConfigurationError(
+            "REDIS_URL must be redis://HOST:PORT/DB (or rediss://, unix://) or "
+            "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]"
+        )
+    if parts.scheme in SENTINEL_SCHEMES:
+        sentinel_service(parts.path)
+
+
+def sentinel_service(path: str) -> tuple[str, int]:
+    """The service and database a Sentinel URL's path names (`/SERVICE[/DB]`)."""
+    names = [p for p in path.split("/") if p]
+    if not names or len(names) > 2 or (len(names) == 2 and not names[1].isdigit()):
+        raise ConfigurationError(
+            "a Sentinel URL names its service: redis+sentinel://HOST:PORT/SERVICE[/DB]"
+        )
+    return unquote(names[0]), int(names[1]) if len(names) == 2 else 0

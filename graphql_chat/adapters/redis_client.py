@@ -19,9 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel
 
-from graphql_chat.errors import ConfigurationError
+from graphql_chat.config import SENTINEL_SCHEMES, sentinel_service
 
-SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 _SENTINEL_PORT = 26379
 
 
@@ -63,11 +62,7 @@ def _sentinel_master(url: str, max_connections: int | None, options: dict[str, A
         if not colon or not port.isdigit():  # no port (or an IPv6 address without one)
             name, port = host, str(_SENTINEL_PORT)
         addresses.append((name.strip("[]"), int(port)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-        raise ConfigurationError(
-            "a Sentinel URL names its service: redis+sentinel://HOST:PORT/SERVICE[/DB]"
-        )
+    service, db = sentinel_service(parts.path)
     query = parse_qs(parts.query)
     sentinel_options: dict[str, Any] = {
         key: options[key] for key in ("socket_timeout", "socket_connect_timeout") if key in options
@@ -76,8 +71,8 @@ def _sentinel_master(url: str, max_connections: int | None, options: dict[str, A
         sentinel_options["password"] = query["sentinel_password"][0]
     sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     master: Redis = sentinel.master_for(
-        unquote(path[0]),
-        db=int(path[1]) if len(path) == 2 else 0,
+        service,
+        db=db,
         username=unquote(username) or None,
         password=unquote(password) or None,
         ssl=parts.scheme == "rediss+sentinel",

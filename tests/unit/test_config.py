@@ -76,3 +76,25 @@ def test_export_schema_prints_the_checked_in_schema(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     checked_in = Path(__file__).resolve().parent.parent.parent / "schema.graphql"
     assert out.read_text() == checked_in.read_text()
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:6379", "REDIS_URL must be"),
+        ("redis+sentinel://127.0.0.1:26379", "names its service"),
+        ("redis+sentinel://127.0.0.1:26379/mymaster/zero", "names its service"),
+    ],
+)
+def test_a_redis_url_no_client_can_use_is_refused(url: str, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        Settings(redis_url=url).check()
+
+
+def test_redis_urls_of_one_server_or_of_sentinels_are_accepted() -> None:
+    for url in (
+        "redis://127.0.0.1:6379/0",
+        "rediss://:secret@redis.example:6380/1",
+        "redis+sentinel://:secret@10.0.0.1:26379,10.0.0.2:26379/mymaster/0",
+    ):
+        Settings(redis_url=url).check()
