@@ -475,7 +475,13 @@ class ChatService:
             stored = await self.store.messages_by_number(unknown)
             found = {
                 chat_id: [
-                    replace(m, created_at=s.created_at, updated_at=s.updated_at)
+                    replace(
+                        m,
+                        created_at=s.created_at,
+                        updated_at=s.updated_at,
+                        created_text=s.created_text,
+                        updated_text=s.updated_text,
+                    )
                     if (s := stored.get((chat_id, m.number))) is not None
                     else m
                     for m in rows

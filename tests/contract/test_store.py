@@ -19,9 +19,12 @@ from graphql_chat.domain import (
     Event,
     MessageWritten,
     claim,
+    created_text,
+    iso,
     micros,
     new_token,
     now_micros,
+    updated_text,
 )
 from graphql_chat.ports import TokenClash
 
@@ -414,3 +417,29 @@ async def test_a_read_on_a_connection_the_server_closed_is_read_again(store: Sql
     assert chat.number == 1
     assert [c.number for c in (await store.list_chats([app], None, 5))[app]] == [1]
     assert await store.read(connection_id) not in killed
+
+
+async def test_a_pages_times_read_as_text_are_the_times_as_the_api_writes_them(
+    store: SqlStore,
+) -> None:
+    """Pages keep SQLite's text of a time to answer with (no formatting per row): it must say
+    what `iso` says of the parsed time, edited or not, on either database."""
+    app = await _app(store)
+    created, edited = 1_764_470_471_000_001, 1_764_470_472_999_999
+    await store.apply(
+        [
+            ChatCreated(app, 1, at=created),
+            MessageWritten(app, 1, 1, "never edited", created, created=True, at=created),
+            MessageWritten(app, 1, 2, "edited", created + 1, created=True, at=created + 1),
+        ]
+    )
+    await store.apply([MessageWritten(app, 1, 2, "edited once", edited, at=edited)])
+    chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
+    for backward in (False, True):
+        page = (await store.list_messages([chat.id], None, 10, backward))[chat.id]
+        assert sorted(m.number for m in page) == [1, 2]
+        for message in page:
+            assert created_text(message) == iso(message.created_at)
+            assert updated_text(message) == iso(message.updated_at)
+        times = {m.number: (micros(m.created_at), micros(m.updated_at)) for m in page}
+        assert times == {1: (created, created), 2: (created + 1, edited)}
