@@ -142,6 +142,7 @@ async def test_subscription_and_connection_limits(limited: Server) -> None:
     with pytest.raises(ConnectionClosed) as closed:
         await refused_connection.receive()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    await refused_connection.close()
     for other in (third_connection, deep, client):
         await other.close()
     await asyncio.sleep(0.2)
@@ -151,6 +152,7 @@ async def test_subscription_and_connection_limits(limited: Server) -> None:
     with pytest.raises(ConnectionClosed) as timed_out:
         await silent.receive(within=5)
     assert timed_out.value.rcvd is not None and timed_out.value.rcvd.code == 4408
+    await silent.close()
 
     # A frame larger than a request body closes the connection (1009: message too big).
     big = await LiveClient.open(limited.url)
@@ -158,6 +160,7 @@ async def test_subscription_and_connection_limits(limited: Server) -> None:
         await big.send({"type": "ping", "payload": {"x": "y" * 2_000_000}})
         await big.receive(within=5)
     assert too_big.value.rcvd is not None and too_big.value.rcvd.code == 1009
+    await big.close()
 
     # And the server still serves.
     again = await LiveClient.open(limited.url)
@@ -187,6 +190,7 @@ async def test_a_slow_consumer_is_closed_with_its_code_and_resumes_without_loss(
                         message["payload"]["data"]["messageEvents"]["message"]["number"]
                     )
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+        await slow.close()
         assert "afterNumber" in closed.value.rcvd.reason
         assert received == list(range(1, len(received) + 1))
         assert len(received) < 300
@@ -214,6 +218,7 @@ async def test_sigterm_sends_subscribers_a_close_frame(tmp_path: Path) -> None:
         with pytest.raises(ConnectionClosed) as closed:
             await client.receive(within=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # restarting
+        await client.close()
         # uvicorn exits by the signal once it has shut down gracefully
         assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
     finally:
@@ -299,6 +304,7 @@ async def test_malformed_frames_close_only_their_own_connection(
         with pytest.raises(ConnectionClosed) as closed:
             await hostile.receive(within=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        await hostile.close()  # waits for the closing handshake to end: no socket left behind
         await _post(http, server.url, token, "still served")
         event = await bystander.receive()
         assert event["payload"]["data"]["messageEvents"]["message"]["body"] == "still served"
