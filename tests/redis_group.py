@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +18,9 @@ from redis import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.system.conftest import free_port
+
 SERVICE = "gc-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -99,7 +93,7 @@ def _start(group: RedisGroup, folder: Path, port: int, *extra: str) -> None:
 def redis_group(folder: Path) -> Iterator[RedisGroup]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: `make test` installs it (scripts/services.sh)")
-    group = RedisGroup(_free_port(), _free_port(), _free_port(), folder)
+    group = RedisGroup(free_port(), free_port(), free_port(), folder)
     try:
         _start(group, folder, group.master)
         _start(group, folder, group.replica, "--replicaof", "127.0.0.1", str(group.master))
