@@ -81,7 +81,7 @@ audit-deps: $(AUDIT_DIR)/node_modules/.installed
 
 test: $(BIN)/.installed lint typecheck schema-check client-check browser-deps audit-deps services
 	. $(SERVICES_DIR)/env && TEST_DATABASE_URL=$$DATABASE_URL TEST_REDIS_URL=$$REDIS_URL \
-	  TEST_RABBITMQ_URL=$$RABBITMQ_URL \
+	  TEST_REDIS_CLUSTER_URL=$$REDIS_CLUSTER_URL TEST_RABBITMQ_URL=$$RABBITMQ_URL \
 	  TEST_ELASTICSEARCH_URL=$$ELASTICSEARCH_URL DATABASE_URL= REDIS_URL= RABBITMQ_URL= \
 	  ELASTICSEARCH_URL= $(BIN)/pytest -q --durations=10
 

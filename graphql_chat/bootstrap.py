@@ -146,6 +146,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
             settings.redis_key_prefix,
             settings.redis_wait_replicas,
             settings.redis_wait_timeout_ms,
+            pipeline.route,
         )
     else:
         numbers = MemoryNumbers(store)

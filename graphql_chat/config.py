@@ -128,6 +128,11 @@ class Settings(BaseSettings):
             )
         if self.redis_url:
             check_redis_url(self.redis_url)
+            if self.redis_wait_replicas and urlsplit(self.redis_url).scheme in CLUSTER_SCHEMES:
+                raise ConfigurationError(
+                    "REDIS_WAIT_REPLICAS works with one Redis server or Sentinel, not with "
+                    "Redis Cluster (a draw's WAIT must follow it on the same connection)"
+                )
 
     @property
     def loopback(self) -> bool:
@@ -150,7 +155,8 @@ class Settings(BaseSettings):
 
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
-_REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, *CLUSTER_SCHEMES)
 
 
 def check_redis_url(url: str) -> None:
@@ -158,11 +164,16 @@ def check_redis_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in _REDIS_SCHEMES:
         raise ConfigurationError(
-            "REDIS_URL must be redis://HOST:PORT/DB (or rediss://, unix://) or "
-            "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]"
+            "REDIS_URL must be redis://HOST:PORT/DB (or rediss://, unix://), "
+            "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB] or "
+            "redis+cluster://HOST:PORT[,HOST:PORT...]"
         )
     if parts.scheme in SENTINEL_SCHEMES:
         sentinel_service(parts.path)
+    if parts.scheme in CLUSTER_SCHEMES and parts.path.strip("/") not in ("", "0"):
+        raise ConfigurationError(
+            "a Redis Cluster has one database: redis+cluster://HOST:PORT[,HOST:PORT...]"
+        )
 
 
 def sentinel_service(path: str) -> tuple[str, int]:

@@ -137,11 +137,13 @@ class WriteSide(Protocol):
 @dataclass(frozen=True, slots=True)
 class Numbering:
     """The store's numbering record: the epoch whose draws it accepts, whether a recovery is
-    waiting for the write queue to drain, and how many writes were set aside so far."""
+    waiting for the write queue to drain, how many writes were set aside so far, and the
+    generation of the write queues (see `Pipeline.route`)."""
 
     epoch: int
     recovering: bool
     set_aside: int
+    generation: int = 0  # which write queue takes new writes: the generation's parity
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,12 +258,22 @@ class Store(Protocol):
         """Every stored message, `batch_size` at a time; with `changed_since`, only those
         changed since then (MySQL; SQLite has no such stamp and gives every message)."""
 
-    async def claim_recovery(self) -> int:
-        """Mark numbering as recovering and return a fencing token larger than any before."""
+    async def claim_recovery(self, pause: bool = True) -> int:
+        """Return a fencing token larger than any before; with `pause`, mark numbering as
+        recovering (idle workers stop consuming, so the write queues can drain)."""
 
     async def open_epoch(self, previous: int, token: int) -> bool:
         """Retire epoch `previous` and open the next, if `token` is still the latest claim;
         from this commit on, draws of `previous` are set aside. False: nothing changed."""
+
+    async def advance_generation(self, previous: int, token: int) -> bool:
+        """Make generation `previous + 1` current, if `token` is still the latest claim."""
+
+    async def open_application_epochs(
+        self, application_ids: Sequence[int], token: int
+    ) -> dict[int, int] | None:
+        """Retire each application's open epoch (the larger of its own and the global one)
+        and open the next, if `token` is still the latest claim: the new epochs."""
 
 
 class Numbers(Protocol):
@@ -293,10 +305,12 @@ class Numbers(Protocol):
     async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
         """A revision for updating an issued message; `NotFound` when it was never issued."""
 
-    async def still_open(self, epoch: int) -> bool: ...
+    async def still_open(self, application_id: int, epoch: int) -> bool:
+        """Whether `epoch` is still the application's open numbering epoch."""
 
-    async def reopened(self, within: float) -> bool:
-        """Wait up to `within` seconds for numbering to be open (after a recovery)."""
+    async def reopened(self, application_id: int, within: float) -> bool:
+        """Wait up to `within` seconds for the application's numbering to be open (after a
+        recovery)."""
 
     async def register_application(self, application_id: int, token: str) -> None:
         """A new application: its chat numbers start at 1 without asking the store."""
@@ -319,8 +333,14 @@ class Pipeline(Protocol):
 
     async def submit(self, event: Event) -> None: ...
 
-    async def drained(self) -> bool:
-        """True when every accepted write has reached the store (nothing queued or in flight)."""
+    async def drained(self, generation: int | None = None) -> bool:
+        """True when every accepted write has reached the store (nothing queued or in
+        flight); with `generation`, every write accepted while it was routed to."""
+
+    async def route(self, generation: int) -> None:
+        """Accept new writes in `generation` from now on: where they queue is not where
+        those of the generation before did, so that those can be seen drained under load
+        (a numbering recovery on Redis Cluster). Idempotent."""
 
 
 class Search(Protocol):

@@ -292,7 +292,7 @@ class ChatService:
         recovery's drain began."""
         await self.pipeline.submit(event)
         try:
-            if await self.numbers.still_open(drawn.epoch):
+            if await self.numbers.still_open(event.application_id, drawn.epoch):
                 return
         except Unavailable as error:
             raise OutcomeUnknown("numbering could not confirm the write's epoch") from error
@@ -306,7 +306,7 @@ class ChatService:
         write of the old one is stored or never will be, so the store knows the outcome."""
         unknown = "numbering was reset while the write was queued"
         try:
-            reopened = await self.numbers.reopened(within=_SETTLE_WITHIN)
+            reopened = await self.numbers.reopened(event.application_id, within=_SETTLE_WITHIN)
             stored = (
                 await self.store.message_revisions(
                     event.application_id, event.chat_number, event.number

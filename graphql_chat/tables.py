@@ -75,6 +75,9 @@ applications = Table(
     Column("name", String(255), nullable=False),
     Column("chats_count", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    # The application's own numbering epoch on Redis Cluster (0: the global one alone);
+    # workers set aside its draws of an epoch older than this and the global one.
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
     **MYSQL_TABLE,
 )
 
@@ -111,7 +114,8 @@ messages = Table(
 )
 
 # One row (id 1): the numbering epoch workers accept, whether a recovery is draining the
-# write queue, and how many writes workers set aside (see graphql_chat.adapters.redis_numbers).
+# write queue, how many writes workers set aside, and which write queue takes new writes
+# (the generation's parity; see graphql_chat.adapters.redis_numbers).
 numbering = Table(
     "numbering",
     metadata,
@@ -120,6 +124,7 @@ numbering = Table(
     Column("recovering", Boolean, nullable=False, server_default=false()),
     Column("recovery_token", BigInteger, nullable=False, server_default="0"),
     Column("set_aside", BigInteger, nullable=False, server_default="0"),
+    Column("generation", BigInteger, nullable=False, server_default="0"),
     **MYSQL_TABLE,
 )
 

@@ -10,6 +10,8 @@ set -euo pipefail
 SERVICES_DIR=${SERVICES_DIR:-/var/tmp/graphql-chat-services}
 MYSQL_PORT=${MYSQL_PORT:-3406}
 REDIS_PORT=${REDIS_PORT:-6479}
+# A Redis Cluster of three masters on this port and the next two (cluster bus: port + 10000).
+REDIS_CLUSTER_PORT=${REDIS_CLUSTER_PORT:-6491}
 RABBITMQ_PORT=${RABBITMQ_PORT:-5772}
 RABBITMQ_MANAGEMENT_PORT=${RABBITMQ_MANAGEMENT_PORT:-15772}
 ELASTICSEARCH_PORT=${ELASTICSEARCH_PORT:-9400}
@@ -73,6 +75,29 @@ if ! redis_up >/dev/null 2>&1; then
     --dir "$SERVICES_DIR/redis" --appendonly yes --appendfsync always --save "" \
     --daemonize yes --logfile "$SERVICES_DIR/redis/redis.log"
   wait_for "Redis" 30 redis_up
+fi
+
+# -- Redis Cluster ------------------------------------------------------------------------------
+cluster_ports=("$REDIS_CLUSTER_PORT" $((REDIS_CLUSTER_PORT + 1)) $((REDIS_CLUSTER_PORT + 2)))
+cluster_up() { redis-cli -h 127.0.0.1 -p "$REDIS_CLUSTER_PORT" cluster info | grep -q cluster_state:ok; }
+if ! cluster_up >/dev/null 2>&1; then
+  log "starting a Redis Cluster of three masters on 127.0.0.1:${cluster_ports[*]}"
+  for port in "${cluster_ports[@]}"; do # a half-made cluster of an earlier run goes first
+    redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  done
+  for port in "${cluster_ports[@]}"; do
+    dir="$SERVICES_DIR/redis-cluster/$port"
+    rm -rf "$dir" && mkdir -p "$dir" && chown redis:redis "$dir"
+    runuser -u redis -- redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 5000 --dir "$dir" \
+      --appendonly yes --appendfsync always --save "" --daemonize yes --logfile "$dir/redis.log"
+  done
+  for port in "${cluster_ports[@]}"; do
+    wait_for "Redis Cluster node $port" 30 redis-cli -h 127.0.0.1 -p "$port" ping
+  done
+  redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+    --cluster-yes >"$SERVICES_DIR/redis-cluster/create.log"
+  wait_for "Redis Cluster" 30 cluster_up
 fi
 
 # -- RabbitMQ -----------------------------------------------------------------------------------
@@ -157,9 +182,10 @@ fi
 cat >"$SERVICES_DIR/env" <<EOF
 export DATABASE_URL=mysql+asyncmy://chat:chat@127.0.0.1:$MYSQL_PORT/graphql_chat
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+export REDIS_CLUSTER_URL=redis+cluster://127.0.0.1:${cluster_ports[0]},127.0.0.1:${cluster_ports[1]},127.0.0.1:${cluster_ports[2]}
 export RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/
 export RABBITMQ_MANAGEMENT_URL=http://guest:guest@127.0.0.1:$RABBITMQ_MANAGEMENT_PORT
 export ELASTICSEARCH_URL=http://127.0.0.1:$ELASTICSEARCH_PORT
 EOF
-log "all four are up; to use them:"
+log "all are up; to use them (REDIS_CLUSTER_URL: the same numbering on Redis Cluster):"
 cat "$SERVICES_DIR/env"

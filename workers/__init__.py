@@ -13,6 +13,7 @@ import signal
 from prometheus_client import start_http_server
 
 from graphql_chat import metrics
+from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.bootstrap import running
 from graphql_chat.config import Settings
@@ -36,19 +37,35 @@ async def run(settings: Settings, burst: bool = False) -> None:
     index and acknowledge it, close. With `burst`, return once the queue is empty."""
     assert settings.rabbitmq_url, "the embedded mode has no queue to consume"
     async with running(settings) as container:
-        consumer = Consumer(
-            settings.rabbitmq_url,
-            container.writer,
-            settings.queue_name,
-            batch_size=settings.batch_max_events,
-            batch_ms=settings.worker_batch_ms,
-        )
+        # One consumer per write queue: the one taking new writes is consumed always, the
+        # other while it holds anything (see graphql_chat.adapters.rabbitmq.queues).
+        consumers = [
+            Consumer(
+                settings.rabbitmq_url,
+                container.writer,
+                settings.queue_name,
+                batch_size=settings.batch_max_events,
+                batch_ms=settings.worker_batch_ms,
+                lane=lane,
+            )
+            for lane in range(queues.LANES)
+        ]
+
+        def stop() -> None:
+            for consumer in consumers:
+                consumer.stop()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, consumer.stop)
+            loop.add_signal_handler(sig, stop)
         watcher = asyncio.create_task(metrics.watch_health(container.health), name="health")
         try:
-            await consumer.run(burst=burst)
+            runs = [asyncio.ensure_future(c.run(burst=burst)) for c in consumers]
+            try:
+                await asyncio.gather(*runs)
+            finally:  # one failed: the others stop too, and finish what they hold
+                stop()
+                await asyncio.gather(*runs, return_exceptions=True)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

@@ -104,10 +104,10 @@ class MemoryNumbers:
         revision = self._next_revision()
         return Drawn(number, revision, _EPOCH, revision // 1000)
 
-    async def still_open(self, epoch: int) -> bool:
+    async def still_open(self, application_id: int, epoch: int) -> bool:
         return True
 
-    async def reopened(self, within: float) -> bool:
+    async def reopened(self, application_id: int, within: float) -> bool:
         return True
 
     async def register_application(self, application_id: int, token: str) -> None:

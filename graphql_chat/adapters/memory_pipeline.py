@@ -62,8 +62,12 @@ class MemoryPipeline:
         """Search is unavailable: these are indexed with the next batch."""
         self._parked += messages
 
-    async def drained(self) -> bool:
+    async def drained(self, generation: int | None = None) -> bool:
+        """One queue for every generation: drained when nothing is queued or in flight."""
         return self._queue.empty() and self._in_flight == 0
+
+    async def route(self, generation: int) -> None:
+        """One queue, in process: nothing to steer."""
 
     async def _run(self) -> None:
         while True:

@@ -99,7 +99,10 @@ class RedisFeed:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        pass
+        try:
+            await redis_client.ready(self._redis)
+        except (RedisError, OSError) as error:  # the first publish or listen finds out again
+            log.warning("the live feed (Redis) is unavailable at start: %s", error)
 
     async def close(self) -> None:
         if self._task is not None:

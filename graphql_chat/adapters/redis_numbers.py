@@ -49,10 +49,12 @@ write was acknowledged.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -171,11 +173,26 @@ return {n, rev, epoch}
 """
 )
 
-# KEYS: epoch. ARGV: application prefix. A new application's chats counter starts at 0.
+# KEYS: epoch. ARGV: application prefix, the epoch to open when there is none ("": none).
+# A new application's chats counter starts at 0.
 _NEW_APPLICATION = """
 local epoch = tonumber(redis.call('GET', KEYS[1]))
+if not epoch and ARGV[2] ~= '' and redis.call('SET', KEYS[1], ARGV[2], 'NX') then
+  epoch = tonumber(ARGV[2])
+end
 if epoch then redis.call('SET', ARGV[1] .. ':e' .. epoch .. ':chats', 0, 'NX') end
 return 0
+"""
+
+# KEYS: an application's epoch (Redis Cluster). ARGV: a recovery's claim, lease (ms).
+# Returns 1 when the claim is (now) this recovery's, 0 when an epoch is open, -1 when another
+# recovery holds it.
+_CLAIM_APPLICATION = """
+local current = redis.call('GET', KEYS[1])
+if not current then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if current == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if tonumber(current) then return 0 end
+return -1
 """
 
 # KEYS: epoch. ARGV: this recovery's claim, lease (ms), and the epoch to publish ("" to renew).
@@ -195,6 +212,8 @@ return 0
 """
 
 _CLAIM_LEASE_MS = 10_000
+_CONNECTIONS = 64  # per process (on a cluster: per master)
+_CONNECTION_WAIT = 5.0  # seconds a call waits for a free connection
 
 
 class RedisNumbers:
@@ -202,32 +221,63 @@ class RedisNumbers:
         self,
         url: str,
         store: Store,
-        drained: Callable[[], Awaitable[bool]],
+        drained: Callable[..., Awaitable[bool]],  # the pipeline's: `drained([generation])`
         prefix: str = "gc",
         replicas: int = 0,
         replicas_timeout_ms: int = 500,
+        route: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         # Requests wait for a free connection instead of failing when all are busy.
         self._redis = redis_client.connect(
-            url, max_connections=64, socket_timeout=5, socket_connect_timeout=5
+            url, max_connections=_CONNECTIONS, socket_timeout=5, socket_connect_timeout=5
         )
+        # Sentinel's pool and a cluster's fail at once when every connection is busy: calls
+        # wait for one here instead, as with the single server's pool.
+        self._gate = None if redis_client.waits(url) else asyncio.Semaphore(_CONNECTIONS)
         # Draws are acknowledged only once this many replicas hold them (see `_pipelined`).
         self._replicas = replicas
         self._replicas_timeout_ms = replicas_timeout_ms
         self._store = store
         self._prefix = prefix
         self._epoch_key = f"{prefix}:epoch"
+        # On Redis Cluster each application has its own epoch, in its own slot.
+        self._cluster = redis_client.is_cluster(url)
         self._scripts = {
             source: self._redis.register_script(source)
-            for source in (_DRAW_CHAT, _DRAW_MESSAGE, _NEW_APPLICATION, _CLAIMED, _FORGET)
+            for source in (
+                _DRAW_CHAT,
+                _DRAW_MESSAGE,
+                _NEW_APPLICATION,
+                _CLAIMED,
+                _FORGET,
+                _CLAIM_APPLICATION,
+            )
         }
         self._draw: Coalescer[_Draw, list[int]] = Coalescer(
             self._draws, "redis_draw", lanes=_DRAW_LANES
         )
-        self._open: Coalescer[int, bool] = Coalescer(
+        self._open: Coalescer[tuple[int, int], bool] = Coalescer(
             self._epochs_open, "redis_epoch", lanes=_DRAW_LANES
         )
-        self._recovery = Recovery(self, store, drained)
+        self._recovery: Recovery | ApplicationRecovery
+        if self._cluster:
+            if route is None:
+                raise ValueError("numbering on Redis Cluster needs the pipeline's route")
+            self._recovery = ApplicationRecovery(self, store, drained, route)
+        else:
+            self._recovery = Recovery(self, store, drained)
+
+    def _epoch_of(self, application_id: int) -> str:
+        """The key of the epoch an application's draws belong to."""
+        return f"{self._app(application_id)}:epoch" if self._cluster else self._epoch_key
+
+    def _recovering(self, application_id: int) -> Unavailable:
+        """Numbering was lost for this application: start (or join) its recovery."""
+        if isinstance(self._recovery, ApplicationRecovery):
+            self._recovery.request(application_id)
+        else:
+            self._recovery.start()
+        return Unavailable(RECOVERING_MESSAGE)
 
     def _app(self, application_id: int) -> str:
         return f"{self._prefix}:{{a:{application_id}}}"
@@ -239,7 +289,14 @@ class RedisNumbers:
 
     async def start(self) -> None:
         """Open numbering if Redis has no epoch: at once for a new deployment; a recovery that
-        must wait for the queue goes on in the background (draws answer `Unavailable`)."""
+        must wait for the queue goes on in the background (draws answer `Unavailable`). On
+        Redis Cluster, applications are recovered one by one when they are drawn in; the
+        store's global epoch is opened first, the one new applications start in."""
+        if isinstance(self._recovery, ApplicationRecovery):
+            await self._guarded(redis_client.ready(self._redis))
+            if (await self._store.numbering()).epoch == 0:  # no draw can be of epoch 0
+                await self._store.open_epoch(0, await self._store.claim_recovery(pause=False))
+            return
         self._recovery.start()
         await self._recovery.settled(within=2.0)
 
@@ -248,7 +305,11 @@ class RedisNumbers:
         await redis_client.close(self._redis)
 
     async def ping(self) -> None:
-        """Redis answers and numbering is open (not recovering)."""
+        """Redis answers and numbering is open (not recovering). On Redis Cluster, numbering
+        recovers per application, and the others draw meanwhile: Redis answers."""
+        if self._cluster:
+            await self._guarded(self._redis.ping())
+            return
         epoch = await self._guarded(self._redis.get(self._epoch_key))
         if not isinstance(epoch, bytes) or not epoch.isdigit():
             self._recovery.start()
@@ -263,11 +324,8 @@ class RedisNumbers:
         args = unseeded
         # Unseeded, seeded, drawn; once more if an epoch opened while the seed was read.
         for _ in range(5):
-            answer = await self._run(_DRAW_CHAT, args)
+            answer = await self._run(_DRAW_CHAT, application_id, args)
             number, at, epoch = answer[:3]
-            if number == _RECOVERING:
-                self._recovery.start()
-                raise Unavailable(RECOVERING_MESSAGE)
             if number == _EPOCH_CHANGED:  # the seed was read in an older epoch: read it again
                 args = unseeded
             elif number == _UNSEEDED_CHATS:
@@ -311,11 +369,10 @@ class RedisNumbers:
                 messages_seed,
                 *_claim_args(claim),
             ]
-            answer = await self._draw(([self._epoch_key], args))
+            answer = await self._draw(([self._epoch_of(application_id)], args))
             number, revision, epoch = answer[:3]
             if number == _RECOVERING:
-                self._recovery.start()
-                raise Unavailable(RECOVERING_MESSAGE)
+                raise self._recovering(application_id)
             if number == _EPOCH_CHANGED:  # seeds read in an older epoch: read them again
                 seed_epoch, chats_seed, messages_seed = "", "", ""
             elif number == _UNSEEDED_CHATS:
@@ -351,7 +408,7 @@ class RedisNumbers:
             async def send() -> list[object]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for keys, args in calls:
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                     if self._replicas:
                         pipe.execute_command("WAIT", self._replicas, self._replicas_timeout_ms)
                     return await pipe.execute(raise_on_error=False)
@@ -374,23 +431,35 @@ class RedisNumbers:
             for r in results
         ]
 
-    async def _run(self, source: str, args: list[Any]) -> list[int]:
+    async def _run(self, source: str, application_id: int, args: list[Any]) -> list[int]:
         result: list[int]
+        keys = [self._epoch_of(application_id)]
         if source == _DRAW_CHAT and self._replicas:
-            (answer,) = await self._pipelined(source, [([self._epoch_key], args)])
+            (answer,) = await self._pipelined(source, [(keys, args)])
             if isinstance(answer, BaseException):
                 raise answer
             result = answer
         else:
-            result = await self._guarded(self._scripts[source](keys=[self._epoch_key], args=args))
+            result = await self._guarded(self._scripts[source](keys=keys, args=args))
         if result[0] == _RECOVERING:
-            self._recovery.start()
-            raise Unavailable(RECOVERING_MESSAGE)
+            raise self._recovering(application_id)
         return result
 
     async def _guarded(self, call: Awaitable[T]) -> T:
         try:
-            return await call
+            if self._gate is None:
+                return await call
+            try:
+                async with asyncio.timeout(_CONNECTION_WAIT):
+                    await self._gate.acquire()
+            except TimeoutError:
+                if inspect.iscoroutine(call):
+                    call.close()
+                raise
+            try:
+                return await call
+            finally:
+                self._gate.release()
         except (RedisConnectionError, TimeoutError) as error:
             raise Unavailable("numbering (Redis) is unavailable; retry shortly") from error
         except RedisError as error:
@@ -398,32 +467,47 @@ class RedisNumbers:
 
     # -- what else the API needs from Redis ------------------------------------------------------
 
-    async def still_open(self, epoch: int) -> bool:
-        """Whether `epoch` is still the open epoch (checked after the broker confirmed a write
-        drawn in it: only then is the write acknowledged)."""
-        return await self._open(epoch)
+    async def still_open(self, application_id: int, epoch: int) -> bool:
+        """Whether `epoch` is still the application's open epoch (checked after the broker
+        confirmed a write drawn in it: only then is the write acknowledged)."""
+        return await self._open((application_id, epoch))
 
-    async def reopened(self, within: float) -> bool:
+    async def reopened(self, application_id: int, within: float) -> bool:
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            epoch = await self._guarded(self._redis.get(self._epoch_key))
+            epoch = await self._guarded(self._redis.get(self._epoch_of(application_id)))
             if isinstance(epoch, bytes) and epoch.isdigit():
                 return True
             if asyncio.get_running_loop().time() > deadline:
                 return False
-            self._recovery.start()
+            self._recovering(application_id)
             await asyncio.sleep(0.1)
 
-    async def _epochs_open(self, epochs: list[int]) -> list[bool]:
-        current = await self._guarded(self._redis.get(self._epoch_key))
-        return [current == str(epoch).encode() for epoch in epochs]
+    async def _epochs_open(self, asked: list[tuple[int, int]]) -> list[bool]:
+        """One read of the global epoch, or on Redis Cluster one pipeline of each asked
+        application's."""
+        if not self._cluster:
+            current = await self._guarded(self._redis.get(self._epoch_key))
+            return [current == str(epoch).encode() for _, epoch in asked]
+        apps = sorted({app_id for app_id, _ in asked})
+
+        async def read() -> list[object]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for app_id in apps:
+                    pipe.get(self._epoch_of(app_id))
+                return await pipe.execute()
+
+        epochs = dict(zip(apps, await self._guarded(read()), strict=True))
+        return [epochs[app_id] == str(epoch).encode() for app_id, epoch in asked]
 
     async def register_application(self, application_id: int, token: str) -> None:
         """A new application: its chats counter starts at 0, its token is known to every API
-        process (so creates need neither the store nor a warm cache)."""
+        process (so creates need neither the store nor a warm cache). On Redis Cluster its
+        epoch opens too: the store's global one (nothing of it can be queued)."""
+        opened = (await self._store.numbering()).epoch if self._cluster else ""
         await self._guarded(
             self._scripts[_NEW_APPLICATION](
-                keys=[self._epoch_key], args=[self._app(application_id)]
+                keys=[self._epoch_of(application_id)], args=[self._app(application_id), opened]
             )
         )
         await self.remember_token(token, application_id)
@@ -438,8 +522,12 @@ class RedisNumbers:
     # -- recovery ------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Recover now, returning once an epoch is open."""
-        await self._recovery.run()
+        """Recover now, returning once an epoch is open (on Redis Cluster: once every
+        application found lost so far is open again)."""
+        if isinstance(self._recovery, ApplicationRecovery):
+            await self._recovery.finished()
+        else:
+            await self._recovery.run()
 
     async def drop(self) -> None:
         """Delete every key under the prefix (tests)."""
@@ -531,7 +619,7 @@ class Recovery:
         if not await self._store.open_epoch(state.epoch, token):
             self.status = "another recovery advanced the epoch; trying again"
             return False
-        await self._restore_claims()
+        await _restore_claims(self._numbers, self._store)
         opened = state.epoch + 1
         if await self._claimed(keys=[self._key], args=[claim, _CLAIM_LEASE_MS, opened]):
             self.status = "open"
@@ -539,20 +627,192 @@ class Recovery:
             return True
         return False
 
-    async def _restore_claims(self) -> None:
-        """Every idempotency key claimed by a stored write (all acknowledged ones: the queue
-        is drained), back in Redis before numbering opens, marked stored: a retry gets its
-        draw back without submitting it again. A claim Redis still holds is kept."""
-        restored = 0
-        now = time.time_ns() // 1000
-        async for batch in self._store.iter_claims(1000):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for c in batch:
-                    value = f"{c.fingerprint} {c.number} {c.revision} {c.epoch} {c.at} 1"
-                    ttl = max((c.expires - now) // 1000, 1)
-                    key = f"{self._numbers._app(c.application_id)}:k:{c.key}"
-                    pipe.set(key, value, px=ttl, nx=True)
-                await pipe.execute()
-            restored += len(batch)
-        if restored:
-            log.warning("numbering recovery: %d idempotency keys restored from the store", restored)
+
+async def _restore_claims(
+    numbers: RedisNumbers, store: Store, applications: set[int] | None = None
+) -> None:
+    """Every idempotency key claimed by a stored write (all acknowledged ones: the queue is
+    drained), of the `applications` (None: all), back in Redis before numbering opens,
+    marked stored: a retry gets its draw back without submitting it again. A claim Redis
+    still holds is kept."""
+    restored = 0
+    now = time.time_ns() // 1000
+    async for batch in store.iter_claims(1000):
+        if applications is not None:
+            batch = [c for c in batch if c.application_id in applications]
+        async with numbers._redis.pipeline(transaction=False) as pipe:
+            for c in batch:
+                value = f"{c.fingerprint} {c.number} {c.revision} {c.epoch} {c.at} 1"
+                ttl = max((c.expires - now) // 1000, 1)
+                pipe.set(f"{numbers._app(c.application_id)}:k:{c.key}", value, px=ttl, nx=True)
+            await pipe.execute()
+        restored += len(batch)
+    if restored:
+        log.warning("numbering recovery: %d idempotency keys restored from the store", restored)
+
+
+class ApplicationRecovery:
+    """On Redis Cluster: opens the next epoch of each application whose numbering a shard
+    lost, once every write of its lost epoch is stored, while the other applications draw.
+
+    The drain cannot wait for the write queue to be empty, as the global recovery does: the
+    other applications keep writing. So it steers new writes to the other write queue
+    (`route`: `numbering.generation` advanced, one binding at the broker) and waits until
+    the queue it left is drained (`drained(generation)`: nothing ready, no consumer). Every
+    acknowledged write of a lost epoch was confirmed before the loss (`still_open`), so
+    before this recovery began, so before the steer: it is in the queue left, or in the
+    other one, which must have been drained before the steer too. Then the applications'
+    epochs are retired in the store (fenced by the recovery's token) and the next ones
+    published where each application's claim still holds.
+
+    One recovery runs at a time across processes (a lease in Redis, for liveness; the
+    store's fencing token is what makes it safe); applications lost meanwhile wait for
+    the next round.
+    """
+
+    def __init__(
+        self,
+        numbers: RedisNumbers,
+        store: Store,
+        drained: Callable[[int], Awaitable[bool]],
+        route: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self._numbers = numbers
+        self._redis = numbers._redis
+        self._claimed = numbers._scripts[_CLAIMED]
+        self._store = store
+        self._drained = drained
+        self._route = route
+        self._lease_key = f"{numbers._prefix}:recovery"
+        self._wanted: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.status = "open"
+
+    def request(self, application_id: int) -> None:
+        self._wanted.add(application_id)
+        self.start()
+
+    def start(self) -> None:
+        if self._wanted and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self.run(), name="numbering-recovery")
+
+    async def finished(self) -> None:
+        """Return once every application asked for is open again."""
+        self.start()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self, poll: float = 0.1) -> None:
+        claim = f"recovering:{secrets.token_hex(8)}"
+        try:
+            while self._wanted:
+                try:
+                    if await self._round(claim, poll):
+                        continue
+                except (RedisError, Unavailable) as error:
+                    self.status = f"waiting: {getattr(error, 'message', error)}"
+                    log.warning("numbering recovery waiting: %s", self.status)
+                await asyncio.sleep(poll)
+            self.status = "open"
+        finally:
+            with suppress(RedisError, Unavailable):
+                await self._release(claim)
+
+    async def _round(self, claim: str, poll: float) -> bool:
+        """One try: True once the applications claimed are open again."""
+        apps = sorted(self._wanted)
+        held = await self._each(
+            _CLAIM_APPLICATION,
+            [(self._numbers._epoch_of(a), [claim, _CLAIM_LEASE_MS]) for a in apps],
+        )
+        mine = []
+        for app_id, answer in zip(apps, held, strict=True):
+            if answer == 0:  # open again (another process recovered it)
+                self._wanted.discard(app_id)
+            elif answer == 1:
+                mine.append(app_id)
+        if not mine:
+            self.status = "another process is recovering numbering"
+            return False
+        if not await self._lease(claim):
+            self.status = "waiting for another process's numbering recovery"
+            return False
+        log.warning("numbering: Redis lost applications %s; recovering (claim %s)", mine, claim)
+        token = await self._store.claim_recovery(pause=False)
+        generation = (await self._store.numbering()).generation
+
+        async def steered() -> bool:  # the queue about to take new writes holds nothing
+            await self._route(generation)
+            return await self._drained(generation + 1)
+
+        async def left() -> bool:  # the queue writes were steered from holds nothing
+            await self._route(generation + 1)  # again: a late process may have undone it
+            return await self._drained(generation)
+
+        self.status = "waiting until the write queue of the lost epochs is drained"
+        if not await self._until(steered, mine, claim, poll):
+            return False
+        if not await self._store.advance_generation(generation, token):
+            return False
+        if not await self._until(left, mine, claim, poll):
+            return False
+        opened = await self._store.open_application_epochs(mine, token)
+        if opened is None:
+            return False
+        for gone in set(mine) - opened.keys():  # no such application: nothing to recover
+            self._wanted.discard(gone)
+        await _restore_claims(self._numbers, self._store, set(opened))
+        published = await self._each(
+            _CLAIMED,
+            [
+                (self._numbers._epoch_of(a), [claim, _CLAIM_LEASE_MS, epoch])
+                for a, epoch in opened.items()
+            ],
+        )
+        for (app_id, epoch), done in zip(opened.items(), published, strict=True):
+            if done:
+                self._wanted.discard(app_id)
+                log.warning(
+                    "numbering recovered: application %d is open in epoch %d", app_id, epoch
+                )
+        await self._release(claim)
+        return True
+
+    async def _until(
+        self, done: Callable[[], Awaitable[bool]], apps: list[int], claim: str, poll: float
+    ) -> bool:
+        """Wait for `done`, holding the claims and the lease meanwhile; False once one of
+        them is lost (a shard lost again, or a stall past the lease)."""
+        while True:
+            renewed = await self._each(
+                _CLAIMED, [(self._numbers._epoch_of(a), [claim, _CLAIM_LEASE_MS, ""]) for a in apps]
+            )
+            if not all(renewed) or not await self._lease(claim):
+                return False
+            if await done():
+                return True
+            await asyncio.sleep(poll)
+
+    async def _lease(self, claim: str) -> bool:
+        """Take or renew the one-recovery-at-a-time lease."""
+        if await self._redis.set(self._lease_key, claim, nx=True, px=_CLAIM_LEASE_MS):
+            return True
+        return bool(await self._claimed(keys=[self._lease_key], args=[claim, _CLAIM_LEASE_MS, ""]))
+
+    async def _release(self, claim: str) -> None:
+        await self._numbers._scripts[_FORGET](keys=[self._lease_key], args=[claim])
+
+    async def _each(self, source: str, calls: list[tuple[str, list[Any]]]) -> list[int]:
+        """Calls of a single-key script, one pipeline (a round trip per node)."""
+        answers = await self._numbers._pipelined(source, [([key], args) for key, args in calls])
+        counted: list[int] = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+            counted.append(int(answer))  # type: ignore[call-overload]  # a script's integer
+        return counted

@@ -483,19 +483,23 @@ class SqlStore:
     # -- numbering epochs ----------------------------------------------------------------------
 
     async def numbering(self) -> Numbering:
-        query = select(numbering.c.epoch, numbering.c.recovering, numbering.c.set_aside)
+        query = select(
+            numbering.c.epoch, numbering.c.recovering, numbering.c.set_aside, numbering.c.generation
+        )
         row = await self.read(lambda conn: conn.execute(query.where(numbering.c.id == 1)).one())
-        return Numbering(int(row.epoch), bool(row.recovering), int(row.set_aside))
+        return Numbering(
+            int(row.epoch), bool(row.recovering), int(row.set_aside), int(row.generation)
+        )
 
-    async def claim_recovery(self) -> int:
-        """A fencing token for a recovery: larger than every token handed out before."""
+    async def claim_recovery(self, pause: bool = True) -> int:
+        """A fencing token for a recovery: larger than every token handed out before. With
+        `pause`, numbering is marked recovering (idle workers stop consuming)."""
+        values: dict[str, Any] = {"recovery_token": numbering.c.recovery_token + 1}
+        if pause:
+            values["recovering"] = True
 
         def claim(conn: Connection) -> int:
-            conn.execute(
-                update(numbering)
-                .where(numbering.c.id == 1)
-                .values(recovering=True, recovery_token=numbering.c.recovery_token + 1)
-            )
+            conn.execute(update(numbering).where(numbering.c.id == 1).values(**values))
             query = select(numbering.c.recovery_token).where(numbering.c.id == 1)
             return int(conn.execute(query).scalar_one())
 
@@ -517,6 +521,60 @@ class SqlStore:
             .values(epoch=previous + 1, recovering=False)
         )
         return bool(await self.write(lambda conn: conn.execute(statement).rowcount == 1))
+
+    async def advance_generation(self, previous: int, token: int) -> bool:
+        """Make generation `previous + 1` the one whose write queue takes new writes, if
+        `token` is still the latest claim. False: nothing changed."""
+        statement = (
+            update(numbering)
+            .where(
+                numbering.c.id == 1,
+                numbering.c.generation == previous,
+                numbering.c.recovery_token == token,
+            )
+            .values(generation=previous + 1)
+        )
+        return bool(await self.write(lambda conn: conn.execute(statement).rowcount == 1))
+
+    async def open_application_epochs(
+        self, application_ids: Sequence[int], token: int
+    ) -> dict[int, int] | None:
+        """Retire the open epoch of each application and open its next, if `token` is still
+        the latest claim: the new epochs by application (None: nothing changed). An
+        application's open epoch is the larger of its own and the global one.
+
+        Workers lock the rows of a batch's applications while they apply it, so this waits
+        for batches in flight; every batch after it sets aside draws of the retired epochs.
+        """
+        ids = sorted(set(application_ids))
+
+        def open_epochs(conn: Connection) -> dict[int, int] | None:
+            fence = select(numbering.c.epoch).where(
+                numbering.c.id == 1, numbering.c.recovery_token == token
+            )
+            if not self.is_sqlite:
+                fence = fence.with_for_update()
+            epoch = conn.execute(fence).scalar()
+            if epoch is None:
+                return None
+            query = select(applications.c.id, applications.c.epoch).where(
+                applications.c.id.in_(ids)
+            )
+            if not self.is_sqlite:
+                query = query.order_by(applications.c.id).with_for_update()
+            opened = {
+                int(row.id): max(int(row.epoch), int(epoch)) + 1
+                for row in conn.execute(query).all()
+            }
+            for app_id, opened_epoch in opened.items():
+                conn.execute(
+                    update(applications)
+                    .where(applications.c.id == app_id)
+                    .values(epoch=opened_epoch)
+                )
+            return opened
+
+        return await self.write(open_epochs)
 
     async def iter_messages(
         self, batch_size: int, changed_since: datetime | None = None
@@ -637,6 +695,16 @@ _ONE_CHAT = select(*_CHAT_COLUMNS).where(
 )
 
 
+def _application_epochs(conn: Connection, app_ids: set[int], locking: bool) -> dict[int, int]:
+    """The applications' own epochs; with `locking`, their rows locked in id order."""
+    query = select(applications.c.id, applications.c.epoch).where(
+        applications.c.id.in_(sorted(app_ids))
+    )
+    if locking:
+        query = query.order_by(applications.c.id).with_for_update()
+    return {int(row.id): int(row.epoch) for row in conn.execute(query).all()}
+
+
 def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Applied:
     """Apply a batch in the caller's transaction: idempotent, order-insensitive, exact counts.
 
@@ -646,17 +714,22 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
     # A shared lock on the numbering row: a recovery retiring an epoch waits for this batch,
     # and no batch after it applies a draw of the retired epoch. (SQLite's BEGIN IMMEDIATE
     # already made this transaction the only writer.)
+    # Each application's row too, locked in id order (no deadlocks): it serialises writers
+    # per application, and holds its own epoch (Redis Cluster), retired likewise.
     epoch = 0  # writes that carry no epoch (the embedded mode's) need not read it
+    epochs: dict[int, int] = {}
     if any(e.epoch for e in events):
         epoch_query = select(numbering.c.epoch).where(numbering.c.id == 1)
         if locking:
             epoch_query = epoch_query.with_for_update(read=True)
         epoch = int(conn.execute(epoch_query).scalar() or 0)
+        epochs = _application_epochs(conn, {e.application_id for e in events}, locking)
     set_aside: list[tuple[Event, str]] = []
     accepted: list[Event] = []
     for e in events:
-        if 0 < e.epoch < epoch:
-            set_aside.append((e, f"drawn in numbering epoch {e.epoch}, retired (now {epoch})"))
+        retired = max(epoch, epochs.get(e.application_id, 0))
+        if 0 < e.epoch < retired:
+            set_aside.append((e, f"drawn in numbering epoch {e.epoch}, retired (now {retired})"))
         else:
             accepted.append(e)
     # When each chat was created, as far as the batch knows: its create's time, else its first
@@ -667,11 +740,9 @@ def _apply_batch(conn: Connection, events: Sequence[Event], locking: bool) -> Ap
         key, at = (e.application_id, e.chat_number), e.at or now
         chat_times[key] = min(chat_times.get(key, at), at)
     chat_keys = set(chat_times)
-    app_ids = sorted({app_id for app_id, _ in chat_keys})
-    if locking and app_ids:
-        # Serialises writers per application (in id order: no deadlocks).
-        query = select(applications.c.id).where(applications.c.id.in_(app_ids))
-        conn.execute(query.order_by(applications.c.id).with_for_update())
+    app_ids = {app_id for app_id, _ in chat_keys} - epochs.keys()
+    if locking and app_ids:  # not locked above (writes that carry no epoch)
+        _application_epochs(conn, app_ids, locking)
     created_chats = {
         (e.application_id, e.chat_number): e.at or now
         for e in accepted

@@ -151,7 +151,7 @@ async def test_redis_data_loss_never_reuses_a_number(
         )
     await store.apply(queued[:3])  # 4 and 5 are accepted but still in the queue
     old = queued[0].epoch
-    assert await numbers.still_open(old)
+    assert await numbers.still_open(app, old)
 
     drained.append(False)
     await numbers.drop()  # Redis comes back empty
@@ -159,7 +159,7 @@ async def test_redis_data_loss_never_reuses_a_number(
         await numbers.draw_message(app, 1)
     with pytest.raises(Unavailable):
         await numbers.next_chat(app)
-    assert not await numbers.still_open(old)
+    assert not await numbers.still_open(app, old)
     await asyncio.sleep(0.5)
     with pytest.raises(Unavailable):  # still paused: the queue has not drained
         await numbers.draw_message(app, 1)

@@ -86,10 +86,15 @@ class Consumer:
         queue: str = "graphql-chat.writes",
         batch_size: int = 500,
         batch_ms: float = 50,
+        lane: int = 0,
     ) -> None:
         self._url = url
         self._writes = writes
         self._queue_name = queue
+        # The write queue consumed (`queues`): lane 0 also catches up on search, and reports
+        # the depth of both.
+        self._lane = lane
+        self._consumed = queues.lane(queue, lane)
         self._batch_size = batch_size
         self._batch_delay = batch_ms / 1000
         self._pending: list[_Delivery] = []
@@ -121,14 +126,16 @@ class Consumer:
             search_queue = await search_channel.get_queue(queues.search(self._queue_name))
             indexer = asyncio.create_task(self._index_stage(), name="worker-index")
             depth = asyncio.create_task(self._watch_depth(), name="worker-queue-depth")
-            await self._consume(connection)
-            search_tag = await search_queue.consume(self._reindex)
+            if burst or self._lane == 0:  # the other lane is consumed when it should be
+                await self._consume(connection)
+            search_tag = await search_queue.consume(self._reindex) if self._lane == 0 else None
             try:
                 await self._commit_stage(burst, connection)
                 log.debug("consuming stopped")
             finally:
                 with suppress(Exception):
-                    await search_queue.cancel(search_tag)
+                    if search_tag is not None:
+                        await search_queue.cancel(search_tag)
                     if self._consuming is not None:
                         _, queue, tag = self._consuming
                         await queue.cancel(tag)
@@ -145,22 +152,25 @@ class Consumer:
         channel = await connection.channel()
         # Messages, not events: at most PREFETCH times MAX_MESSAGE_BYTES held at once.
         await channel.set_qos(prefetch_count=PREFETCH)
-        queue = await queues.declare(channel, self._queue_name)
+        _, lanes = await queues.declare(channel, self._queue_name)
+        queue = lanes[self._lane]
         tag = await queue.consume(self._receive)
         self._consuming = (channel, queue, tag)
 
     async def _pause_or_resume(self, connection: AbstractRobustConnection) -> None:
-        """While numbering recovers, an idle worker stops consuming, so that the queue shows
-        no consumer once nothing is queued or held (the recovery's exact drain condition);
-        it consumes again when the recovery is over or something arrives meanwhile."""
+        """While numbering recovers, or while new writes go to the other write queue, an idle
+        worker stops consuming, so that the queue shows no consumer once nothing is queued or
+        held (a recovery's exact drain condition); it consumes again when the queue takes new
+        writes once more or something arrives meanwhile."""
         try:
-            recovering = (await self._writes.numbering()).recovering
+            state = await self._writes.numbering()
+            retiring = state.recovering or state.generation % queues.LANES != self._lane
             if self._consuming is None:
-                if not recovering or await self._ready():
-                    log.info("consuming again")
+                if not retiring or await self._ready():
+                    log.info("consuming %s", self._consumed)
                     await self._consume(connection)
                 return
-            if not recovering or self._pending or self._in_hand or await self._ready():
+            if not retiring or self._pending or self._in_hand or await self._ready():
                 return
         except (Unavailable, AMQPError, ChannelInvalidStateError, RuntimeError) as error:
             log.debug("recovery check skipped: %s", error)
@@ -170,24 +180,26 @@ class Consumer:
         await channel.close()  # anything delivered meanwhile goes back to the queue
         self._pending.clear()
         self._pending_events = 0
-        log.info("numbering is recovering and the queue is empty: consuming paused")
+        log.info("%s is empty and takes no new writes: consuming paused", self._consumed)
 
-    async def _ready(self) -> int:
-        """Messages ready in the write queue, exact (AMQP passive declare)."""
+    async def _ready(self, name: str | None = None) -> int:
+        """Messages ready in the write queue consumed (or `name`), exact (AMQP passive
+        declare)."""
         assert self._channel is not None
         # Straight to the AMQP channel: a robust channel answers a repeated declare from
         # its cache, with the count of the first declaration.
         raw = await self._channel.get_underlay_channel()
-        declared = await raw.queue_declare(self._queue_name, passive=True)
-        ready = int(declared.message_count or 0)
-        metrics.QUEUE_DEPTH.set(ready)
-        return ready
+        declared = await raw.queue_declare(name or self._consumed, passive=True)
+        return int(declared.message_count or 0)
 
     async def _watch_depth(self) -> None:
-        """The queue's depth for the metrics, every `_DEPTH_EVERY` seconds."""
-        while True:
+        """The write queues' depth for the metrics, every `_DEPTH_EVERY` seconds (lane 0)."""
+        while self._lane == 0:
             with suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
-                await self._ready()
+                depth = 0
+                for lane in range(queues.LANES):
+                    depth += await self._ready(queues.lane(self._queue_name, lane))
+                metrics.QUEUE_DEPTH.set(depth)
             await asyncio.sleep(_DEPTH_EVERY)
 
     def stop(self) -> None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aio_pika
+import aiormq.abc
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from opentelemetry.trace import SpanKind
 
@@ -38,6 +40,8 @@ from graphql_chat.errors import InvalidInput, OutcomeUnknown, Unavailable
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_EVENTS_PER_MESSAGE = 500
 PUBLISH_LANES = 1  # publishes awaiting their confirm at once, per process (2 measured no faster)
 _PUBLISH = {"messaging.system": "rabbitmq", "messaging.operation.type": "send"}
@@ -55,6 +59,7 @@ class RabbitPipeline:
         self._timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._entry: AbstractExchange | None = None
         self._lock = asyncio.Lock()
         # Each event with its trace context (a `traceparent`, "" when not traced).
         self._submit: Coalescer[tuple[Event, str], None] = Coalescer(
@@ -78,7 +83,7 @@ class RabbitPipeline:
                 if self._connection is None or self._connection.is_closed:
                     self._connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await self._connection.channel(publisher_confirms=True)
-                await queues.declare(channel, self.queue)
+                self._entry, _ = await queues.declare(channel, self.queue)
             except (
                 TimeoutError,
                 AMQPError,
@@ -129,7 +134,7 @@ class RabbitPipeline:
             first += count
             messages.append(message(body, traces(held) if any(held) else None))
         outcomes = await asyncio.gather(
-            *[self._publish(self.queue, sent) for sent in messages],
+            *[self._publish("", sent, writes=True) for sent in messages],
             return_exceptions=True,
         )
         published: list[BaseException | None] = []
@@ -143,12 +148,14 @@ class RabbitPipeline:
     async def publish(self, routing_key: str, payload: dict[str, Any]) -> None:
         await self._publish(routing_key, encode(payload))
 
-    async def _publish(self, routing_key: str, message: aio_pika.Message) -> None:
+    async def _publish(
+        self, routing_key: str, message: aio_pika.Message, writes: bool = False
+    ) -> None:
+        """To the queue `routing_key`, or with `writes` to the write queue of the moment."""
         channel = await self._ensure_channel()
+        exchange = self._entry if writes and self._entry is not None else channel.default_exchange
         try:
-            await channel.default_exchange.publish(
-                message, routing_key=routing_key, timeout=self._timeout
-            )
+            await exchange.publish(message, routing_key=routing_key, timeout=self._timeout)
         except DeliveryError as error:  # the broker refused it: nothing was queued
             raise Unavailable("the write queue (RabbitMQ) refused the write; retry") from error
         except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
@@ -157,23 +164,46 @@ class RabbitPipeline:
             raise OutcomeUnknown("the write queue (RabbitMQ) did not confirm") from error
 
     async def delete_queues(self) -> None:
-        """Remove this pipeline's queues (tests)."""
+        """Remove this pipeline's queues and exchanges (tests)."""
         channel = await self._ensure_channel()
         for name in queues.every(self.queue):
             await channel.queue_delete(name)
+        for name in queues.exchanges(self.queue):
+            await channel.exchange_delete(name)
 
-    async def drained(self) -> bool:
-        """The write queue holds nothing: no message ready and no consumer, so no delivery is
-        held unsettled either (a quorum queue counts a cancelled consumer until every delivery
-        it holds is settled). Both counts come from the queue itself over AMQP, exact at the
-        moment they are read, not from the management API's sampled statistics."""
+    async def drained(self, generation: int | None = None) -> bool:
+        """The write queue of `generation` (None: each write queue) holds nothing: no message
+        ready and no consumer, so no delivery is held unsettled either (a quorum queue counts
+        a cancelled consumer until every delivery it holds is settled). Both counts come from
+        the queue itself over AMQP, exact at the moment they are read, not from the
+        management API's sampled statistics."""
+        for lane in range(queues.LANES) if generation is None else [generation]:
+            name = queues.lane(self.queue, lane)
+
+            async def declare(raw: aiormq.abc.AbstractChannel, name: str = name) -> Any:
+                return await raw.queue_declare(name, passive=True)
+
+            declared = await self._raw(declare)
+            if declared.message_count or declared.consumer_count:
+                return False
+        return True
+
+    async def route(self, generation: int) -> None:
+        """New writes go to the write queue of `generation` from now on (idempotent). Bound
+        straight on the AMQP channel: a robust channel would bind again after a reconnect,
+        whatever the route had become meanwhile."""
+        exchange, queue = queues.entry(self.queue), queues.lane(self.queue, 1)
+        if generation % queues.LANES:
+            await self._raw(lambda raw: raw.queue_bind(queue, exchange))
+        else:
+            await self._raw(lambda raw: raw.queue_unbind(queue, exchange))
+
+    async def _raw(self, call: Callable[[aiormq.abc.AbstractChannel], Awaitable[T]]) -> T:
+        """`call` on the AMQP channel itself: a robust channel answers a repeated declare
+        from its cache, with the counts of the first declaration."""
         channel = await self._ensure_channel()
         try:
-            # Straight to the AMQP channel: a robust channel answers a repeated declare from
-            # its cache, with the counts of the first declaration.
-            raw = await channel.get_underlay_channel()
-            declared = await raw.queue_declare(self.queue, passive=True)
+            return await call(await channel.get_underlay_channel())
         except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
             self._channel = None
             raise Unavailable("the write queue (RabbitMQ) is unavailable") from error
-        return declared.message_count == 0 and declared.consumer_count == 0
