@@ -80,11 +80,12 @@ async def http(
 
 
 @asynccontextmanager
-async def distributed_settings() -> AsyncIterator[Settings]:
+async def distributed_settings(redis: str = "REDIS_URL") -> AsyncIterator[Settings]:
+    """The distributed mode on the engines, numbering on `redis` (or REDIS_CLUSTER_URL)."""
     async with mysql_database() as url:
         settings = Settings(
             database_url=url,
-            redis_url=engine_url("REDIS_URL"),
+            redis_url=engine_url(redis),
             redis_key_prefix=unique_name("t"),
             rabbitmq_url=engine_url("RABBITMQ_URL"),
             queue_name=unique_name("test"),

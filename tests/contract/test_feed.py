@@ -41,12 +41,15 @@ class _Listener:
                 await self.heard.wait()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def feed(request: pytest.FixtureRequest) -> AsyncIterator[Feed]:
     adapter: Feed = (
         MemoryFeed()
         if request.param == "memory"
-        else RedisFeed(engine_url("REDIS_URL"), unique_name("feed"))
+        else RedisFeed(
+            engine_url("REDIS_CLUSTER_URL" if request.param == "redis-cluster" else "REDIS_URL"),
+            unique_name("feed"),
+        )
     )
     await adapter.start()
     yield adapter
@@ -101,6 +104,28 @@ async def test_a_large_commit_arrives_whole(feed: Feed) -> None:
     await listener.until(lambda: len(listener.created()) == 100)
     assert listener.created() == list(range(1, 101))
     assert all(len(m.body) == 60_000 for c in listener.changes_told for m in c.created)
+
+
+async def test_a_cluster_feed_reaches_listeners_on_every_master() -> None:
+    """On Redis Cluster a process publishes through whichever master its client picks; a
+    listener subscribed through any other hears it (the cluster relays pub/sub)."""
+    channel = unique_name("feed")
+    url = engine_url("REDIS_CLUSTER_URL")
+    feeds = [RedisFeed(url, channel) for _ in range(4)]
+    listeners = [_Listener() for _ in feeds]
+    try:
+        for feed, listener in zip(feeds, listeners, strict=True):
+            await feed.start()
+            await feed.listen(listener)
+        for n, feed in enumerate(feeds, start=1):
+            await feed.publish(Changes(created=[_message(n)]))
+            for listener in listeners:
+                await listener.until(lambda listener=listener, n=n: len(listener.created()) == n)
+        for listener in listeners:
+            assert listener.created() == [1, 2, 3, 4]
+    finally:
+        for feed in feeds:
+            await feed.close()
 
 
 async def test_a_cut_connection_is_told_once_listening_again() -> None:

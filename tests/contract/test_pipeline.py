@@ -392,3 +392,85 @@ async def test_a_write_that_cannot_be_stored_fails_alone(
         return await _count(store, app) == 10
 
     await eventually(stored)
+
+
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
+    store: SqlStore, writer: Writer, rabbit_queue: tuple[str, RabbitPipeline]
+) -> None:
+    """Under steady load the write queue is never seen drained (a consumer always holds it).
+    Steered to the other queue (`route`), new writes no longer reach it: it is seen drained
+    once the write a stalled worker holds there is stored, while the load goes on being
+    stored through the other queue; steered back, the first queue takes writes again."""
+    queue, pipeline = rabbit_queue
+    app = (await store.insert_application(new_token(), "a")).id
+    await store.apply([ChatCreated(app, 1)])
+    stalled = _StalledStore(store)
+    stalled.release.set()
+    url = engine_url("RABBITMQ_URL")
+    workers = [
+        Consumer(url, Writer(stalled, writer.search), queue, lane=0),  # type: ignore[arg-type]
+        Consumer(url, writer, queue, lane=1),
+    ]
+    running = [asyncio.create_task(w.run()) for w in workers]
+    submitted = 0
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        nonlocal submitted
+        while not stop.is_set():
+            submitted += 1
+            await pipeline.submit(MessageWritten(app, 1, submitted, "load", submitted))
+            await asyncio.sleep(0.005)
+
+    async def seen_drained(generation: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if await pipeline.drained(generation):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    loading = asyncio.create_task(load())
+    try:
+
+        async def flowing() -> bool:
+            return await _count(store, app) > 10
+
+        await eventually(flowing)
+        assert not await seen_drained(0, within=1.5)  # consumed all along: never drained
+        stalled.release.clear()
+        await asyncio.sleep(0.3)  # a batch of the load is now held, unsettled
+        token = await store.claim_recovery(pause=False)
+        assert await store.advance_generation(0, token)
+        await pipeline.route(1)
+        steered = await _count(store, app)
+        await asyncio.sleep(1.0)
+        assert await _count(store, app) > steered  # the load is stored through queue 1
+        assert not await pipeline.drained(0)  # the held batch is not settled
+        stalled.release.set()
+        assert await seen_drained(0, within=5)  # under the same load
+        assert (await store.numbering()).generation == 1
+        assert await store.advance_generation(1, token)
+        await pipeline.route(2)
+        back = submitted
+
+        async def stored_through_queue_0() -> bool:
+            return await _count(store, app) > back and not await pipeline.drained(0)
+
+        await eventually(stored_through_queue_0)
+        stop.set()
+        await loading
+
+        async def everything() -> bool:
+            return await _count(store, app) == submitted
+
+        await eventually(everything)
+    finally:
+        stop.set()
+        stalled.release.set()
+        for worker in workers:
+            worker.stop()
+        await asyncio.wait_for(asyncio.gather(loading, *running), 30)
+        await pipeline.delete_queues()
+        await pipeline.close()

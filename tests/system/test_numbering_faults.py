@@ -18,9 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from graphql_chat.adapters import redis_client
+from graphql_chat.config import Settings
 from tests.conftest import distributed_settings
 from tests.engine_control import restart_redis_empty
 from tests.system.conftest import Cluster, all_messages, created_again, indexed, persisted
@@ -332,3 +335,107 @@ async def test_a_new_deployment_accepts_creates_at_once(tmp_path: Path) -> None:
                 assert time.monotonic() - started < 1
         finally:
             cluster.stop()
+
+
+async def _application_ids(settings: Settings, tokens: list[str]) -> list[int]:
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT token, id FROM applications"))
+            ids = {token: int(app_id) for token, app_id in rows.all()}
+    finally:
+        await engine.dispose()
+    return [ids[token] for token in tokens]
+
+
+async def _masters(settings: Settings, app_ids: list[int]) -> list[tuple[str, int]]:
+    """The master holding each application's numbering slot."""
+    client = redis_client.connect(str(settings.redis_url))
+    assert isinstance(client, RedisCluster)
+    try:
+        await client.initialize()
+        return [
+            (node.host, node.port)
+            for app_id in app_ids
+            for node in [client.get_node_from_key(f"{settings.redis_key_prefix}:{{a:{app_id}}}")]
+        ]
+    finally:
+        await redis_client.close(client)
+
+
+@pytest.mark.parametrize("workers", ["running", "stalled"])
+async def test_a_redis_cluster_shard_lost_under_load_recovers_alone(
+    tmp_path: Path, workers: str
+) -> None:
+    """Numbering on a real Redis Cluster (three masters), two API processes and two workers,
+    clients writing to several applications; one master loses its data. The applications
+    whose slots it held are refused until every write of theirs accepted before is stored
+    (with `stalled` workers: until the workers resume), then number on past them; the
+    others are never refused. No number is handed out twice, no acknowledged write lost."""
+    async with distributed_settings("REDIS_CLUSTER_URL") as settings:
+        cluster = Cluster(settings, tmp_path)
+        cluster.start()
+        try:
+            await _shard_lost_under_load(cluster, workers)
+        finally:
+            cluster.stop()
+
+
+async def _shard_lost_under_load(cluster: Cluster, workers: str) -> None:
+    apis = [api.url for api in cluster.apis]
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        ledgers: list[Ledger] = []
+        masters: list[tuple[str, int]] = []
+        while len(ledgers) < 4 or len(set(masters)) < 2:  # applications on two masters at least
+            ledgers.append(Ledger(await _setup(http, apis[0], 3), set(range(1, 4))))
+            ids = await _application_ids(cluster.settings, [ledger.token for ledger in ledgers])
+            masters = await _masters(cluster.settings, ids)
+            assert len(ledgers) < 30, "every application landed on one master"
+        lost_master = masters[0]
+        lost = [ledger for ledger, m in zip(ledgers, masters, strict=True) if m == lost_master]
+        kept = [ledger for ledger in ledgers if ledger not in lost]
+        stop = asyncio.Event()
+        clients = [
+            asyncio.create_task(_client(http, apis, ledgers[seed % len(ledgers)], stop, seed))
+            for seed in range(CLIENTS)
+        ]
+        try:
+            await asyncio.sleep(1.5)
+            if workers == "stalled":
+                for worker in cluster.workers:
+                    worker.pause()
+                await asyncio.sleep(1.0)  # acknowledged writes pile up in the queue
+            async with Redis(host=lost_master[0], port=lost_master[1]) as redis:
+                await redis.flushall()
+            for ledger in lost:
+                ledger.loss_at = time.monotonic()
+            await asyncio.sleep(3.0)
+            if workers == "stalled":
+                assert all(ledger.back_at is None for ledger in lost), "recovered undrained"
+                for worker in cluster.workers:
+                    worker.resume()
+            deadline = time.monotonic() + 30
+            while any(ledger.back_at is None for ledger in lost):
+                assert time.monotonic() < deadline, "creates did not resume after the loss"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+        for ledger in lost:
+            assert ledger.refused > 0, "the loss was never noticed: nothing was exercised"
+        assert [ledger.refused for ledger in kept] == [0] * len(kept), "a kept shard refused"
+        for ledger in ledgers:
+            assert ledger.twice == [], ledger.twice
+            await _settled(http, apis[1], ledger)
+        expected = 0
+        for ledger in ledgers:
+            chats = await _pages(http, f"{apis[1]}/api/v1/applications/{ledger.token}/chats")
+            expected += sum(c["messages_count"] for c in chats)
+        await indexed(cluster.settings, expected)
+        print(
+            f"\nshard lost/{workers}: {sum(len(x.messages) for x in ledgers)} messages "
+            f"acknowledged in {len(ledgers)} applications ({len(lost)} lost); "
+            f"{sum(x.refused for x in lost)} refused"
+        )

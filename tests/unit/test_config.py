@@ -84,6 +84,7 @@ def test_export_schema_prints_the_checked_in_schema(tmp_path: Path) -> None:
         ("http://127.0.0.1:6379", "REDIS_URL must be"),
         ("redis+sentinel://127.0.0.1:26379", "names its service"),
         ("redis+sentinel://127.0.0.1:26379/mymaster/zero", "names its service"),
+        ("redis+cluster://127.0.0.1:7000/3", "one database"),
     ],
 )
 def test_a_redis_url_no_client_can_use_is_refused(url: str, says: str) -> None:
@@ -91,10 +92,20 @@ def test_a_redis_url_no_client_can_use_is_refused(url: str, says: str) -> None:
         Settings(redis_url=url).check()
 
 
-def test_redis_urls_of_one_server_or_of_sentinels_are_accepted() -> None:
+def test_redis_urls_of_one_server_of_sentinels_or_of_a_cluster_are_accepted() -> None:
     for url in (
         "redis://127.0.0.1:6379/0",
         "rediss://:secret@redis.example:6380/1",
         "redis+sentinel://:secret@10.0.0.1:26379,10.0.0.2:26379/mymaster/0",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        "rediss+cluster://:secret@10.0.0.1:7000/0",
     ):
         Settings(redis_url=url).check()
+
+
+def test_waiting_for_replicas_is_refused_on_a_cluster() -> None:
+    """A draw's WAIT must follow it on its connection, which a cluster pipeline does not
+    promise; refused rather than silently not waited for."""
+    Settings(redis_url="redis+sentinel://h:26379/m", redis_wait_replicas=1).check()
+    with pytest.raises(ConfigurationError, match="not with Redis Cluster"):
+        Settings(redis_url="redis+cluster://h:7000", redis_wait_replicas=1).check()
