@@ -57,6 +57,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, TimeoutError
 
@@ -306,9 +307,9 @@ class RedisNumbers:
 
     async def ping(self) -> None:
         """Redis answers and numbering is open (not recovering). On Redis Cluster, numbering
-        recovers per application, and the others draw meanwhile: Redis answers."""
+        recovers per application while the others draw: every master answers."""
         if self._cluster:
-            await self._guarded(self._redis.ping())
+            await self._guarded(self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
             return
         epoch = await self._guarded(self._redis.get(self._epoch_key))
         if not isinstance(epoch, bytes) or not epoch.isdigit():

@@ -165,6 +165,7 @@ async def test_a_new_application_draws_at_once(
 ) -> None:
     """A registered application opens in the store's global epoch: its first draws need no
     recovery and no store read."""
+    await cluster_numbers.ping()  # every master answers
     app = await _registered(store, cluster_numbers)
     epoch = (await store.numbering()).epoch
     assert epoch >= 1  # opened at start: no draw is of epoch 0

@@ -3,7 +3,8 @@
 `submit` returns once the broker has confirmed the message holding the event: from then on
 the write survives a crash of this process, of a worker, or of the broker itself (quorum
 queues replicate and persist before confirming). Workers (`consumer`) apply the queue to the
-store.
+store. Writes go through the exchange `QUEUE_NAME.in` to the write queue of the moment (one
+of two: `queues`), which `route` changes for a numbering recovery on Redis Cluster.
 
 Submits coalesce (`graphql_chat.batching`): events submitted while a publish awaits its
 confirm leave together as the next message, `{"events": [...]}`. Under load one confirmed
