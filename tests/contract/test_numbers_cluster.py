@@ -257,3 +257,24 @@ async def test_every_master_lost_recovers_every_application(
     await asyncio.wait_for(cluster_numbers.recover(), 10)
     again = await asyncio.gather(*[cluster_numbers.next_chat(app) for app in apps])
     assert [d.number for d in again] == [2] * len(apps)
+
+
+async def test_draws_survive_every_master_forgetting_its_scripts(
+    store: SqlStore, cluster_numbers: RedisNumbers
+) -> None:
+    """Restarted masters have no scripts cached: a pipeline of draws spread over several
+    masters loads the script on all of them and goes on."""
+    first, other, _ = await _apart(store, cluster_numbers)
+    for app in (first, other):
+        await cluster_numbers.next_chat(app)
+    cluster = redis_client.connect(engine_url("REDIS_CLUSTER_URL"))
+    try:
+        await redis_client.ready(cluster)
+        await cluster.script_flush()
+    finally:
+        await redis_client.close(cluster)
+    drawn = await asyncio.gather(
+        *[cluster_numbers.draw_message(app, 1) for app in (first, other) for _ in range(10)]
+    )
+    assert sorted(d.number for d in drawn[:10]) == list(range(1, 11))
+    assert sorted(d.number for d in drawn[10:]) == list(range(1, 11))
