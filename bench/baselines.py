@@ -1,6 +1,9 @@
 """Floors for the benchmark, served exactly like the product (uvicorn, one worker).
 
-- `bare_starlette`: one POST route answering a small JSON document.
+- `bare_starlette`: one POST route answering a small JSON document, and the REST read floor:
+  a GET route answering the product's message page (20 or 50 messages, each with its number,
+  body and two times, encoded with orjson as the product does, with a `Link` header) from
+  memory.
 - `bare_strawberry`: a one-field mutation with the product's parser and validation caches,
   and the read floor: the product's page queries (`application { chat { messagesCount
   messages(first:|last:) { nodes { number body } pageInfo } } }`) answered from memory by
@@ -12,10 +15,11 @@ from __future__ import annotations
 import itertools
 from functools import partial
 
+import orjson
 import strawberry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.extensions import ParserCache, ValidationCache
@@ -28,7 +32,29 @@ async def _json(request: Request) -> JSONResponse:
     return JSONResponse({"number": next(_numbers)})
 
 
-bare_starlette = Starlette(routes=[Route("/json", _json, methods=["POST"])])
+_AT = "2026-11-30T11:00:00.000000Z"
+_PAGE = [
+    {"number": n + 1, "body": f"seed message {n}", "created_at": _AT, "updated_at": _AT}
+    for n in range(200)
+]
+
+
+async def _messages(request: Request) -> Response:
+    """A page of messages as the product's REST answers it, from memory: `?limit=` from the
+    first, `?last=` the newest, with the link to the next or previous page."""
+    last = request.query_params.get("last")
+    size = int(last or request.query_params.get("limit") or 20)
+    start = len(_PAGE) - size if last else 0
+    response = Response(orjson.dumps(_PAGE[start : start + size]), media_type="application/json")
+    rel, cursor = ("prev", "before") if last else ("next", "cursor")
+    paging = f"{'last' if last else 'limit'}={size}&{cursor}=bWVzc2FnZXM6MjA"
+    response.headers["Link"] = f'<{str(request.url).partition("?")[0]}?{paging}>; rel="{rel}"'
+    return response
+
+
+bare_starlette = Starlette(
+    routes=[Route("/json", _json, methods=["POST"]), Route("/messages", _messages)]
+)
 
 
 @strawberry.type

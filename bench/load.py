@@ -3,8 +3,9 @@
     python bench/load.py [--duration 10] [--connections 64]
 
 Starts, in one run and served the same way (uvicorn, one worker, on loopback):
-the product in embedded mode on a fresh database, a bare Starlette JSON endpoint and a bare
-Strawberry mutation with the same parser and validation caches. For each scenario it runs
+the product in embedded mode on a fresh database, a bare Starlette JSON endpoint (and a bare
+Starlette page of messages from memory, the REST reads' floor) and a bare Strawberry mutation
+with the same parser and validation caches (and the page queries' floor). For each scenario it runs
 `wrk` closed loop (the maximum rate) and then `vegeta` open loop at half that rate
 (latency at a fixed rate; the achieved rate is printed too), and prints a Markdown table
 with the overheads as ratios to the floors.
@@ -238,6 +239,7 @@ def main() -> None:
                 "messages page REST (20)",
                 f"{url}/api/v1/applications/{token}/chats/1/messages?limit=20",
             ),
+            Scenario("bare Starlette page (20)", f"{starlette_url}/messages?limit=20"),
             Scenario(
                 "bare Strawberry page query (20)",
                 f"{strawberry_url}/graphql",
@@ -254,6 +256,7 @@ def main() -> None:
                 "newest page REST (last 50)",
                 f"{url}/api/v1/applications/{token}/chats/1/messages?last=50",
             ),
+            Scenario("bare Starlette page (last 50)", f"{starlette_url}/messages?last=50"),
             Scenario(
                 "bare Strawberry page query (last 50)",
                 f"{strawberry_url}/graphql",
@@ -280,29 +283,39 @@ def main() -> None:
         "messages page GraphQL (20)": "bare Strawberry page query (20)",
         "newest page GraphQL (last 50)": "bare Strawberry page query (last 50)",
     }
+    # Each REST page against the bare Starlette page of the same shape and size too.
+    rest_floors = {
+        "messages page REST (20)": "bare Starlette page (20)",
+        "newest page REST (last 50)": "bare Starlette page (last 50)",
+    }
     print(
         f"\nwrk -t2 -c{args.connections} -d{args.duration}s --latency (closed loop); "
         f"vegeta attack -duration={args.duration}s at half the closed-loop rate (open loop, "
         "fixed rate)\n"
     )
     print(
-        "| scenario | max req/s | p50 ms | p99 ms | vs Starlette | vs Strawberry "
-        "| fixed req/s | p50 ms | p99 ms | errors |"
+        "| scenario | max req/s | p50 ms | p99 ms | vs Starlette | vs Starlette page "
+        "| vs Strawberry | fixed req/s | p50 ms | p99 ms | errors |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (closed, fixed) in results.items():
         # A page query is measured against the read floor of its shape, anything else
         # against the mutation floor.
         floor = results[read_floors[name]][0].rps if name in read_floors else floor_graphql
+        page = (
+            f"{closed.rps / results[rest_floors[name]][0].rps:.2f}" if name in rest_floors else ""
+        )
         print(
             f"| {name} | {closed.rps:.0f} | {closed.p50_ms:.1f} | {closed.p99_ms:.1f} "
-            f"| {closed.rps / floor_json:.2f} | {closed.rps / floor:.2f} "
+            f"| {closed.rps / floor_json:.2f} | {page} | {closed.rps / floor:.2f} "
             f"| {fixed.rps:.0f} | {fixed.p50_ms:.1f} | {fixed.p99_ms:.1f} "
             f"| {closed.errors + fixed.errors} |"
         )
     print(
-        '\n"vs Strawberry": page queries against the bare Strawberry page query of the same '
-        "shape and size, everything else against the bare Strawberry mutation."
+        '\n"vs Starlette": against the bare Starlette JSON endpoint (one small object); '
+        '"vs Starlette page": REST pages against the bare Starlette page of the same shape and '
+        'size from memory; "vs Strawberry": page queries against the bare Strawberry page '
+        "query of the same shape and size, everything else against the bare Strawberry mutation."
     )
 
 
