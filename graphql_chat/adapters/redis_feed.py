@@ -96,7 +96,8 @@ class RedisFeed:
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
         )
         self._channel = channel
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # one per listener
+        self._closed = False
 
     async def start(self) -> None:
         try:
@@ -105,10 +106,11 @@ class RedisFeed:
             log.warning("the live feed (Redis) is unavailable at start: %s", error)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._closed = True  # a listener whose connection this closes does not listen again
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         await redis_client.close(self._redis)
 
     async def ping(self) -> None:
@@ -116,7 +118,7 @@ class RedisFeed:
             await self._redis.ping()
         except (RedisError, OSError) as error:
             raise Unavailable(f"the live feed (Redis) is unavailable: {error}") from error
-        if self._task is not None and self._task.done():
+        if any(task.done() for task in self._tasks):
             raise Unavailable("the live feed stopped listening")
 
     async def publish(self, changes: Changes) -> None:
@@ -131,7 +133,9 @@ class RedisFeed:
 
     async def listen(self, listener: Listener) -> None:
         subscribed = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(listener, subscribed), name="live-feed")
+        self._tasks.append(
+            asyncio.create_task(self._run(listener, subscribed), name="live-feed")
+        )
         await subscribed
 
     async def _run(self, listener: Listener, subscribed: asyncio.Future[None]) -> None:
@@ -151,6 +155,12 @@ class RedisFeed:
                     if message is not None and message["type"] == "message":
                         listener.changes(decode(message["data"]))
             except (RedisError, OSError) as error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # The client turned the cancellation into a connection error: stop.
+                    raise asyncio.CancelledError from error
+                if self._closed:
+                    return
                 log.warning(
                     "live feed connection lost (%s); subscribing again in %.1fs", error, delay
                 )

@@ -96,6 +96,18 @@ async def test_every_listener_hears_every_change_in_order_and_whole(feed: Feed) 
         assert first.created == [_message(1), _message(2, 'ünïcødé \U0001f600 "quoted"\n')]
 
 
+async def test_closing_stops_every_listener(feed: Feed) -> None:
+    """However many listeners, none is left listening (nor subscribing again, on a
+    connection the close cut) once the feed is closed."""
+    for _ in range(3):
+        await feed.listen(_Listener())
+    await feed.publish(Changes(created=[_message(1)]))
+    await feed.close()
+    await asyncio.sleep(0.3)  # longer than a listener waits before subscribing again
+    live = [t for t in asyncio.all_tasks() if t.get_name() == "live-feed" and not t.done()]
+    assert live == []
+
+
 async def test_a_large_commit_arrives_whole(feed: Feed) -> None:
     listener = _Listener()
     await feed.listen(listener)
