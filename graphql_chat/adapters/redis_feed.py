@@ -133,9 +133,7 @@ class RedisFeed:
 
     async def listen(self, listener: Listener) -> None:
         subscribed = asyncio.get_running_loop().create_future()
-        self._tasks.append(
-            asyncio.create_task(self._run(listener, subscribed), name="live-feed")
-        )
+        self._tasks.append(asyncio.create_task(self._run(listener, subscribed), name="live-feed"))
         await subscribed
 
     async def _run(self, listener: Listener, subscribed: asyncio.Future[None]) -> None:
