@@ -233,8 +233,11 @@ class Store(Protocol):
     async def claimed(self, application_id: int, key: str) -> Claimed | None:
         """The claim stored under an idempotency key, unless it has expired."""
 
-    def iter_claims(self, batch_size: int) -> AsyncIterator[list[Claimed]]:
-        """Every claim not expired, `batch_size` at a time (for a numbering recovery)."""
+    def iter_claims(
+        self, batch_size: int, application_ids: Sequence[int] | None = None
+    ) -> AsyncIterator[list[Claimed]]:
+        """Every claim not expired (of `application_ids`, when given), `batch_size` at a
+        time (for a numbering recovery)."""
 
     async def apply(self, events: Sequence[Event]) -> Applied:
         """Apply a batch in one transaction: idempotent, order-insensitive, counts bumped.

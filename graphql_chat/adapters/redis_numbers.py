@@ -638,9 +638,8 @@ async def _restore_claims(
     still holds is kept."""
     restored = 0
     now = time.time_ns() // 1000
-    async for batch in store.iter_claims(1000):
-        if applications is not None:
-            batch = [c for c in batch if c.application_id in applications]
+    ids = None if applications is None else sorted(applications)
+    async for batch in store.iter_claims(1000, ids):
         async with numbers._redis.pipeline(transaction=False) as pipe:
             for c in batch:
                 value = f"{c.fingerprint} {c.number} {c.revision} {c.epoch} {c.at} 1"

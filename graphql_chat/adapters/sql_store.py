@@ -457,7 +457,9 @@ class SqlStore:
         row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else _claimed(row)
 
-    async def iter_claims(self, batch_size: int) -> AsyncIterator[list[Claimed]]:
+    async def iter_claims(
+        self, batch_size: int, application_ids: Sequence[int] | None = None
+    ) -> AsyncIterator[list[Claimed]]:
         after: tuple[int, str] = (0, "")
         while True:
             query = (
@@ -469,6 +471,8 @@ class SqlStore:
                 .order_by(idempotency_keys.c.application_id, idempotency_keys.c.key)
                 .limit(batch_size)
             )
+            if application_ids is not None:  # the primary key's leading column: a range each
+                query = query.where(idempotency_keys.c.application_id.in_(application_ids))
             rows = await self.read(lambda conn, q=query: conn.execute(q).all())  # type: ignore[misc]
             if not rows:
                 return

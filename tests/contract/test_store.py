@@ -343,6 +343,18 @@ async def test_claims_are_stored_with_their_creates_until_they_expire(store: Sql
     assert await store.claimed(app, old.key) is None
     listed = [c.key async for batch in store.iter_claims(1) for c in batch]
     assert sorted(listed) == sorted([chat_claim.key, key.key])
+    # Of some applications only (a recovery on Redis Cluster).
+    other_app = await _app(store)
+    elsewhere = claim("k", 60, "chat")
+    await store.apply([ChatCreated(other_app, 1, 0, now, elsewhere)])
+    of_app = [c.key async for batch in store.iter_claims(1, [app]) for c in batch]
+    assert sorted(of_app) == sorted([chat_claim.key, key.key])
+    of_other = [
+        (c.application_id, c.key)
+        async for batch in store.iter_claims(5, [other_app])
+        for c in batch
+    ]
+    assert of_other == [(other_app, elsewhere.key)]
 
 
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
