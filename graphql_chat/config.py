@@ -128,11 +128,6 @@ class Settings(BaseSettings):
             )
         if self.redis_url:
             check_redis_url(self.redis_url)
-            if self.redis_wait_replicas and urlsplit(self.redis_url).scheme in CLUSTER_SCHEMES:
-                raise ConfigurationError(
-                    "REDIS_WAIT_REPLICAS works with one Redis server or Sentinel, not with "
-                    "Redis Cluster (a draw's WAIT must follow it on the same connection)"
-                )
 
     @property
     def loopback(self) -> bool:

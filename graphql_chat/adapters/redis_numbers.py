@@ -55,7 +55,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -401,16 +401,27 @@ class RedisNumbers:
         """One pipeline of calls of a script, one round trip; loads the script once if the
         server lost it. With `replicas`, the pipeline ends with `WAIT`, on the same
         connection: the calls count only once that many replicas hold them (so a failover
-        to one of them keeps every number handed out); if fewer do in time, they all fail
-        (their numbers are never used: a gap, not a reuse)."""
+        to one of them keeps every number handed out); if fewer do in time, they fail
+        (their numbers are never used: a gap, not a reuse). On Redis Cluster each master's
+        share of the pipeline ends with a `WAIT` of its own, on its connection."""
         script = self._scripts[source]
+        # The master each call goes to, as the slot map says before sending (cluster).
+        masters = self._masters(calls) if self._replicas and self._cluster else []
         for attempt in range(2):
 
             async def send() -> list[object]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for keys, args in calls:
                         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                    if self._replicas:
+                    if masters:
+                        for node in {node.name: node for node in masters}.values():
+                            pipe.execute_command(
+                                "WAIT",
+                                self._replicas,
+                                self._replicas_timeout_ms,
+                                target_nodes=node,
+                            )
+                    elif self._replicas:
                         pipe.execute_command("WAIT", self._replicas, self._replicas_timeout_ms)
                     return await pipe.execute(raise_on_error=False)
 
@@ -419,18 +430,41 @@ class RedisNumbers:
                 await self._guarded(self._redis.script_load(source))
                 continue
             break
+        answers: list[object] = results[: len(calls)]
         if self._replicas:
-            held = results.pop()
-            if not isinstance(held, int) or held < self._replicas:
-                unreplicated = Unavailable(
-                    f"numbering (Redis) could not reach {self._replicas} replica(s) in "
-                    f"{self._replicas_timeout_ms} ms (REDIS_WAIT_REPLICAS); retry shortly"
-                )
-                return [unreplicated] * len(calls)
+            unreplicated = Unavailable(
+                f"numbering (Redis) could not reach {self._replicas} replica(s) in "
+                f"{self._replicas_timeout_ms} ms (REDIS_WAIT_REPLICAS); retry shortly"
+            )
+            held = results[len(calls) :]
+            if not masters:
+                if not isinstance(held[0], int) or held[0] < self._replicas:
+                    return [unreplicated] * len(calls)
+            else:
+                names = list({node.name: node for node in masters})
+                replicated = {
+                    name
+                    for name, count in zip(names, held, strict=True)
+                    if isinstance(count, int) and count >= self._replicas
+                }
+                # A call redirected to another master (its slot moved meanwhile) ran on
+                # another connection than its WAIT: not known to be replicated.
+                now = self._masters(calls)
+                answers = [
+                    answer
+                    if before.name in replicated and after.name == before.name
+                    else unreplicated
+                    for answer, before, after in zip(answers, masters, now, strict=True)
+                ]
         return [
             Unavailable(f"numbering failed: {r}") if isinstance(r, BaseException) else r  # type: ignore[misc]
-            for r in results
+            for r in answers
         ]
+
+    def _masters(self, calls: list[_Draw]) -> list[Any]:
+        """The cluster master each call's key belongs to, by the client's slot map."""
+        cluster = cast(RedisCluster, self._redis)
+        return [cluster.get_node_from_key(keys[0]) for keys, _ in calls]
 
     async def _run(self, source: str, application_id: int, args: list[Any]) -> list[int]:
         result: list[int]

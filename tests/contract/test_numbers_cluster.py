@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from graphql_chat.adapters import redis_client
 from graphql_chat.adapters.redis_numbers import RedisNumbers
@@ -32,6 +35,7 @@ from tests.contract.test_numbers import (  # noqa: F401  (collected here, on the
     test_unknown_chat_and_message_are_refused,
 )
 from tests.engines import engine_url, mysql_database, unique_name
+from tests.redis_group import redis_cluster_group
 
 T = TypeVar("T")
 
@@ -121,9 +125,9 @@ async def _registered(store: SqlStore, numbers: RedisNumbers, name: str = "a") -
     return application.id
 
 
-async def _node_of(numbers: RedisNumbers, app_id: int) -> tuple[str, int]:
+async def _node_of(numbers: RedisNumbers, app_id: int, url: str = "") -> tuple[str, int]:
     """The master holding an application's slot."""
-    cluster = redis_client.connect(engine_url("REDIS_CLUSTER_URL"))
+    cluster = redis_client.connect(url or engine_url("REDIS_CLUSTER_URL"))
     assert isinstance(cluster, RedisCluster)
     try:
         await cluster.initialize()
@@ -133,13 +137,15 @@ async def _node_of(numbers: RedisNumbers, app_id: int) -> tuple[str, int]:
         await redis_client.close(cluster)
 
 
-async def _apart(store: SqlStore, numbers: RedisNumbers) -> tuple[int, int, tuple[str, int]]:
+async def _apart(
+    store: SqlStore, numbers: RedisNumbers, url: str = ""
+) -> tuple[int, int, tuple[str, int]]:
     """Two registered applications whose slots are on different masters, and the first's."""
     first = await _registered(store, numbers)
-    node = await _node_of(numbers, first)
+    node = await _node_of(numbers, first, url)
     for _ in range(50):
         other = await _registered(store, numbers, "b")
-        if await _node_of(numbers, other) != node:
+        if await _node_of(numbers, other, url) != node:
             return first, other, node
     raise AssertionError("every application landed on one master")
 
@@ -278,3 +284,67 @@ async def test_draws_survive_every_master_forgetting_its_scripts(
     )
     assert sorted(d.number for d in drawn[:10]) == list(range(1, 11))
     assert sorted(d.number for d in drawn[10:]) == list(range(1, 11))
+
+
+async def test_a_failover_to_a_replica_that_missed_draws_reuses_no_number(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """Three masters with a replica each, `REDIS_WAIT_REPLICAS=1`: each master's share of a
+    draw pipeline ends with its own `WAIT`. The replica of one application's master stops:
+    that application's draws are refused (the master made them, no replica holds them: its
+    link is cut) while
+    another master's application draws on. The master is killed, the stale replica takes
+    its slots over, the failed node comes back as its replica: draws go on from what the
+    replica held, and no acknowledged number is handed out twice (without the `WAIT`, the
+    refused draws would have been acknowledged, then handed out again)."""
+    with redis_cluster_group(tmp_path) as group:
+        steering = Steering()
+        numbers = RedisNumbers(
+            group.url,
+            store,
+            steering.drained,
+            unique_name("test"),
+            replicas=1,
+            replicas_timeout_ms=200,
+            route=steering.route,
+        )
+        await numbers.start()
+        try:
+            app, other, (_, master) = await _apart(store, numbers, group.url)
+            await numbers.next_chat(app)
+            await numbers.next_chat(other)
+            acknowledged = [(await numbers.draw_message(app, 1)).number for _ in range(5)]
+            replica = group.replica_of(master)
+            group.pause(replica)
+            with group.client(master) as cut:  # nothing more reaches the replica
+                cut.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            for _ in range(5):
+                with pytest.raises(Unavailable, match="replica"):
+                    await numbers.draw_message(app, 1)
+            assert (await numbers.draw_message(other, 1)).number == 1  # its replica is up
+            group.kill(master)
+            group.resume(replica)
+            with group.client(replica) as promoted:
+                promoted.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            group.wait(
+                "the replica to take its master's slots", lambda: group.role(replica) == "master"
+            )
+            group.start(master)  # back, empty, as the new master's replica
+            with group.client(master) as back:
+                back.execute_command("CLUSTER", "MEET", "127.0.0.1", str(replica))
+
+            def replicating() -> bool:  # once the node has heard of the new master
+                with group.client(master) as back, suppress(ResponseError):
+                    back.execute_command("CLUSTER", "REPLICATE", group.node_id(replica))
+                    return True
+                return False
+
+            group.wait("the failed node to join again as a replica", replicating)
+            group.wait("it to follow the new master", lambda: group.replica_of(replica) == master)
+            after = [(await _eventually(lambda: numbers.draw_message(app, 1))).number]
+            after += [(await numbers.draw_message(app, 1)).number for _ in range(4)]
+            assert not set(after) & set(acknowledged), (acknowledged, after)
+            assert after == sorted(after) and after[0] > max(acknowledged)
+        finally:
+            await numbers.drop()
+            await numbers.close()

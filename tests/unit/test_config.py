@@ -103,9 +103,6 @@ def test_redis_urls_of_one_server_of_sentinels_or_of_a_cluster_are_accepted() ->
         Settings(redis_url=url).check()
 
 
-def test_waiting_for_replicas_is_refused_on_a_cluster() -> None:
-    """A draw's WAIT must follow it on its connection, which a cluster pipeline does not
-    promise; refused rather than silently not waited for."""
-    Settings(redis_url="redis+sentinel://h:26379/m", redis_wait_replicas=1).check()
-    with pytest.raises(ConfigurationError, match="not with Redis Cluster"):
-        Settings(redis_url="redis+cluster://h:7000", redis_wait_replicas=1).check()
+def test_waiting_for_replicas_is_accepted_with_sentinel_and_a_cluster() -> None:
+    for url in ("redis+sentinel://h:26379/m", "redis+cluster://h:7000"):
+        Settings(redis_url=url, redis_wait_replicas=1).check()
