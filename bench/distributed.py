@@ -1,6 +1,6 @@
 """Benchmark the distributed mode on the engines of `make services`.
 
-    python bench/distributed.py [--duration 10] [--lag-samples 200]
+    python bench/distributed.py [--duration 10] [--lag-samples 200] [--redis one|cluster]
 
 Starts, on a fresh database, key prefix, queue and index: two API processes
 (`graphql-chat serve --workers 2`), two workers, and the bare cached Strawberry floor with
@@ -8,7 +8,8 @@ the same process count. Prints createMessage throughput and p50/p99 (wrk closed 
 open loop at half that rate), both with everything running and for the API tier alone
 (workers paused), the CPU each component spent per request, worker throughput (a paused
 backlog drained), and persistence lag (accepted until readable over REST, and until
-searchable) for messages created during a fixed-rate load.
+searchable) for messages created during a fixed-rate load. `--redis cluster` numbers on the
+Redis Cluster of `make services` instead of the single Redis.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from redis import Redis
+from redis.cluster import ClusterNode, RedisCluster
 from sqlalchemy.engine import URL, make_url
 
 from bench import cpu
@@ -109,10 +112,22 @@ def _remove(environment: dict[str, str]) -> None:
     auth = (management.username or "guest", management.password or "guest")
     for queue in queues.every(environment["QUEUE_NAME"]):
         httpx.delete(f"{api}/{queue}", auth=auth)
-    keys = Redis.from_url(environment["REDIS_URL"])
+    exchanges = api.replace("/api/queues/", "/api/exchanges/")
+    for exchange in queues.exchanges(environment["QUEUE_NAME"]):
+        httpx.delete(f"{exchanges}/{exchange}", auth=auth)
+    keys = _redis(environment["REDIS_URL"])
     for key in keys.scan_iter(match=f"{environment['REDIS_KEY_PREFIX']}:*", count=1000):
         keys.delete(key)
     keys.close()
+
+
+def _redis(url: str) -> Redis | RedisCluster:
+    """A client for a REDIS_URL of one server, or of a cluster (`redis+cluster://`)."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis+cluster":
+        return Redis.from_url(url)
+    nodes = [ClusterNode(*host.rsplit(":", 1)) for host in parts.netloc.split(",")]  # type: ignore[no-untyped-call]
+    return RedisCluster(startup_nodes=nodes)
 
 
 def _count(environment: dict[str, str]) -> int:
@@ -216,8 +231,17 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--lag-samples", type=int, default=200)
+    parser.add_argument(
+        "--redis",
+        choices=["one", "cluster"],
+        default="one",
+        help="number on the single Redis, or on the Redis Cluster of `make services`",
+    )
     args = parser.parse_args()
-    environment = _fresh(_services())
+    services = _services()
+    if args.redis == "cluster":
+        services["REDIS_URL"] = services["REDIS_CLUSTER_URL"]
+    environment = _fresh(services)
     workdir = Path(tempfile.mkdtemp(prefix="graphql-chat-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     try:
