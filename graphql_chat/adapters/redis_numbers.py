@@ -580,7 +580,26 @@ def _replayed(answer: list[int]) -> Drawn:
     return Drawn(number, revision, epoch, at, replayed=True, durable=replayed == 2)
 
 
-class Recovery:
+class _InBackground:
+    """A recovery's run as one background task per process: started when asked for (again
+    once it ended), cancelled with the numbers."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def run(self, poll: float = 0.1) -> None:
+        raise NotImplementedError
+
+    def _launch(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name="numbering-recovery")
+
+    async def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Recovery(_InBackground):
     """Opens the next numbering epoch once every write of the lost one is stored."""
 
     def __init__(
@@ -593,22 +612,15 @@ class Recovery:
         self._forget = numbers._scripts[_FORGET]
         self._store = store
         self._drained = drained
-        self._task: asyncio.Task[None] | None = None
         self.status = "checking"
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name="numbering-recovery")
+        self._launch()
 
     async def settled(self, within: float) -> None:
         """Return when the recovery is done, or after `within` seconds (it goes on)."""
         if self._task is not None:
             await asyncio.wait([self._task], timeout=within)
-
-    async def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def run(self, poll: float = 0.1) -> None:
         claim = f"recovering:{secrets.token_hex(8)}"
@@ -685,7 +697,7 @@ async def _restore_claims(
         log.warning("numbering recovery: %d idempotency keys restored from the store", restored)
 
 
-class ApplicationRecovery:
+class ApplicationRecovery(_InBackground):
     """On Redis Cluster: opens the next epoch of each application whose numbering a shard
     lost, once every write of its lost epoch is stored, while the other applications draw.
 
@@ -719,7 +731,6 @@ class ApplicationRecovery:
         self._route = route
         self._lease_key = f"{numbers._prefix}:recovery"
         self._wanted: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
         self.status = "open"
 
     def request(self, application_id: int) -> None:
@@ -727,19 +738,14 @@ class ApplicationRecovery:
         self.start()
 
     def start(self) -> None:
-        if self._wanted and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self.run(), name="numbering-recovery")
+        if self._wanted:
+            self._launch()
 
     async def finished(self) -> None:
         """Return once every application asked for is open again."""
         self.start()
         if self._task is not None:
             await asyncio.shield(self._task)
-
-    async def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def run(self, poll: float = 0.1) -> None:
         claim = f"recovering:{secrets.token_hex(8)}"

@@ -515,28 +515,20 @@ class SqlStore:
         Workers hold a shared lock on the numbering row while they apply a batch, so this
         waits for batches in flight; every batch after it sees the new epoch.
         """
-        statement = (
-            update(numbering)
-            .where(
-                numbering.c.id == 1,
-                numbering.c.epoch == previous,
-                numbering.c.recovery_token == token,
-            )
-            .values(epoch=previous + 1, recovering=False)
-        )
-        return bool(await self.write(lambda conn: conn.execute(statement).rowcount == 1))
+        return await self._advance(numbering.c.epoch, previous, token, recovering=False)
 
     async def advance_generation(self, previous: int, token: int) -> bool:
         """Make generation `previous + 1` the one whose write queue takes new writes, if
         `token` is still the latest claim. False: nothing changed."""
+        return await self._advance(numbering.c.generation, previous, token)
+
+    async def _advance(self, column: Any, previous: int, token: int, **also: object) -> bool:
+        """`column` of the numbering row from `previous` to the next, if `token` is still the
+        latest claim."""
         statement = (
             update(numbering)
-            .where(
-                numbering.c.id == 1,
-                numbering.c.generation == previous,
-                numbering.c.recovery_token == token,
-            )
-            .values(generation=previous + 1)
+            .where(numbering.c.id == 1, column == previous, numbering.c.recovery_token == token)
+            .values({column: previous + 1, **also})
         )
         return bool(await self.write(lambda conn: conn.execute(statement).rowcount == 1))
 
