@@ -75,6 +75,12 @@ class RedisGroup(_Servers):
             _, port = sentinel.sentinel_get_master_addr_by_name(SERVICE)
             return int(port)
 
+    def recorded_master_port(self) -> int:
+        """The port of the master in the Sentinel's own record (switched once a failover
+        has ended)."""
+        with self.client(self.sentinel) as sentinel:
+            return int(sentinel.sentinel_master(SERVICE)["port"])
+
     def restart_empty(self, port: int, following: int) -> None:
         """The server on `port` again, with no data, a replica of the one on `following` (as
         an operator brings a failed server back)."""

@@ -57,8 +57,13 @@ async def _draw(numbers: RedisNumbers, app: int, within: float = 30) -> int:
 
 
 async def _failed_over(group: RedisGroup, to: int) -> None:
+    """Until the failover to `to` is over: Sentinel names `to` to clients as soon as it is
+    promoted, but switches its own record of the master only at the end (the old master,
+    back before that, could be taken for the master still and `to` made its replica)."""
     for _ in range(300):
-        if await asyncio.to_thread(group.master_port) == to:
+        if await asyncio.to_thread(group.master_port) == to and (
+            await asyncio.to_thread(group.recorded_master_port) == to
+        ):
             return
         await asyncio.sleep(0.1)
     raise TimeoutError("the Sentinel did not fail over")
