@@ -19,8 +19,9 @@ from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
 from graphql_chat.errors import Unavailable
 from graphql_chat.live import Hub
+from graphql_chat.pages import PageCache
 from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
-from graphql_chat.services import ChatService
+from graphql_chat.services import ChatService, page_bytes
 from graphql_chat.writer import Writer
 
 HEALTH_TIMEOUT = 5.0  # seconds a dependency's check may take before it counts as down
@@ -131,7 +132,13 @@ def bootstrap(settings: Settings | None = None) -> Container:
         if (settings.redis_url)
         else MemoryFeed()
     )
-    writer = Writer(store, search, feed)
+    # The page cache needs every write to the store to be this process's: the embedded mode.
+    pages = (
+        PageCache(settings.page_cache_bytes, page_bytes)
+        if settings.is_sqlite and not settings.redis_url and settings.page_cache_bytes
+        else None
+    )
+    writer = Writer(store, search, feed, pages)
     pipeline: Pipeline
     if settings.rabbitmq_url:
         pipeline = RabbitPipeline(settings.rabbitmq_url, settings.queue_name)
@@ -151,7 +158,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     else:
         numbers = MemoryNumbers(store)
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
-    service = ChatService(settings, store, numbers, pipeline, search, hub)
+    service = ChatService(settings, store, numbers, pipeline, search, hub, pages)
     return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub)
 
 

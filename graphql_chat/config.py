@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     live_queue_size: int = Field(default=1000, ge=1)
     live_init_timeout_ms: int = Field(default=10_000, ge=100)
     live_gap_wait_ms: int = Field(default=500, ge=1)
+    page_cache_bytes: int = Field(default=33_554_432, ge=0)
     idempotency_window_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
 
     batch_max_events: int = Field(default=1000, ge=1)

@@ -53,6 +53,11 @@ DOCUMENTS = Counter(
     "GraphQL documents looked up in the parsed and validated document cache, by result (hit, miss)",
     ["result"],
 )
+PAGE_CACHE = Counter(
+    "graphql_chat_page_cache",
+    "Pages of messages looked up in the embedded mode's page cache, by result (hit, miss)",
+    ["result"],
+)
 COALESCED = Histogram(
     "graphql_chat_coalesced_batch_size",
     "Calls carried by one round trip, by kind (redis_draw, redis_epoch, publish)",

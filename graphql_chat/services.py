@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -43,6 +44,7 @@ from graphql_chat.errors import (
     Unavailable,
 )
 from graphql_chat.live import Hub, LiveEvent
+from graphql_chat.pages import PageCache
 from graphql_chat.ports import (
     Drawn,
     IndexedMessage,
@@ -76,6 +78,9 @@ class Page(Generic[T]):
     has_next: bool
     has_previous: bool = False
     kind: CursorKind = "message"
+    # What an interface made of the page, by what made it (a REST body): a page kept by the
+    # page cache is made into each once.
+    renderings: dict[object, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def cursors(self) -> list[str]:
@@ -136,6 +141,15 @@ def _page(
     return Page(items, [key(item) for item in items], has_next, has_previous, kind)
 
 
+def _number(message: Message) -> int:
+    return message.number
+
+
+def page_bytes(page: Page[Message]) -> int:
+    """About what a page of messages kept in memory holds: its messages and a rendering."""
+    return 200 + sum(400 + 2 * sys.getsizeof(message.body) for message in page.items)
+
+
 class ChatService:
     def __init__(
         self,
@@ -145,8 +159,10 @@ class ChatService:
         pipeline: Pipeline,
         search: Search,
         hub: Hub,
+        pages: PageCache[Page[Message]] | None = None,
     ) -> None:
         self.settings = settings
+        self.pages = pages  # the embedded mode's page cache (`graphql_chat.pages`)
         self.hub = hub
         self.store = store
         self.numbers = numbers
@@ -325,7 +341,11 @@ class ChatService:
         raise Unavailable("numbering was reset before the write was stored: not accepted; retry")
 
     async def chats(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
-        return await self.store.chats_by_number(keys)
+        found = await self.store.chats_by_number(keys)
+        if self.pages is not None:
+            for key, chat in found.items():
+                self.pages.learn(chat.id, key)
+        return found
 
     async def require_chat(self, token: str, number: object) -> Chat:
         chat_number = parse_number(number, "chat number")
@@ -338,14 +358,21 @@ class ChatService:
         if len(self._chat_ids) >= _CACHE_SIZE:
             self._chat_ids.clear()
         self._chat_ids[(app_id, chat_number)] = chat.id
+        if self.pages is not None:
+            self.pages.learn(chat.id, (app_id, chat_number))
         return chat
 
     async def chat_id(self, token: str, number: object) -> int:
         """A chat's id: chat ids never change, so a chat this process has seen is found
         without the store (search goes on while it is down)."""
         chat_number = parse_number(number, "chat number")
-        found = self._chat_ids.get((await self.application_id(token), chat_number))
-        return found if found is not None else (await self.require_chat(token, number)).id
+        key = (await self.application_id(token), chat_number)
+        found = self._chat_ids.get(key)
+        if found is None:
+            return (await self.require_chat(token, number)).id
+        if self.pages is not None:
+            self.pages.learn(found, key)
+        return found
 
     async def chat_pages(
         self, application_ids: Sequence[int], request: PageRequest
@@ -353,6 +380,10 @@ class ChatService:
         found = await self.store.list_chats(
             application_ids, request.key, request.size + 1, request.backward
         )
+        if self.pages is not None:
+            for chats in found.values():
+                for chat in chats:
+                    self.pages.learn(chat.id, (chat.application_id, chat.number))
         return {
             app_id: _page("chat", rows, request, lambda c: c.number)
             for app_id, rows in found.items()
@@ -438,13 +469,31 @@ class ChatService:
     async def message_pages(
         self, chat_ids: Sequence[int], request: PageRequest
     ) -> dict[int, Page[Message]]:
-        found = await self.store.list_messages(
-            chat_ids, request.key, request.size + 1, request.backward
-        )
-        return {
-            chat_id: _page("message", rows, request, lambda m: m.number)
-            for chat_id, rows in found.items()
-        }
+        cache = self.pages
+        if cache is None:
+            found = await self.store.list_messages(
+                chat_ids, request.key, request.size + 1, request.backward
+            )
+            return {
+                chat_id: _page("message", rows, request, _number) for chat_id, rows in found.items()
+            }
+        which = (request.size, request.key, request.backward)
+        pages: dict[int, Page[Message]] = {}
+        readings = {}
+        for chat_id in chat_ids:
+            kept = cache.get(chat_id, which)
+            if kept is not None:
+                pages[chat_id] = kept
+            else:
+                readings[chat_id] = cache.reading(chat_id)
+        if readings:
+            found = await self.store.list_messages(
+                list(readings), request.key, request.size + 1, request.backward
+            )
+            for chat_id, rows in found.items():
+                page = pages[chat_id] = _page("message", rows, request, _number)
+                cache.keep(readings[chat_id], which, page)
+        return pages
 
     async def reindex(self, progress: Callable[[int], None]) -> int:
         """Make the search index again from the store, while writes and searches go on;
@@ -488,10 +537,7 @@ class ChatService:
                 ]
                 for chat_id, rows in found.items()
             }
-        return {
-            chat_id: _page("search", rows, request, lambda m: m.number)
-            for chat_id, rows in found.items()
-        }
+        return {chat_id: _page("search", rows, request, _number) for chat_id, rows in found.items()}
 
     # -- Relay object identification -----------------------------------------------------------
 

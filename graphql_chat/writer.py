@@ -7,6 +7,8 @@ consumer both drive this, and neither knows the other.
   without `until`, the error is raised at once (a client is waiting: it gets a 503); with
   `until`, the batch is tried again with backoff until the store answers or `until` is set
   (then `Stopped`: the driver hands the batch back).
+- With a page cache (the embedded mode), the chats a commit writes to are named to it as the
+  commit begins and once it has ended, so that no page it keeps outlives a write.
 - After the commit, what it changed is published to subscribers (the `Feed`), before the
   driver acknowledges anything: a subscriber hears of a write only once a read can return it.
 - `index(messages)`: search after the commit. While search is unavailable the messages go to
@@ -24,12 +26,14 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import suppress
+from typing import Any
 
 from sqlalchemy.exc import StatementError
 
 from graphql_chat import metrics
 from graphql_chat.domain import Event, micros, now_micros
 from graphql_chat.errors import ChatError, InvalidInput, Unavailable
+from graphql_chat.pages import PageCache
 from graphql_chat.ports import (
     Applied,
     Changes,
@@ -86,10 +90,17 @@ def lag_ms(events: Sequence[Event]) -> float:
 
 
 class Writer:
-    def __init__(self, store: Store, search: Search, feed: Feed | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        search: Search,
+        feed: Feed | None = None,
+        pages: PageCache[Any] | None = None,
+    ) -> None:
         self.store = store
         self.search = search
         self.feed = feed
+        self.pages = pages
 
     async def commit(
         self, events: Sequence[Event], until: asyncio.Event | None = None
@@ -97,7 +108,15 @@ class Writer:
         """Idempotent: committing the same events again, in any order, changes nothing more.
         Once committed, the changes are published to subscribers."""
         started = time.perf_counter()
-        committed = await self._commit(events, until)
+        if self.pages is None:
+            committed = await self._commit(events, until)
+        else:
+            chats = {(event.application_id, event.chat_number) for event in events}
+            self.pages.writing(chats)
+            try:
+                committed = await self._commit(events, until)
+            finally:
+                self.pages.written(chats)
         _observe_commit(events, time.perf_counter() - started)
         if self.feed is not None:
             await self.feed.publish(_changes(committed))

@@ -98,10 +98,13 @@ def request_backward(request: Request) -> bool:
     return any(name in request.query_params for name in _BACKWARD)
 
 
-def _list(request: Request, page: Page[Any], shape: Any) -> JSONResponse:
+def _list(request: Request, page: Page[Any], shape: Any) -> Response:
     """The page, with `Link` headers to the next page and (for a page asked for backward)
-    the previous one."""
-    response = JSONResponse([shape(item) for item in page.items])
+    the previous one. Its body is made once for a page the page cache keeps."""
+    body = page.renderings.get(shape)
+    if body is None:
+        body = page.renderings[shape] = orjson.dumps([shape(item) for item in page.items])
+    response = Response(body, media_type="application/json")
     links = []
     size = max(len(page.items), 1)
     if page.has_next and page.end_cursor:

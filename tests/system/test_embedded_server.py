@@ -91,6 +91,64 @@ async def test_write_before_read_and_last_update_wins(server: Server) -> None:
             assert (stored["number"], stored["body"]) == (number, final)
 
 
+NEWEST = """query($t: String!, $c: Int!) {
+  application(token: $t) { chat(number: $c) { messages(last: 30) { nodes { number body } } } }
+}"""
+
+
+async def test_pages_answered_from_memory_follow_every_acknowledged_write(server: Server) -> None:
+    """Readers of the newest page (which the embedded process keeps in memory between writes)
+    and writers of two applications' chats at once: after each acknowledged create or edit,
+    the writer's next page, over REST or GraphQL, holds it; no page holds another
+    application's message."""
+    async with _client(server) as http:
+        tokens = [await _application(http) for _ in range(2)]
+        for token in tokens:
+            assert (await http.post(f"/api/v1/applications/{token}/chats", json={})).is_success
+
+        async def newest(token: str, over_graphql: bool) -> dict[int, str]:
+            if over_graphql:
+                variables = {"t": token, "c": 1}
+                result = (
+                    await http.post("/graphql", json={"query": NEWEST, "variables": variables})
+                ).json()
+                nodes = result["data"]["application"]["chat"]["messages"]["nodes"]
+            else:
+                response = await http.get(f"/api/v1/applications/{token}/chats/1/messages?last=30")
+                assert response.status_code == 200, response.text
+                nodes = response.json()
+            page = {m["number"]: m["body"] for m in nodes}
+            assert all(body.startswith(token[:8]) for body in page.values())
+            return page
+
+        async def writer(token: str, w: int) -> None:
+            for i in range(12):
+                number = await _create_message(http, token, 1, f"{token[:8]} {w}.{i}")
+                page = await newest(token, i % 2 == 0)
+                assert page.get(number) == f"{token[:8]} {w}.{i}" or number < min(page)
+                if i % 4 == 0:
+                    edited = f"{token[:8]} {w}.{i} edited"
+                    url = f"/api/v1/applications/{token}/chats/1/messages/{number}"
+                    assert (await http.put(url, json={"body": edited})).status_code == 200
+                    page = await newest(token, i % 2 == 1)
+                    assert page.get(number) == edited or number < min(page)
+
+        async def reader(token: str) -> None:
+            for i in range(40):
+                await newest(token, i % 2 == 0)
+
+        await asyncio.gather(
+            *(writer(token, w) for token in tokens for w in range(8)),
+            *(reader(token) for token in tokens for _ in range(4)),
+        )
+        for token in tokens:
+            stored = await all_messages(http, "", token, 1)
+            assert len(stored) == 96
+            newest_stored = dict(sorted(stored.items())[-30:])
+            assert await newest(token, False) == newest_stored
+            assert await newest(token, True) == newest_stored
+
+
 async def test_acknowledged_writes_survive_kill_9(server: Server) -> None:
     acknowledged: dict[int, str] = {}
     async with _client(server) as http:

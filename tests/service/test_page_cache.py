@@ -1,0 +1,186 @@
+"""The embedded mode's page cache on the real embedded store: pages answered from memory are
+the pages the store holds, whatever a write does meanwhile (a commit kept in flight, a read a
+commit overtakes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from graphql_chat.bootstrap import Container, running
+from graphql_chat.config import Settings
+from graphql_chat.domain import Event
+from graphql_chat.services import ChatService, Page, PageRequest, Paging
+
+NAMES = Paging(size="size", cursor="cursor")
+
+
+@pytest.fixture
+async def container(settings: Settings) -> AsyncIterator[Container]:
+    async with running(settings) as started:
+        assert started.service.pages is not None  # on by default in the embedded mode
+        yield started
+
+
+async def _newest(service: ChatService, chat_id: int, size: int = 5) -> Page[Any]:
+    request = service.page_request("message", NAMES, last=size)
+    return (await service.message_pages([chat_id], request))[chat_id]
+
+
+def _stored(container: Container, chat_id: int, request: PageRequest) -> Any:
+    """What the store itself holds for the page."""
+    return container.store.list_messages([chat_id], request.key, request.size + 1, True)
+
+
+async def _chat(service: ChatService) -> tuple[str, int]:
+    app = await service.create_application("cached")
+    await service.create_chat(app.token)
+    for n in range(3):
+        await service.create_message(app.token, 1, f"m{n}")
+    return app.token, await service.chat_id(app.token, 1)
+
+
+async def test_pages_come_from_memory_until_a_write_and_always_say_what_the_store_holds(
+    container: Container,
+) -> None:
+    service = container.service
+    token, chat_id = await _chat(service)
+    reads = _count_reads(container)
+    hits = REGISTRY.get_sample_value("graphql_chat_page_cache_total", {"result": "hit"}) or 0
+    first = await _newest(service, chat_id)
+    assert await _newest(service, chat_id) is first and len(reads) == 1  # from memory
+    assert REGISTRY.get_sample_value("graphql_chat_page_cache_total", {"result": "hit"}) == (
+        hits + 1
+    )
+    assert [m.body for m in first.items] == ["m0", "m1", "m2"]
+
+    await service.create_message(token, 1, "m3")
+    after_create = await _newest(service, chat_id)
+    assert [m.body for m in after_create.items] == ["m0", "m1", "m2", "m3"]
+    await service.update_message(token, 1, 2, "edited")
+    after_update = await _newest(service, chat_id)
+    assert [m.body for m in after_update.items] == ["m0", "edited", "m2", "m3"]
+    assert after_update.items[1].updated_at > after_update.items[1].created_at
+    assert len(reads) == 3
+
+    # Another chat's writes leave this chat's page in memory.
+    await service.create_chat(token)
+    await service.create_message(token, 2, "elsewhere")
+    assert await _newest(service, chat_id) is after_update and len(reads) == 3
+
+
+async def test_a_page_read_while_a_commit_of_its_chat_is_in_flight_is_not_kept(
+    container: Container,
+) -> None:
+    service, store = container.service, container.store
+    token, chat_id = await _chat(service)
+    await _newest(service, chat_id)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    apply = store.apply
+
+    async def held(events: Sequence[Event]) -> Any:
+        entered.set()
+        await gate.wait()
+        return await apply(events)
+
+    store.apply = held  # type: ignore[method-assign]
+    created = asyncio.ensure_future(service.create_message(token, 1, "in flight"))
+    try:
+        await asyncio.wait_for(entered.wait(), 10)
+        during = await _newest(service, chat_id)  # the commit is not done: the old page
+        assert [m.body for m in during.items] == ["m0", "m1", "m2"]
+        assert await _newest(service, chat_id) is not during  # read again, not kept
+    finally:
+        gate.set()
+    number = (await created).number
+    after = await _newest(service, chat_id)
+    assert after.items[-1].number == number and after.items[-1].body == "in flight"
+
+
+async def test_a_page_whose_read_a_commit_overtakes_is_not_kept(container: Container) -> None:
+    """The unfavourable interleaving: the read leaves with the page as it was, a create of the
+    chat commits meanwhile, the read comes back. Its page answers that read (it was true when
+    the read began) but is not kept: the next read holds the new message."""
+    service, store = container.service, container.store
+    token, chat_id = await _chat(service)
+    list_messages = store.list_messages
+    gate, entered = asyncio.Event(), asyncio.Event()
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        rows = await list_messages(*args, **kwargs)
+        entered.set()
+        await gate.wait()
+        return rows
+
+    store.list_messages = slow  # type: ignore[method-assign]
+    reading = asyncio.ensure_future(_newest(service, chat_id))
+    try:
+        await asyncio.wait_for(entered.wait(), 10)
+        store.list_messages = list_messages  # type: ignore[method-assign]
+        number = (await service.create_message(token, 1, "overtook")).number
+    finally:
+        gate.set()
+    assert [m.body for m in (await reading).items] == ["m0", "m1", "m2"]
+    after = await _newest(service, chat_id)
+    assert after.items[-1].number == number and after.items[-1].body == "overtook"
+
+
+async def test_concurrent_writers_and_readers_never_see_a_page_older_than_their_writes(
+    container: Container,
+) -> None:
+    """Each writer, once its create or update is acknowledged, reads the newest page (kept or
+    not) and finds what it wrote; at the end every page kept is what the store holds."""
+    service = container.service
+    token, chat_id = await _chat(service)
+
+    async def writer(w: int) -> None:
+        for i in range(15):
+            created = await service.create_message(token, 1, f"w{w} {i}")
+            page = await _newest(service, chat_id, 20)
+            numbers = [m.number for m in page.items]
+            assert created.number in numbers or created.number < numbers[0]
+            if i % 3 == 0:
+                await service.update_message(token, 1, created.number, f"w{w} {i} edited")
+                mine = {m.number: m.body for m in (await _newest(service, chat_id, 40)).items}
+                assert created.number not in mine or mine[created.number].endswith("edited")
+
+    async def reader() -> None:
+        for _ in range(60):
+            await _newest(service, chat_id, 20)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(writer(w) for w in range(6)), *(reader() for _ in range(3)))
+    for size in (5, 20, 40):
+        request = service.page_request("message", NAMES, last=size)
+        kept = await _newest(service, chat_id, size)
+        stored = list(reversed((await _stored(container, chat_id, request))[chat_id][:size]))
+        assert [(m.number, m.body, m.updated_at) for m in kept.items] == [
+            (m.number, m.body, m.updated_at) for m in stored
+        ]
+
+
+async def test_no_page_cache_when_set_to_zero(settings: Settings) -> None:
+    async with running(settings.model_copy(update={"page_cache_bytes": 0})) as container:
+        assert container.service.pages is None and container.writer.pages is None
+        _token, chat_id = await _chat(container.service)
+        reads = _count_reads(container)
+        await _newest(container.service, chat_id)
+        await _newest(container.service, chat_id)
+        assert len(reads) == 2
+
+
+def _count_reads(container: Container) -> list[object]:
+    """The store's page reads from now on, one entry each."""
+    reads: list[object] = []
+    list_messages = container.store.list_messages
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return await list_messages(*args, **kwargs)
+
+    container.store.list_messages = counted  # type: ignore[method-assign]
+    return reads
