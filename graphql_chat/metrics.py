@@ -69,6 +69,11 @@ PIPELINE_DEPTH = Gauge(
     "Writes accepted and not yet committed, in the embedded mode's in-process pipeline",
     multiprocess_mode="livesum",
 )
+PAGE_CACHE_BYTES = Gauge(
+    "graphql_chat_page_cache_bytes",
+    "About how many bytes the pages kept by the embedded mode's page cache hold",
+    multiprocess_mode="livesum",
+)
 QUEUE_DEPTH = Gauge(
     "graphql_chat_queue_depth",
     "Messages ready in the RabbitMQ write queue, as this worker last saw",

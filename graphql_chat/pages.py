@@ -27,6 +27,7 @@ V = TypeVar("V")
 ChatKey = tuple[int, int]  # (application id, chat number)
 
 _HITS, _MISSES = metrics.PAGE_CACHE.labels("hit"), metrics.PAGE_CACHE.labels("miss")
+_BYTES = metrics.PAGE_CACHE_BYTES
 
 
 @dataclass(slots=True, eq=False)
@@ -55,7 +56,16 @@ class PageCache(Generic[V]):
         self._writing: Counter[ChatKey] = Counter()  # writes in flight, by chat
         self._kept: OrderedDict[tuple[int, Hashable], int] = OrderedDict()  # size, oldest first
         self._clock = itertools.count(1)
-        self.bytes = 0
+        self._bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        """About what the pages kept hold (as `size` tells)."""
+        return self._bytes
+
+    def _held(self, change: int) -> None:
+        self._bytes += change
+        _BYTES.set(self._bytes)
 
     def learn(self, chat_id: int, key: ChatKey) -> None:
         """Chat `chat_id` is `key` (ids never change)."""
@@ -96,12 +106,12 @@ class PageCache(Generic[V]):
         if size > self.max_bytes:
             return
         slot = (chat.id, page)
-        self.bytes += size - self._kept.pop(slot, 0)
+        self._held(size - self._kept.pop(slot, 0))
         self._kept[slot] = size
         chat.pages[page] = value
-        while self.bytes > self.max_bytes:
+        while self._bytes > self.max_bytes:
             (chat_id, oldest), dropped = self._kept.popitem(last=False)
-            self.bytes -= dropped
+            self._held(-dropped)
             self._chats[chat_id].pages.pop(oldest, None)
 
     def writing(self, keys: Iterable[ChatKey]) -> None:
@@ -124,9 +134,12 @@ class PageCache(Generic[V]):
         if chat is None:
             return
         chat.stamp = next(self._clock)
-        for page in chat.pages:
-            self.bytes -= self._kept.pop((chat.id, page))
-        chat.pages.clear()
+        self._drop(chat)
+
+    def _drop(self, chat: _Chat) -> None:
+        if chat.pages:
+            self._held(-sum(self._kept.pop((chat.id, page)) for page in chat.pages))
+            chat.pages.clear()
 
     def _forget_idle(self) -> None:
         """Make room among the known chats: those holding no page go (a reading of one of
@@ -135,7 +148,6 @@ class PageCache(Generic[V]):
         if len(idle) < len(self._chats) // 2:
             idle = list(self._chats.values())
         for chat in idle:
-            for page in chat.pages:
-                self.bytes -= self._kept.pop((chat.id, page))
+            self._drop(chat)
             del self._chats[chat.id]
             del self._by_key[chat.key]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graphql_chat.domain import encode_cursor
 from tests.metrics_text import samples, value
 from tests.system.conftest import Server, all_messages, bounded, free_port
 
@@ -336,3 +337,74 @@ async def test_request_ids_and_operation_names_from_a_client_stay_bounded(
         )
         >= 61
     )
+
+
+def cursor(number: int) -> str:
+    return encode_cursor("message", number)
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_flood_of_distinct_pages_keeps_the_page_cache_within_its_bound(
+    tmp_path: Path,
+) -> None:
+    """Any client can make an application and ask for its pages by every size and cursor
+    there is: the embedded process keeps pages within PAGE_CACHE_BYTES, its memory does not
+    grow with the pages asked for, and every page is still right."""
+    limit = 300_000
+    server = Server(
+        tmp_path / "pages.db",
+        free_port(),
+        tmp_path / "pages.log",
+        environment={"PAGE_CACHE_BYTES": str(limit)},
+    )
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            token = (await http.post("/api/v1/applications", json={"name": "x"})).json()["token"]
+            await http.post(f"/api/v1/applications/{token}/chats", json={})
+            url = f"/api/v1/applications/{token}/chats/1/messages"
+            for n in range(60):
+                body = f"{n:04d}" + "é" * 4000
+                assert (await http.post(url, json={"body": body})).status_code == 201
+            stored = await all_messages(http, "", token, 1)
+            # Pages of 1 to 25 messages from every cursor there is.
+            pages: list[dict[str, str | int]] = [
+                {"limit": size} if n is None else {"limit": size, "cursor": cursor(n)}
+                for size in range(1, 26)
+                for n in [None, *stored]
+            ]
+            assert server.process is not None
+            before = _rss_bytes(server.process.pid)
+            seen: list[float] = []
+
+            async def read(params: dict[str, str | int]) -> None:
+                answer = await http.get(url, params=params)
+                assert answer.status_code == 200, answer.text
+                got = {m["number"]: m["body"] for m in answer.json()}
+                assert all(stored[n] == body for n, body in got.items())
+
+            async def watch(until: asyncio.Event) -> None:
+                while not until.is_set():
+                    found = samples((await http.get("/metrics")).text)
+                    seen.append(value(found, "graphql_chat_page_cache_bytes"))
+                    await asyncio.sleep(0.05)
+
+            done = asyncio.Event()
+            watcher = asyncio.ensure_future(watch(done))
+            for _ in range(2):
+                await bounded([read(params) for params in pages], limit=32)
+            done.set()
+            await watcher
+            grown = _rss_bytes(server.process.pid) - before
+        assert len(pages) > 1000
+        assert seen and max(seen) <= limit and max(seen) > 0
+        # Kept without a bound, these pages would hold about 200 MB.
+        assert grown < 60 * 1024 * 1024, grown
+    finally:
+        server.stop()
