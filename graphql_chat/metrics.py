@@ -54,7 +54,7 @@ DOCUMENTS = Counter(
     ["result"],
 )
 PAGE_CACHE = Counter(
-    "graphql_chat_page_cache",
+    "graphql_chat_page_cache_lookups",
     "Pages of messages looked up in the embedded mode's page cache, by result (hit, miss)",
     ["result"],
 )

@@ -50,12 +50,14 @@ async def test_pages_come_from_memory_until_a_write_and_always_say_what_the_stor
     service = container.service
     token, chat_id = await _chat(service)
     reads = _count_reads(container)
-    hits = REGISTRY.get_sample_value("graphql_chat_page_cache_total", {"result": "hit"}) or 0
+    hits = (
+        REGISTRY.get_sample_value("graphql_chat_page_cache_lookups_total", {"result": "hit"}) or 0
+    )
     first = await _newest(service, chat_id)
     assert await _newest(service, chat_id) is first and len(reads) == 1  # from memory
-    assert REGISTRY.get_sample_value("graphql_chat_page_cache_total", {"result": "hit"}) == (
-        hits + 1
-    )
+    assert REGISTRY.get_sample_value(
+        "graphql_chat_page_cache_lookups_total", {"result": "hit"}
+    ) == (hits + 1)
     assert [m.body for m in first.items] == ["m0", "m1", "m2"]
 
     await service.create_message(token, 1, "m3")
@@ -184,3 +186,22 @@ def _count_reads(container: Container) -> list[object]:
 
     container.store.list_messages = counted  # type: ignore[method-assign]
     return reads
+
+
+async def test_an_inbox_of_several_chats_takes_the_pages_kept_and_reads_only_the_others(
+    container: Container,
+) -> None:
+    service = container.service
+    token, first = await _chat(service)
+    await service.create_chat(token)
+    await service.create_message(token, 2, "second chat")
+    second = await service.chat_id(token, 2)
+    request = service.page_request("message", NAMES, last=5)
+    kept = (await service.message_pages([first], request))[first]
+    reads = _count_reads(container)
+    both = await service.message_pages([first, second, first], request)
+    assert both[first] is kept
+    assert [m.body for m in both[second].items] == ["second chat"]
+    assert reads == [([second], None, 6, True)]
+    again = await service.message_pages([second, first], request)
+    assert again[second] is both[second] and again[first] is kept and len(reads) == 1

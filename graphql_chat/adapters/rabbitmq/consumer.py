@@ -119,22 +119,24 @@ class Consumer:
             # Dead letters and parked search work: confirmed, on a channel of their own.
             self._channel = await connection.channel(publisher_confirms=True)
             await queues.declare(self._channel, self._queue_name)
-            # Search catch-up on its own channel: acks with multiple=True on the writes
-            # channel must never cover its deliveries.
-            search_channel = await connection.channel()
-            await search_channel.set_qos(prefetch_count=1)
-            search_queue = await search_channel.get_queue(queues.search(self._queue_name))
+            # Search catch-up (lane 0's consumer's) on its own channel: acks with
+            # multiple=True on the writes channel must never cover its deliveries.
+            search_queue = None
+            if self._lane == 0:
+                search_channel = await connection.channel()
+                await search_channel.set_qos(prefetch_count=1)
+                search_queue = await search_channel.get_queue(queues.search(self._queue_name))
             indexer = asyncio.create_task(self._index_stage(), name="worker-index")
             depth = asyncio.create_task(self._watch_depth(), name="worker-queue-depth")
             if burst or self._lane == 0:  # the other lane is consumed when it should be
                 await self._consume(connection)
-            search_tag = await search_queue.consume(self._reindex) if self._lane == 0 else None
+            search_tag = None if search_queue is None else await search_queue.consume(self._reindex)
             try:
                 await self._commit_stage(burst, connection)
                 log.debug("consuming stopped")
             finally:
                 with suppress(Exception):
-                    if search_tag is not None:
+                    if search_queue is not None and search_tag is not None:
                         await search_queue.cancel(search_tag)
                     if self._consuming is not None:
                         _, queue, tag = self._consuming
