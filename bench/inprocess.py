@@ -4,7 +4,8 @@
 
 Creates messages one after another through the ASGI app (httpx's ASGI transport) on a fresh
 SQLite file with `SQLITE_SYNCHRONOUS=OFF`, over REST and over GraphQL, then reads pages of
-them (20 from the start, the newest 50) the same ways, and prints the mean
+them (20 from the start, the newest 50) the same ways, with the page cache and without it
+(what a page costs when its chat was just written to), and prints the mean
 microseconds per call: of CPU (all the process's threads; what bounds throughput) and of
 wall-clock time (mostly the hops to the writer thread and back). Run it on two commits
 to compare what a change costs a request.
@@ -36,55 +37,79 @@ async def _measure(calls: int) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         await migrations.upgrade_async(url)
-        app = create_app(Settings(database_url=url, sqlite_synchronous="OFF"), migrate=False)
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
-        ):
-            token = (await http.post("/api/v1/applications", json={"name": "b"})).json()["token"]
-            await http.post(f"/api/v1/applications/{token}/chats", headers=JSON, json={})
-            rest = f"/api/v1/applications/{token}/chats/1/messages"
-            figures: dict[str, tuple[float, float]] = {}
-
-            def over_rest(i: int) -> Awaitable[httpx.Response]:
-                return http.post(rest, json={"body": f"m {i}"})
-
-            def over_graphql(i: int) -> Awaitable[httpx.Response]:
-                variables = {"t": token, "b": f"m {i}"}
-                return http.post("/graphql", json={"query": MUTATION, "variables": variables})
-
-            def page_rest(i: int) -> Awaitable[httpx.Response]:
-                return http.get(f"{rest}?limit=20")
-
-            def page_graphql(i: int) -> Awaitable[httpx.Response]:
-                return http.post("/graphql", json={"query": PAGE, "variables": {"t": token}})
-
-            def newest_rest(i: int) -> Awaitable[httpx.Response]:
-                return http.get(f"{rest}?last=50")
-
-            def newest_graphql(i: int) -> Awaitable[httpx.Response]:
-                return http.post("/graphql", json={"query": NEWEST, "variables": {"t": token}})
-
-            for name, call in (
-                ("REST createMessage", over_rest),
-                ("GraphQL createMessage", over_graphql),
-                ("REST messages page (20)", page_rest),
-                ("GraphQL messages page (20)", page_graphql),
-                ("REST newest page (last 50)", newest_rest),
-                ("GraphQL newest page (last 50)", newest_graphql),
+        figures: dict[str, tuple[float, float]] = {}
+        token = ""
+        # The same database twice: with the page cache (the default), then without it (what a
+        # page costs when its chat was just written to).
+        for cache in (True, False):
+            settings = Settings(database_url=url, sqlite_synchronous="OFF")
+            if not cache:
+                settings = settings.model_copy(update={"page_cache_bytes": 0})
+            app = create_app(settings, migrate=False)
+            transport = httpx.ASGITransport(app=app)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
             ):
-                for i in range(200):  # warm up: caches, the allocator, the JIT-less paths
-                    await call(i)
-                started, cpu = time.perf_counter(), time.process_time()
-                for i in range(calls):
-                    response = await call(i)
-                    assert response.status_code in (200, 201), response.text
-                figures[name] = (
-                    (time.process_time() - cpu) / calls * 1e6,
-                    (time.perf_counter() - started) / calls * 1e6,
-                )
-            return figures
+                if cache:
+                    answer = await http.post("/api/v1/applications", json={"name": "b"})
+                    token = answer.json()["token"]
+                    await http.post(f"/api/v1/applications/{token}/chats", headers=JSON, json={})
+                figures.update(await _scenarios(http, token, calls, cache))
+        return figures
+
+
+async def _scenarios(
+    http: httpx.AsyncClient, token: str, calls: int, cache: bool
+) -> dict[str, tuple[float, float]]:
+    rest = f"/api/v1/applications/{token}/chats/1/messages"
+
+    def over_rest(i: int) -> Awaitable[httpx.Response]:
+        return http.post(rest, json={"body": f"m {i}"})
+
+    def over_graphql(i: int) -> Awaitable[httpx.Response]:
+        variables = {"t": token, "b": f"m {i}"}
+        return http.post("/graphql", json={"query": MUTATION, "variables": variables})
+
+    def page_rest(i: int) -> Awaitable[httpx.Response]:
+        return http.get(f"{rest}?limit=20")
+
+    def page_graphql(i: int) -> Awaitable[httpx.Response]:
+        return http.post("/graphql", json={"query": PAGE, "variables": {"t": token}})
+
+    def newest_rest(i: int) -> Awaitable[httpx.Response]:
+        return http.get(f"{rest}?last=50")
+
+    def newest_graphql(i: int) -> Awaitable[httpx.Response]:
+        return http.post("/graphql", json={"query": NEWEST, "variables": {"t": token}})
+
+    reads = [
+        ("REST messages page (20)", page_rest),
+        ("GraphQL messages page (20)", page_graphql),
+        ("REST newest page (last 50)", newest_rest),
+        ("GraphQL newest page (last 50)", newest_graphql),
+    ]
+    if cache:
+        scenarios = [
+            ("REST createMessage", over_rest),
+            ("GraphQL createMessage", over_graphql),
+            *reads,
+        ]
+    else:
+        scenarios = [(f"{name}, page cache off", call) for name, call in reads]
+    figures: dict[str, tuple[float, float]] = {}
+    for name, call in scenarios:
+        for i in range(200):  # warm up: caches, the allocator, the JIT-less paths
+            await call(i)
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(calls):
+            response = await call(i)
+            assert response.status_code in (200, 201), response.text
+        figures[name] = (
+            (time.process_time() - cpu) / calls * 1e6,
+            (time.perf_counter() - started) / calls * 1e6,
+        )
+    return figures
 
 
 def main() -> None:
