@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from graphql_chat.bootstrap import Container, running
+from graphql_chat.bootstrap import Container, bootstrap, running
 from graphql_chat.config import Settings
 from graphql_chat.domain import Event
 from graphql_chat.services import ChatService, Page, PageRequest, Paging
@@ -205,3 +205,10 @@ async def test_an_inbox_of_several_chats_takes_the_pages_kept_and_reads_only_the
     assert reads == [([second], None, 6, True)]
     again = await service.message_pages([second, first], request)
     assert again[second] is both[second] and again[first] is kept and len(reads) == 1
+
+
+def test_no_page_cache_where_another_process_may_write(settings: Settings) -> None:
+    """With numbers from Redis another process may share the database (the premise of an
+    exact cache gone); the distributed mode's workers are other processes."""
+    hybrid = bootstrap(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    assert hybrid.service.pages is None and hybrid.writer.pages is None
