@@ -44,7 +44,7 @@ from graphql_chat.errors import (
     Unavailable,
 )
 from graphql_chat.live import Hub, LiveEvent
-from graphql_chat.pages import PageCache
+from graphql_chat.pages import PageCache, Reading
 from graphql_chat.ports import (
     Drawn,
     IndexedMessage,
@@ -342,10 +342,14 @@ class ChatService:
 
     async def chats(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
         found = await self.store.chats_by_number(keys)
-        if self.pages is not None:
-            for key, chat in found.items():
-                self.pages.learn(chat.id, key)
+        for key, chat in found.items():
+            self._learn(chat.id, key)
         return found
+
+    def _learn(self, chat_id: int, key: tuple[int, int]) -> None:
+        """Tell the page cache, if any, which chat `chat_id` is (writes name it by `key`)."""
+        if self.pages is not None:
+            self.pages.learn(chat_id, key)
 
     async def require_chat(self, token: str, number: object) -> Chat:
         chat_number = parse_number(number, "chat number")
@@ -358,8 +362,7 @@ class ChatService:
         if len(self._chat_ids) >= _CACHE_SIZE:
             self._chat_ids.clear()
         self._chat_ids[(app_id, chat_number)] = chat.id
-        if self.pages is not None:
-            self.pages.learn(chat.id, (app_id, chat_number))
+        self._learn(chat.id, (app_id, chat_number))
         return chat
 
     async def chat_id(self, token: str, number: object) -> int:
@@ -370,8 +373,7 @@ class ChatService:
         found = self._chat_ids.get(key)
         if found is None:
             return (await self.require_chat(token, number)).id
-        if self.pages is not None:
-            self.pages.learn(found, key)
+        self._learn(found, key)
         return found
 
     async def chat_pages(
@@ -380,10 +382,9 @@ class ChatService:
         found = await self.store.list_chats(
             application_ids, request.key, request.size + 1, request.backward
         )
-        if self.pages is not None:
-            for chats in found.values():
-                for chat in chats:
-                    self.pages.learn(chat.id, (chat.application_id, chat.number))
+        for chats in found.values():
+            for chat in chats:
+                self._learn(chat.id, (chat.application_id, chat.number))
         return {
             app_id: _page("chat", rows, request, lambda c: c.number)
             for app_id, rows in found.items()
@@ -470,29 +471,23 @@ class ChatService:
         self, chat_ids: Sequence[int], request: PageRequest
     ) -> dict[int, Page[Message]]:
         cache = self.pages
-        if cache is None:
-            found = await self.store.list_messages(
-                chat_ids, request.key, request.size + 1, request.backward
-            )
-            return {
-                chat_id: _page("message", rows, request, _number) for chat_id, rows in found.items()
-            }
         which = (request.size, request.key, request.backward)
         pages: dict[int, Page[Message]] = {}
-        readings = {}
+        readings: dict[int, Reading | None] = {}
         for chat_id in chat_ids:
-            kept = cache.get(chat_id, which)
+            kept = cache.get(chat_id, which) if cache is not None else None
             if kept is not None:
                 pages[chat_id] = kept
             else:
-                readings[chat_id] = cache.reading(chat_id)
+                readings[chat_id] = cache.reading(chat_id) if cache is not None else None
         if readings:
             found = await self.store.list_messages(
                 list(readings), request.key, request.size + 1, request.backward
             )
             for chat_id, rows in found.items():
                 page = pages[chat_id] = _page("message", rows, request, _number)
-                cache.keep(readings[chat_id], which, page)
+                if cache is not None:
+                    cache.keep(readings[chat_id], which, page)
         return pages
 
     async def reindex(self, progress: Callable[[int], None]) -> int:
