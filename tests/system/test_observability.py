@@ -35,6 +35,20 @@ def json_lines(path: Path) -> list[dict[str, object]]:
     return lines
 
 
+def _pids_following(log: Path) -> set[object]:
+    """The processes whose request lines carry a `follow-` id so far (the log is still being
+    written: a line not yet whole is skipped)."""
+    pids = set()
+    for text in log.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and str(line.get("request_id")).startswith("follow-"):
+            pids.add(line.get("pid"))
+    return pids
+
+
 async def test_metrics_and_logs_follow_creates_through_two_api_processes_and_a_worker(
     tmp_path: Path,
 ) -> None:
@@ -65,21 +79,29 @@ async def test_metrics_and_logs_follow_creates_through_two_api_processes_and_a_w
                 assert (
                     await http.post(f"{api.url}/api/v1/applications/{token}/chats", json={})
                 ).status_code == 201
-                creates = 40
-                answers = await asyncio.gather(
-                    *(
-                        http.post(
-                            f"{api.url}/api/v1/applications/{token}/chats/1/messages",
-                            json={"body": f"m{n}"},
-                            headers={"X-Request-ID": f"follow-{n}"},
+                # Rounds of 40 at once, each on new connections, until both processes have
+                # taken some (the kernel hands each connection to either; one round may all go
+                # to one).
+                creates = 0
+                for _ in range(5):
+                    async with httpx.AsyncClient(timeout=10) as fresh:
+                        answers = await asyncio.gather(
+                            *(
+                                fresh.post(
+                                    f"{api.url}/api/v1/applications/{token}/chats/1/messages",
+                                    json={"body": f"m{n}"},
+                                    headers={"X-Request-ID": f"follow-{n}"},
+                                )
+                                for n in range(creates, creates + 40)
+                            )
                         )
-                        for n in range(creates)
-                    )
-                )
-                assert [a.status_code for a in answers] == [201] * creates
-                assert {a.headers["x-request-id"] for a in answers} == {
-                    f"follow-{n}" for n in range(creates)
-                }
+                    assert [a.status_code for a in answers] == [201] * 40
+                    assert {a.headers["x-request-id"] for a in answers} == {
+                        f"follow-{n}" for n in range(creates, creates + 40)
+                    }
+                    creates += 40
+                    if len(_pids_following(api.log)) == 2:
+                        break
                 await persisted(http, api.url, token, {1: creates})
 
                 # Either process answers for both: every create is counted once, whichever
