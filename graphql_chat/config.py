@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=100_000, ge=100)
 
     persisted_queries_manifest: str | None = None
+    graphql_get_max_age: int = Field(default=0, ge=0, le=86_400)
     live_max_connections: int = Field(default=10_000, ge=1)
     live_max_subscriptions: int = Field(default=20, ge=1)
     live_queue_size: int = Field(default=1000, ge=1)

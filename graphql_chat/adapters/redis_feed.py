@@ -168,6 +168,6 @@ class RedisFeed:
                     )
                     return
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY)

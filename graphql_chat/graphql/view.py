@@ -157,6 +157,9 @@ class GraphQLView(GraphQL[Context, None]):
                 {"errors": [{"message": error.reason, "extensions": {"code": code}}]},
                 status_code=error.status_code,
             )
+        if request.method == "GET" and response.media_type != "text/html":
+            response.headers["cache-control"] = self._cache_control(request, response)
+            response.headers["vary"] = "Accept, Authorization"
         if response.media_type != "text/html" and wants_graphql_response(
             request.headers.get("accept", "")
         ):
@@ -164,6 +167,17 @@ class GraphQLView(GraphQL[Context, None]):
             if response.status_code == 200 and getattr(request.state, "request_error", False):
                 response.status_code = 400
         await response(scope, receive, send)
+
+    def _cache_control(self, request: Request, response: Response) -> str:
+        """A read over GET (a persisted query's hash in the URL) may be kept by a cache for
+        GRAPHQL_GET_MAX_AGE seconds when it answered without an error: by shared caches
+        unless it carried credentials. Anything else, and every answer by default, is not
+        kept: reads show stored state, and a kept one would hide later writes."""
+        max_age = self.container.settings.graphql_get_max_age
+        if not max_age or response.status_code != 200 or getattr(request.state, "errors", True):
+            return "no-store"
+        scope = "private" if request.headers.get("authorization") else "public"
+        return f"{scope}, max-age={max_age}"
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """At most LIVE_MAX_CONNECTIONS at once: one more is accepted and closed at once with
@@ -182,6 +196,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         request_error = False
+        request.state.errors = bool(result.errors)
         if result.errors:
             result.errors = [coded(error) for error in result.errors]
             # Nothing ran: the document did not parse or validate, or the variables did not

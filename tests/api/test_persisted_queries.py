@@ -9,6 +9,9 @@ import json
 
 import httpx
 
+from graphql_chat.app import create_app
+from graphql_chat.config import Settings
+
 QUERY = "query Chats($t: String!) { application(token: $t) { name chatsCount } }"
 HASH = hashlib.sha256(QUERY.encode()).hexdigest()
 
@@ -86,3 +89,38 @@ async def test_a_persisted_mutation_is_not_run_over_get(http: httpx.AsyncClient)
     refused = await http.get("/graphql", params={"extensions": json.dumps(_persisted(digest))})
     assert refused.status_code in (400, 405)
     assert len((await http.get("/api/v1/applications")).json()) == before
+
+
+async def test_get_answers_say_whether_a_cache_may_keep_them(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """By default no GET answer may be kept (a kept read would hide later writes); with
+    GRAPHQL_GET_MAX_AGE, answers without errors may, privately when credentials were sent;
+    answers with errors never."""
+    variables = {"t": await _token(http)}
+    params = {"variables": json.dumps(variables), "extensions": json.dumps(_persisted())}
+    miss = await http.get("/graphql", params=params)
+    assert miss.headers["cache-control"] == "no-store"
+    await http.post(
+        "/graphql", json={"query": QUERY, "variables": variables, "extensions": _persisted()}
+    )
+    hit = await http.get("/graphql", params=params)
+    assert hit.json()["data"]["application"]["name"] == "apq"
+    assert hit.headers["cache-control"] == "no-store"
+    assert hit.headers["vary"] == "Accept, Authorization"
+
+    app = create_app(settings.model_copy(update={"graphql_get_max_age": 30}), migrate=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as own,
+    ):
+        query = {"query": QUERY, "variables": json.dumps({"t": await _token(own)})}
+        assert (await own.get("/graphql", params=query)).headers["cache-control"] == (
+            "public, max-age=30"
+        )
+        private = await own.get("/graphql", params=query, headers={"authorization": "Bearer x"})
+        assert private.headers["cache-control"] == "private, max-age=30"
+        unknown = {"query": "{ nothing }"}
+        assert (await own.get("/graphql", params=unknown)).headers["cache-control"] == "no-store"
+        posted = await own.post("/graphql", json={"query": query["query"], "variables": {"t": "x"}})
+        assert "cache-control" not in posted.headers
