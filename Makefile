@@ -40,9 +40,11 @@ WORKERS ?= 2
 run-distributed: services
 	API_PROCESSES=$(API_PROCESSES) WORKERS=$(WORKERS) scripts/run-distributed.sh
 
+# ruff, and the layers of docs/architecture.md (import-linter's contracts in pyproject.toml).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy graphql_chat workers tests bench

@@ -23,6 +23,7 @@ from graphql_chat.bootstrap import bootstrap
 from graphql_chat.config import Settings
 from graphql_chat.errors import ChatError, ConfigurationError
 from graphql_chat.graphql.view import STATIC, GraphQLView
+from graphql_chat.health import watch as watch_health
 from graphql_chat.logs import note
 from graphql_chat.rest.routes import routes as rest_routes
 from graphql_chat.web.health import health, live, metrics_endpoint
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector, whose full passes over it otherwise stall every request in flight.
         gc.freeze()
-        watcher = asyncio.create_task(metrics.watch_health(container.health), name="health")
+        watcher = asyncio.create_task(watch_health(container.ready), name="health")
         try:
             yield
         finally:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -12,20 +11,19 @@ from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_feed import MemoryFeed
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
+from graphql_chat.adapters.rabbitmq import queues
+from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.redis_feed import RedisFeed
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
-from graphql_chat.errors import Unavailable
+from graphql_chat.health import Readiness, Report
 from graphql_chat.live import Hub
 from graphql_chat.pages import PageCache
 from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
 from graphql_chat.services import ChatService, page_bytes
 from graphql_chat.writer import Writer
-
-HEALTH_TIMEOUT = 5.0  # seconds a dependency's check may take before it counts as down
-HEALTH_SPACING = 0.1  # seconds at least between the beginnings of two rounds of checks
 
 
 @dataclass
@@ -39,9 +37,18 @@ class Container:
     writer: Writer
     service: ChatService
     hub: Hub
-    _running: asyncio.Future[dict[str, str]] | None = field(default=None, repr=False)
-    _next: asyncio.Future[dict[str, str]] | None = field(default=None, repr=False)
-    _began: float = field(default=float("-inf"), repr=False)  # when the last round began
+    readiness: Readiness = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.readiness = Readiness(
+            {
+                "store": self.store,
+                "numbers": self.numbers,
+                "pipeline": self.pipeline,
+                "search": self.search,
+                "feed": self.feed,
+            }
+        )
 
     async def start(self, search: bool = True) -> None:
         """Start every port; `search=False` leaves the search index as it is (reindexing
@@ -58,51 +65,12 @@ class Container:
         await self.feed.listen(self.hub)
 
     async def health(self) -> dict[str, str]:
-        """Each dependency: "ok", or what is wrong with it (numbers: also whether numbering
-        is open or recovering after a Redis data loss).
+        """Each dependency: "ok", or what is wrong with it (`readiness` has the rounds)."""
+        return {name: state.text for name, state in (await self.ready()).items()}
 
-        The checks run at once, each for at most `HEALTH_TIMEOUT` seconds, in rounds: one at
-        a time, each beginning at least `HEALTH_SPACING` seconds after the last began. A
-        caller gets the next round to begin, shared with everyone who asks before it does, so
-        its answer is never older than its question; and however many clients ask (`/health`
-        is public), a process checks each dependency at most 1 / `HEALTH_SPACING` times a
-        second, and holds at most one check of it at a time however slowly it answers."""
-        if self._next is None:
-            self._next = asyncio.ensure_future(self._round(self._running))
-        # Shielded: a caller that goes away does not cancel the round the others wait for.
-        return dict(await asyncio.shield(self._next))
-
-    async def _round(self, previous: asyncio.Future[dict[str, str]] | None) -> dict[str, str]:
-        loop = asyncio.get_running_loop()
-        if previous is not None:
-            await asyncio.wait([previous])
-        if (wait := self._began + HEALTH_SPACING - loop.time()) > 0:
-            await asyncio.sleep(wait)
-        # From here on, whoever asks waits for the round after this one.
-        self._running, self._next, self._began = self._next, None, loop.time()
-        return await self._check()
-
-    async def _check(self) -> dict[str, str]:
-        checks: dict[str, Callable[[], Awaitable[None]]] = {
-            "store": self.store.ping,
-            "numbers": self.numbers.ping,
-            "pipeline": self.pipeline.ping,
-            "search": self.search.ping,
-            "feed": self.feed.ping,
-        }
-
-        async def state(check: Callable[[], Awaitable[None]]) -> str:
-            try:
-                async with asyncio.timeout(HEALTH_TIMEOUT):
-                    await check()
-            except Unavailable as error:
-                return error.message
-            except TimeoutError:
-                return "timed out"
-            return "ok"
-
-        states = await asyncio.gather(*(state(check) for check in checks.values()))
-        return dict(zip(checks, states, strict=True))
+    async def ready(self) -> Report:
+        """Each dependency's state as a value (numbers: also whether numbering recovers)."""
+        return await self.readiness.report()
 
     async def close(self) -> None:
         await self.pipeline.close()
@@ -160,6 +128,24 @@ def bootstrap(settings: Settings | None = None) -> Container:
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
     service = ChatService(settings, store, numbers, pipeline, search, hub, pages)
     return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub)
+
+
+def write_consumers(container: Container) -> list[Consumer]:
+    """A worker's consumers, one per write queue: the one taking new writes is consumed
+    always, the other while it holds anything (see `graphql_chat.adapters.rabbitmq.queues`)."""
+    settings = container.settings
+    assert settings.rabbitmq_url, "the embedded mode has no queue to consume"
+    return [
+        Consumer(
+            settings.rabbitmq_url,
+            container.writer,
+            settings.queue_name,
+            batch_size=settings.batch_max_events,
+            batch_ms=settings.worker_batch_ms,
+            lane=lane,
+        )
+        for lane in range(queues.LANES)
+    ]
 
 
 @asynccontextmanager

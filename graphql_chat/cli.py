@@ -8,13 +8,13 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Coroutine
 from typing import Any
 
 import typer
 from tqdm import tqdm
 
-from graphql_chat import logs, migrations, tracing
+import workers
+from graphql_chat import migrations, process, tracing
 from graphql_chat.config import Settings
 from graphql_chat.errors import ConfigurationError
 
@@ -25,21 +25,8 @@ cli = typer.Typer(
 )
 
 
-def _settings() -> Settings:
-    try:
-        settings = Settings()
-        settings.check()
-    except ConfigurationError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(2) from None
-    except ValueError as error:
-        typer.echo(f"error: invalid configuration: {error}", err=True)
-        raise typer.Exit(2) from None
-    return settings
-
-
-def _logging(settings: Settings) -> None:
-    logs.configure(settings.log_level, settings.log_format)
+_settings = process.settings
+_logging = process.configure_logging
 
 
 @cli.command()
@@ -128,37 +115,7 @@ def migrate() -> None:
     typer.echo("database is up to date")
 
 
-@cli.command()
-def worker(
-    burst: bool = typer.Option(False, help="Exit once the queue is empty instead of waiting."),
-    metrics_port: int | None = typer.Option(
-        None,
-        min=0,
-        max=65535,
-        help="Serve /metrics on this port (default: WORKER_METRICS_PORT or 9464; 0: none).",
-    ),
-) -> None:
-    """Consume the RabbitMQ write queue and batch-write the store and search (distributed mode)."""
-    import workers
-
-    settings = _settings()
-    if not settings.rabbitmq_url:
-        typer.echo(
-            "error: RABBITMQ_URL is not set: the embedded mode runs its pipeline inside "
-            "`graphql-chat serve`, there is nothing for a worker to consume",
-            err=True,
-        )
-        raise typer.Exit(2)
-    _logging(settings)
-    tracing.configure("graphql-chat-worker")
-    port = settings.worker_metrics_port if metrics_port is None else metrics_port
-    if port:
-        workers.serve_metrics(settings.host, port)
-    try:
-        _run(workers.run(settings, burst))
-    except ConfigurationError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(2) from None
+cli.command("worker")(workers.main)
 
 
 @cli.command()
@@ -196,18 +153,6 @@ def export_schema(
     else:
         with open(output, "w", encoding="utf-8") as file:
             file.write(text)
-
-
-def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop where it is installed (uvicorn[standard] brings it; the API server
-    uses it already): a worker's event loop is most of its CPU per message."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import math
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias
@@ -194,6 +195,12 @@ class MessageWritten:
 
 
 Event: TypeAlias = ChatCreated | MessageWritten
+
+
+def lag_ms(events: Sequence[Event]) -> float:
+    """The longest wait, from acceptance to now, of the events (0 if none has a time)."""
+    oldest = min((event.at for event in events if event.at), default=0)
+    return round((now_micros() - oldest) / 1000, 1) if oldest else 0.0
 
 
 def new_token() -> str:

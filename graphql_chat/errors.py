@@ -95,6 +95,14 @@ class Unavailable(ChatError):
         self.retry_after = retry_after
 
 
+class Recovering(Unavailable):
+    """Numbering is being recovered after a Redis data loss: draws wait until it is open."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        message = "numbering is being recovered after a Redis data loss; retry shortly"
+        super().__init__(message if detail is None else f"{message} ({detail})")
+
+
 class OutcomeUnknown(Unavailable):
     """The write reached the queue but cannot be acknowledged: it may or may not be stored."""
 
@@ -103,6 +111,28 @@ class OutcomeUnknown(Unavailable):
             f"{reason}: the write may have been accepted; retrying may create a duplicate "
             "unless an idempotency key is sent"
         )
+
+
+class Stopped(Unavailable):
+    """The store was still unavailable when the driver asked to stop: nothing was committed
+    by this call that a replay would not commit again."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped while the store was unavailable")
+
+
+class TokenClash(Conflict):
+    """A generated token is already taken; draw another."""
+
+    def __init__(self) -> None:
+        super().__init__("the token is taken")
+
+
+class Unstorable(InvalidInput):
+    """The store cannot keep what a write holds (a value its driver refuses)."""
+
+    def __init__(self) -> None:
+        super().__init__("the write was refused by the store: it holds data it cannot keep")
 
 
 class SlowConsumer(ChatError):

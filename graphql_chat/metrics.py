@@ -13,11 +13,8 @@ the token); an outcome is `ok` or an error code of the product's own.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,8 +26,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
-
-from graphql_chat.adapters.redis_numbers import RECOVERING_MESSAGE
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LAG = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -143,32 +138,6 @@ def request_answered(interface: str, operation: str, outcome: str, seconds: floa
         )
     series[0].inc()
     series[1].observe(seconds)
-
-
-def observe_health(report: Mapping[str, str]) -> None:
-    """The dependency gauges and the recovery state from a health report."""
-    for dependency, state in report.items():
-        DEPENDENCY_UP.labels(dependency).set(1 if state == "ok" else 0)
-    RECOVERING.set(1 if report.get("numbers", "").startswith(RECOVERING_MESSAGE) else 0)
-
-
-HEALTH_EVERY = 5.0  # seconds between two checks for the dependency gauges
-
-_log = logging.getLogger(__name__)
-
-
-async def watch_health(
-    check: Callable[[], Awaitable[Mapping[str, str]]], every: float = HEALTH_EVERY
-) -> None:
-    """Keep the dependency gauges and the recovery state current, from a health check every
-    `every` seconds, for as long as the process runs (API processes and workers alike). A
-    scrape only reads them: it never waits for a dependency, nor makes one be checked."""
-    while True:
-        try:
-            observe_health(await check())
-        except Exception:  # the gauges keep their last values; the next round tries again
-            _log.exception("health check for the metrics failed")
-        await asyncio.sleep(every)
 
 
 def multiprocess() -> bool:

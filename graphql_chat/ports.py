@@ -118,11 +118,6 @@ class Feed(Protocol):
         """Tell `listener` every change published from now on (returns once listening)."""
 
 
-class Stopped(Exception):
-    """The store was still unavailable when the driver asked to stop: nothing was committed
-    by this call that a replay would not commit again."""
-
-
 class WriteSide(Protocol):
     """The write side's rules (`graphql_chat.writer.Writer`), as the pipelines drive them."""
 
@@ -176,10 +171,6 @@ class Claimed:
     epoch: int
     at: int
     expires: int
-
-
-class TokenClash(Exception):
-    """The generated token is already taken; draw another."""
 
 
 class Store(Protocol):

@@ -40,6 +40,7 @@ from graphql_chat.errors import (
     InvalidInput,
     NotFound,
     OutcomeUnknown,
+    TokenClash,
     Unauthenticated,
     Unavailable,
 )
@@ -53,7 +54,6 @@ from graphql_chat.ports import (
     Search,
     Store,
     StoredChat,
-    TokenClash,
 )
 
 T = TypeVar("T")

@@ -28,11 +28,9 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
-from sqlalchemy.exc import StatementError
-
 from graphql_chat import metrics
 from graphql_chat.domain import Event, micros, now_micros
-from graphql_chat.errors import ChatError, InvalidInput, Unavailable
+from graphql_chat.errors import ChatError, Stopped, Unavailable, Unstorable
 from graphql_chat.pages import PageCache
 from graphql_chat.ports import (
     Applied,
@@ -43,7 +41,6 @@ from graphql_chat.ports import (
     Numbering,
     Park,
     Search,
-    Stopped,
     Store,
     StoredChat,
 )
@@ -81,12 +78,6 @@ def _observe_commit(events: Sequence[Event], seconds: float) -> None:
     for event in events:
         if event.at:  # a write of the previous release may carry no time
             stored.observe(max(now - event.at, 0) / 1e6)
-
-
-def lag_ms(events: Sequence[Event]) -> float:
-    """The longest wait, from acceptance to now, of the events (0 if none has a time)."""
-    oldest = min((event.at for event in events if event.at), default=0)
-    return round((now_micros() - oldest) / 1000, 1) if oldest else 0.0
 
 
 class Writer:
@@ -153,13 +144,12 @@ class Writer:
                 applied = await self._apply([event], until)
             except Stopped:
                 raise
-            except ChatError as error:
-                failed.append((event, error))
-            except (UnicodeError, ValueError, StatementError):
+            except (Unstorable, UnicodeError, ValueError):
                 # What this write holds cannot be stored (the edge checks should have said so).
                 log.exception("the store refused %r", event)
-                refusal = "the write was refused by the store: it holds data it cannot keep"
-                failed.append((event, InvalidInput(refusal)))
+                failed.append((event, Unstorable()))
+            except ChatError as error:
+                failed.append((event, error))
             except Exception:
                 log.exception("the write %r could not be committed", event)
                 failed.append((event, Unavailable("the write could not be committed; retry")))

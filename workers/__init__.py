@@ -1,7 +1,7 @@
-"""The worker process of the distributed mode: bootstrap, then the RabbitMQ consumer driving
-the write side (`graphql_chat.writer.Writer`), until SIGTERM or SIGINT.
+"""The worker process of the distributed mode: bootstrap, then the write queues' consumers
+driving the write side (`graphql_chat.writer.Writer`), until SIGTERM or SIGINT.
 
-`graphql-chat worker` and `python -m workers` both run `workers.run`.
+`graphql-chat worker` and `python -m workers` both run `workers.main`.
 """
 
 from __future__ import annotations
@@ -10,15 +10,42 @@ import asyncio
 import logging
 import signal
 
+import typer
 from prometheus_client import start_http_server
 
-from graphql_chat import metrics
-from graphql_chat.adapters.rabbitmq import queues
-from graphql_chat.adapters.rabbitmq.consumer import Consumer
-from graphql_chat.bootstrap import running
+from graphql_chat import health, process, tracing
+from graphql_chat.bootstrap import running, write_consumers
 from graphql_chat.config import Settings
+from graphql_chat.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+
+def main(
+    burst: bool = typer.Option(False, help="Exit once the queue is empty instead of waiting."),
+    metrics_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Serve /metrics on this port (default: WORKER_METRICS_PORT or 9464; 0: none).",
+    ),
+) -> None:
+    """Consume the RabbitMQ write queue and batch-write the store and search (distributed mode)."""
+    settings = process.settings()
+    if not settings.rabbitmq_url:
+        raise process.refuse(
+            "RABBITMQ_URL is not set: the embedded mode runs its pipeline inside "
+            "`graphql-chat serve`, there is nothing for a worker to consume"
+        )
+    process.configure_logging(settings)
+    tracing.configure("graphql-chat-worker")
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        serve_metrics(settings.host, port)
+    try:
+        process.run(run(settings, burst))
+    except ConfigurationError as error:
+        raise process.refuse(error.message) from None
 
 
 def serve_metrics(host: str, port: int) -> None:
@@ -37,19 +64,7 @@ async def run(settings: Settings, burst: bool = False) -> None:
     index and acknowledge it, close. With `burst`, return once the queue is empty."""
     assert settings.rabbitmq_url, "the embedded mode has no queue to consume"
     async with running(settings) as container:
-        # One consumer per write queue: the one taking new writes is consumed always, the
-        # other while it holds anything (see graphql_chat.adapters.rabbitmq.queues).
-        consumers = [
-            Consumer(
-                settings.rabbitmq_url,
-                container.writer,
-                settings.queue_name,
-                batch_size=settings.batch_max_events,
-                batch_ms=settings.worker_batch_ms,
-                lane=lane,
-            )
-            for lane in range(queues.LANES)
-        ]
+        consumers = write_consumers(container)
 
         def stop() -> None:
             for consumer in consumers:
@@ -58,7 +73,7 @@ async def run(settings: Settings, burst: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop)
-        watcher = asyncio.create_task(metrics.watch_health(container.health), name="health")
+        watcher = asyncio.create_task(health.watch(container.ready), name="health")
         try:
             runs = [asyncio.ensure_future(c.run(burst=burst)) for c in consumers]
             try:

@@ -1,7 +1,7 @@
 """`python -m workers [--burst]`: the same as `graphql-chat worker`."""
 
-import sys
+import typer
 
-from graphql_chat.cli import cli
+from workers import main
 
-cli(["worker", *sys.argv[1:]])
+typer.run(main)

@@ -64,7 +64,7 @@ from redis.exceptions import NoScriptError, RedisError, TimeoutError
 from graphql_chat.adapters import redis_client
 from graphql_chat.batching import Coalescer
 from graphql_chat.domain import Claim
-from graphql_chat.errors import KeyReused, NotFound, Unavailable
+from graphql_chat.errors import KeyReused, NotFound, Recovering, Unavailable
 from graphql_chat.ports import Drawn, Store
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,6 @@ _NO_CHAT = 0
 
 _DRAW_LANES = 4  # pipelines in flight at once, per process
 _Draw = tuple[list[str], list[str | int]]  # the keys and arguments of one script call
-
-RECOVERING_MESSAGE = "numbering is being recovered after a Redis data loss; retry shortly"
 
 # The epoch and the application's key prefix for it: shared by the scripts.
 _EPOCH = """
@@ -278,7 +276,7 @@ class RedisNumbers:
             self._recovery.request(application_id)
         else:
             self._recovery.start()
-        return Unavailable(RECOVERING_MESSAGE)
+        return Recovering()
 
     def _app(self, application_id: int) -> str:
         return f"{self._prefix}:{{a:{application_id}}}"
@@ -314,7 +312,7 @@ class RedisNumbers:
         epoch = await self._guarded(self._redis.get(self._epoch_key))
         if not isinstance(epoch, bytes) or not epoch.isdigit():
             self._recovery.start()
-            raise Unavailable(f"{RECOVERING_MESSAGE} ({self._recovery.status})")
+            raise Recovering(self._recovery.status)
 
     # -- draws ---------------------------------------------------------------------------------
 
@@ -337,7 +335,7 @@ class RedisNumbers:
                 return _replayed(answer)
             elif number > 0:
                 return Drawn(number, 0, epoch, int(at))
-        raise Unavailable(RECOVERING_MESSAGE)
+        raise Recovering()
 
     async def draw_message(
         self, application_id: int, chat_number: int, claim: Claim | None = None
@@ -392,7 +390,7 @@ class RedisNumbers:
                 raise NotFound(f"message {update} not found in chat {chat_number}")
             else:
                 return Drawn(int(number), int(revision), int(epoch), int(revision))
-        raise Unavailable(RECOVERING_MESSAGE)
+        raise Recovering()
 
     async def _draws(self, draws: list[_Draw]) -> list[list[int] | BaseException]:
         return await self._pipelined(_DRAW_MESSAGE, draws)

@@ -49,7 +49,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -64,14 +64,13 @@ from graphql_chat.domain import (
     instant,
     now_micros,
 )
-from graphql_chat.errors import Unavailable
+from graphql_chat.errors import TokenClash, Unavailable, Unstorable
 from graphql_chat.ports import (
     Applied,
     Claimed,
     IndexedMessage,
     Numbering,
     StoredChat,
-    TokenClash,
 )
 from graphql_chat.tables import applications, chats, idempotency_keys, messages, numbering
 
@@ -341,7 +340,7 @@ class SqlStore:
             app_id = await self.write(insert)
         except IntegrityError as error:
             if _is_unique_violation(error):
-                raise TokenClash(token) from error
+                raise TokenClash() from error
             raise
         return Application(id=app_id, token=token, name=name, chats_count=0)
 
@@ -482,7 +481,10 @@ class SqlStore:
     # -- the writer's transaction --------------------------------------------------------------
 
     async def apply(self, events: Sequence[Event]) -> Applied:
-        return await self.write(lambda conn: _apply_batch(conn, events, not self.is_sqlite))
+        try:
+            return await self.write(lambda conn: _apply_batch(conn, events, not self.is_sqlite))
+        except StatementError as error:  # a value the driver or the database refuses
+            raise Unstorable() from error
 
     # -- numbering epochs ----------------------------------------------------------------------
 

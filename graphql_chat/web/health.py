@@ -29,7 +29,7 @@ async def metrics_endpoint(request: Request) -> Response:
     """The Prometheus text format. It tells operation names and rates: like the list of
     applications, it needs `Authorization: Bearer ADMIN_TOKEN` unless the server listens on
     loopback only. It reads the dependency gauges as the process last checked them
-    (`metrics.watch_health`): a scrape never waits for a dependency."""
+    (`graphql_chat.health.watch`): a scrape never waits for a dependency."""
     container = request.app.state.container
     container.service.authorize_admin(request.headers.get("authorization"), "reading metrics")
     body, content_type = metrics.exposition()

@@ -26,7 +26,7 @@ from graphql_chat.domain import (
     now_micros,
     updated_text,
 )
-from graphql_chat.ports import TokenClash
+from graphql_chat.errors import TokenClash
 
 
 async def _app(store: SqlStore) -> int:

@@ -9,8 +9,8 @@ import pytest
 
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
-from graphql_chat.errors import InvalidInput, Unavailable
-from graphql_chat.ports import Applied, Changes, IndexedMessage, Search, Stopped
+from graphql_chat.errors import InvalidInput, Stopped, Unavailable
+from graphql_chat.ports import Applied, Changes, IndexedMessage, Search
 from graphql_chat.writer import Writer
 
 pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)

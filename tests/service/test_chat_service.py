@@ -10,10 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from graphql_chat.bootstrap import HEALTH_SPACING, running
+from graphql_chat.bootstrap import running
 from graphql_chat.config import Settings
 from graphql_chat.domain import UNKNOWN_TIME, Message
 from graphql_chat.errors import InvalidInput, NotFound
+from graphql_chat.health import HEALTH_SPACING
 from graphql_chat.ports import Search
 from graphql_chat.services import ChatService, PageRequest, Paging
 

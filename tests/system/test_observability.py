@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from graphql_chat.bootstrap import HEALTH_SPACING
+from graphql_chat.health import HEALTH_SPACING
 from tests.conftest import distributed_settings
 from tests.metrics_text import samples, value
 from tests.system.conftest import Server, environment_of, free_port, persisted

@@ -44,11 +44,10 @@ from graphql_chat.adapters.rabbitmq.wire import (
     event_to_dict,
     traces_of,
 )
-from graphql_chat.domain import UNKNOWN_TIME, Event, instant, micros
-from graphql_chat.errors import Unavailable
+from graphql_chat.domain import UNKNOWN_TIME, Event, instant, lag_ms, micros
+from graphql_chat.errors import Stopped, Unavailable
 from graphql_chat.logs import log_event
-from graphql_chat.ports import IndexedMessage, Stopped, WriteSide
-from graphql_chat.writer import lag_ms
+from graphql_chat.ports import IndexedMessage, WriteSide
 
 log = logging.getLogger(__name__)
 
