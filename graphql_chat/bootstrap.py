@@ -11,15 +11,26 @@ from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.memory_feed import MemoryFeed
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
-from graphql_chat.adapters.rabbitmq import queues
+from graphql_chat.adapters.rabbitmq import queues as rabbitmq_queues
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.redis_feed import RedisFeed
 from graphql_chat.adapters.redis_numbers import RedisNumbers
+from graphql_chat.adapters.redis_registry import RedisRegistry
+from graphql_chat.adapters.redis_scripts import RedisScripts
+from graphql_chat.adapters.sql_ledger import SqlLedger
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
 from graphql_chat.health import Readiness, Report
 from graphql_chat.live import Hub
+from graphql_chat.numbering.ports import Ledger, Reopening, WriteQueues
+from graphql_chat.numbering.recovery import (
+    EpochPerApplication,
+    GlobalEpoch,
+    RecoveringNumbers,
+    Recovery,
+    Topology,
+)
 from graphql_chat.pages import PageCache
 from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
 from graphql_chat.services import ChatService, page_bytes
@@ -37,6 +48,7 @@ class Container:
     writer: Writer
     service: ChatService
     hub: Hub
+    ledger: Ledger
     readiness: Readiness = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,27 +119,40 @@ def bootstrap(settings: Settings | None = None) -> Container:
         else None
     )
     writer = Writer(store, search, feed, pages)
+    ledger = SqlLedger(store)
     pipeline: Pipeline
+    queues: WriteQueues
     if settings.rabbitmq_url:
-        pipeline = RabbitPipeline(settings.rabbitmq_url, settings.queue_name)
+        pipeline = queues = RabbitPipeline(settings.rabbitmq_url, settings.queue_name)
     else:
-        pipeline = MemoryPipeline(writer, settings.batch_max_events)
+        pipeline = queues = MemoryPipeline(writer, settings.batch_max_events)
     numbers: Numbers
+    reopening: Reopening | None = None
     if settings.redis_url:
-        numbers = RedisNumbers(
+        scripts = RedisScripts(
             settings.redis_url,
-            store,
-            pipeline.drained,
             settings.redis_key_prefix,
             settings.redis_wait_replicas,
             settings.redis_wait_timeout_ms,
-            pipeline.route,
         )
+        numbers = reopening = recovering_numbers(scripts, store, ledger, queues)
     else:
         numbers = MemoryNumbers(store)
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
-    service = ChatService(settings, store, numbers, pipeline, search, hub, pages)
-    return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub)
+    service = ChatService(settings, store, numbers, pipeline, search, hub, pages, reopening)
+    return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub, ledger)
+
+
+def recovering_numbers(
+    scripts: RedisScripts, store: Store, ledger: Ledger, queues: WriteQueues
+) -> RecoveringNumbers:
+    """Numbers drawn in Redis, recovered after a data loss: one global epoch, or on Redis
+    Cluster an epoch per application."""
+    topology: Topology = (
+        EpochPerApplication() if scripts.keys.epoch_per_application else GlobalEpoch()
+    )
+    recovery = Recovery(topology, ledger, queues, RedisRegistry(scripts))
+    return RecoveringNumbers(RedisNumbers(scripts, store), recovery)
 
 
 def write_consumers(container: Container) -> list[Consumer]:
@@ -143,8 +168,9 @@ def write_consumers(container: Container) -> list[Consumer]:
             batch_size=settings.batch_max_events,
             batch_ms=settings.worker_batch_ms,
             lane=lane,
+            ledger=container.ledger,
         )
-        for lane in range(queues.LANES)
+        for lane in range(rabbitmq_queues.LANES)
     ]
 
 

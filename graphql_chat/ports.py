@@ -125,20 +125,6 @@ class WriteSide(Protocol):
         self, events: Sequence[Event], until: asyncio.Event | None = None
     ) -> Committed: ...
     async def index(self, messages: Sequence[IndexedMessage], park: Park | None = None) -> None: ...
-    async def numbering(self) -> Numbering:
-        """The store's numbering record (a consumer pauses while numbering recovers)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Numbering:
-    """The store's numbering record: the epoch whose draws it accepts, whether a recovery is
-    waiting for the write queue to drain, how many writes were set aside so far, and the
-    generation of the write queues (see `Pipeline.route`)."""
-
-    epoch: int
-    recovering: bool
-    set_aside: int
-    generation: int = 0  # which write queue takes new writes: the generation's parity
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +210,6 @@ class Store(Protocol):
     async def claimed(self, application_id: int, key: str) -> Claimed | None:
         """The claim stored under an idempotency key, unless it has expired."""
 
-    def iter_claims(
-        self, batch_size: int, application_ids: Sequence[int] | None = None
-    ) -> AsyncIterator[list[Claimed]]:
-        """Every claim not expired (of `application_ids`, when given), `batch_size` at a
-        time (for a numbering recovery)."""
-
     async def apply(self, events: Sequence[Event]) -> Applied:
         """Apply a batch in one transaction: idempotent, order-insensitive, counts bumped.
 
@@ -238,8 +218,6 @@ class Store(Protocol):
         drawn in an epoch older than the store's, and creates that collide with another draw,
         are set aside, not applied.
         """
-
-    async def numbering(self) -> Numbering: ...
 
     # For rebuilding a search index while writes go on.
     async def clock(self) -> datetime:
@@ -251,23 +229,6 @@ class Store(Protocol):
     ) -> AsyncIterator[list[IndexedMessage]]:
         """Every stored message, `batch_size` at a time; with `changed_since`, only those
         changed since then (MySQL; SQLite has no such stamp and gives every message)."""
-
-    async def claim_recovery(self, pause: bool = True) -> int:
-        """Return a fencing token larger than any before; with `pause`, mark numbering as
-        recovering (idle workers stop consuming, so the write queues can drain)."""
-
-    async def open_epoch(self, previous: int, token: int) -> bool:
-        """Retire epoch `previous` and open the next, if `token` is still the latest claim;
-        from this commit on, draws of `previous` are set aside. False: nothing changed."""
-
-    async def advance_generation(self, previous: int, token: int) -> bool:
-        """Make generation `previous + 1` current, if `token` is still the latest claim."""
-
-    async def open_application_epochs(
-        self, application_ids: Sequence[int], token: int
-    ) -> dict[int, int] | None:
-        """Retire each application's open epoch (the larger of its own and the global one)
-        and open the next, if `token` is still the latest claim: the new epochs."""
 
 
 class Numbers(Protocol):
@@ -302,10 +263,6 @@ class Numbers(Protocol):
     async def still_open(self, application_id: int, epoch: int) -> bool:
         """Whether `epoch` is still the application's open numbering epoch."""
 
-    async def reopened(self, application_id: int, within: float) -> bool:
-        """Wait up to `within` seconds for the application's numbering to be open (after a
-        recovery)."""
-
     async def register_application(self, application_id: int, token: str) -> None:
         """A new application: its chat numbers start at 1 without asking the store."""
 
@@ -326,15 +283,6 @@ class Pipeline(Protocol):
         """Raises `Unavailable` unless writes can be accepted now."""
 
     async def submit(self, event: Event) -> None: ...
-
-    async def drained(self, generation: int | None = None) -> bool:
-        """True when every accepted write has reached the store (nothing queued or in
-        flight); with `generation`, every write accepted while it was routed to."""
-
-    async def route(self, generation: int) -> None:
-        """Accept new writes in `generation` from now on: where they queue is not where
-        those of the generation before did, so that those can be seen drained under load
-        (a numbering recovery on Redis Cluster). Idempotent."""
 
 
 class Search(Protocol):

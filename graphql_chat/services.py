@@ -45,6 +45,7 @@ from graphql_chat.errors import (
     Unavailable,
 )
 from graphql_chat.live import Hub, LiveEvent
+from graphql_chat.numbering.ports import Reopening
 from graphql_chat.pages import PageCache, Reading
 from graphql_chat.ports import (
     Drawn,
@@ -160,8 +161,12 @@ class ChatService:
         search: Search,
         hub: Hub,
         pages: PageCache[Page[Message]] | None = None,
+        reopening: Reopening | None = None,
     ) -> None:
+        """`reopening`: where a write overtaken by a numbering reset learns when numbering
+        is open again (None: numbering is never reset, as in the embedded mode)."""
         self.settings = settings
+        self.reopening = reopening
         self.pages = pages  # the embedded mode's page cache (`graphql_chat.pages`)
         self.hub = hub
         self.store = store
@@ -321,8 +326,10 @@ class ChatService:
         """A message write that a numbering reset overtook: once the next epoch is open, every
         write of the old one is stored or never will be, so the store knows the outcome."""
         unknown = "numbering was reset while the write was queued"
+        if self.reopening is None:
+            raise OutcomeUnknown(unknown)
         try:
-            reopened = await self.numbers.reopened(event.application_id, within=_SETTLE_WITHIN)
+            reopened = await self.reopening.reopened(event.application_id, within=_SETTLE_WITHIN)
             stored = (
                 await self.store.message_revisions(
                     event.application_id, event.chat_number, event.number

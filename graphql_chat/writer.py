@@ -30,7 +30,7 @@ from typing import Any
 
 from graphql_chat import metrics
 from graphql_chat.domain import Event, micros, now_micros
-from graphql_chat.errors import ChatError, Stopped, Unavailable, Unstorable
+from graphql_chat.errors import ChatError, InvalidInput, Stopped, Unavailable, Unstorable
 from graphql_chat.pages import PageCache
 from graphql_chat.ports import (
     Applied,
@@ -38,7 +38,6 @@ from graphql_chat.ports import (
     Committed,
     Feed,
     IndexedMessage,
-    Numbering,
     Park,
     Search,
     Store,
@@ -147,7 +146,7 @@ class Writer:
             except (Unstorable, UnicodeError, ValueError):
                 # What this write holds cannot be stored (the edge checks should have said so).
                 log.exception("the store refused %r", event)
-                failed.append((event, Unstorable()))
+                failed.append((event, InvalidInput(Unstorable().message)))
             except ChatError as error:
                 failed.append((event, error))
             except Exception:
@@ -196,9 +195,6 @@ class Writer:
         now = now_micros()
         for message in messages:
             searchable.observe(max(now - micros(message.updated_at), 0) / 1e6)
-
-    async def numbering(self) -> Numbering:
-        return await self.store.numbering()
 
     async def apply(self, events: Sequence[Event]) -> Committed:
         """Commit, then index: for callers no client waits on (tools, tests)."""

@@ -16,12 +16,12 @@ from graphql_chat import migrations
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
-from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container, bootstrap, running
 from graphql_chat.config import Settings
 from tests.client.graphql_chat_client import GraphQLChatClient
 from tests.engines import engine_url, mysql_database, unique_name
+from tests.numbering import drop_keys
 
 
 @pytest.fixture
@@ -101,11 +101,10 @@ async def distributed_settings(redis: str = "REDIS_URL") -> AsyncIterator[Settin
 async def _drop_engine_state(settings: Settings) -> None:
     """Remove what a test left in the shared engines, with the adapters' own helpers."""
     container = bootstrap(settings)
-    numbers, pipeline, search = container.numbers, container.pipeline, container.search
-    assert isinstance(numbers, RedisNumbers) and isinstance(pipeline, RabbitPipeline)
-    assert isinstance(search, ElasticSearch)
+    pipeline, search = container.pipeline, container.search
+    assert isinstance(pipeline, RabbitPipeline) and isinstance(search, ElasticSearch)
     try:
-        await numbers.drop()
+        await drop_keys(str(settings.redis_url), settings.redis_key_prefix)
         await pipeline.delete_queues()
         await search.drop()
     finally:

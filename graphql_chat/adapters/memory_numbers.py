@@ -107,9 +107,6 @@ class MemoryNumbers:
     async def still_open(self, application_id: int, epoch: int) -> bool:
         return True
 
-    async def reopened(self, application_id: int, within: float) -> bool:
-        return True
-
     async def register_application(self, application_id: int, token: str) -> None:
         self._chats[application_id] = 0
 

@@ -62,6 +62,9 @@ class MemoryPipeline:
         """Search is unavailable: these are indexed with the next batch."""
         self._parked += messages
 
+    # The write queues a numbering recovery waits on (`graphql_chat.numbering.ports.
+    # WriteQueues`), when numbers come from Redis and writes are committed in process.
+
     async def drained(self, generation: int | None = None) -> bool:
         """One queue for every generation: drained when nothing is queued or in flight."""
         return self._queue.empty() and self._in_flight == 0

@@ -130,7 +130,7 @@ def _sentinel_master(url: str, max_connections: int | None, options: dict[str, A
     }
     if "sentinel_password" in query:
         sentinel_options["password"] = query["sentinel_password"][0]
-    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options)
+    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     master: Redis = sentinel.master_for(
         service,
         db=db,

@@ -168,6 +168,6 @@ class RedisFeed:
                     )
                     return
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY)

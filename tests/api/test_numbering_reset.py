@@ -33,7 +33,12 @@ class _LossAfterConfirm:
 async def test_a_create_confirmed_before_the_drain_is_acknowledged_after_recovery() -> None:
     async with distributed_settings() as settings, running(settings) as container:
         redis = Redis.from_url(engine_url("REDIS_URL"))
-        worker = Consumer(engine_url("RABBITMQ_URL"), container.writer, settings.queue_name)
+        worker = Consumer(
+            engine_url("RABBITMQ_URL"),
+            container.writer,
+            settings.queue_name,
+            ledger=container.ledger,
+        )
         consuming = asyncio.create_task(worker.run())
         try:
             service = container.service

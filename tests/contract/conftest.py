@@ -18,11 +18,11 @@ from graphql_chat.adapters.memory_numbers import MemoryNumbers
 from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
-from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.ports import Numbers, Pipeline, Search
 from graphql_chat.writer import Writer
 from tests.engines import engine_url, mysql_database, unique_name
+from tests.numbering import redis_numbering
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
@@ -64,7 +64,7 @@ async def numbers(store: SqlStore) -> AsyncIterator[Numbers]:
     if store.is_sqlite:
         yield MemoryNumbers(store)
         return
-    redis = RedisNumbers(engine_url("REDIS_URL"), store, _always_drained, unique_name("test"))
+    redis = redis_numbering(engine_url("REDIS_URL"), store, _always_drained, unique_name("test"))
     await redis.recover()
     yield redis
     await redis.drop()

@@ -10,12 +10,13 @@ import pytest
 from redis.asyncio import Redis
 
 from graphql_chat.adapters.memory_numbers import MemoryNumbers
-from graphql_chat.adapters.redis_numbers import RedisNumbers
+from graphql_chat.adapters.sql_ledger import SqlLedger
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, MessageWritten, claim, new_token, now_micros
 from graphql_chat.errors import KeyReused, NotFound, Unavailable
 from graphql_chat.ports import Numbers
 from tests.engines import engine_url, unique_name
+from tests.numbering import TestNumbers, redis_numbering
 
 
 async def test_concurrent_allocations_are_unique_and_gapless(
@@ -78,8 +79,8 @@ async def test_new_applications_and_chats_number_without_the_store(store: SqlSto
     """A new application's chats and a new chat's messages start at 1 without asking the
     store, so creates go on while MySQL is down; and another API process finds the token."""
     prefix = unique_name("test")
-    down = RedisNumbers(engine_url("REDIS_URL"), _StoreDown(store), _drained, prefix)  # type: ignore[arg-type]
-    other = RedisNumbers(engine_url("REDIS_URL"), _StoreDown(store), _drained, prefix)  # type: ignore[arg-type]
+    down = redis_numbering(engine_url("REDIS_URL"), _StoreDown(store), _drained, prefix)  # type: ignore[arg-type]
+    other = redis_numbering(engine_url("REDIS_URL"), _StoreDown(store), _drained, prefix)  # type: ignore[arg-type]
     try:
         await down.recover()
         application = await store.insert_application(new_token(), "a")
@@ -101,14 +102,14 @@ async def _drained() -> bool:
 
 
 @pytest.fixture
-async def redis_numbers(store: SqlStore) -> AsyncIterator[tuple[RedisNumbers, list[bool]]]:
+async def redis_numbers(store: SqlStore) -> AsyncIterator[tuple[TestNumbers, list[bool]]]:
     """Redis numbers whose queue is drained when the list's last item says so."""
     drained = [True]
 
     async def queue_drained() -> bool:
         return drained[-1]
 
-    numbers = RedisNumbers(engine_url("REDIS_URL"), store, queue_drained, unique_name("test"))
+    numbers = redis_numbering(engine_url("REDIS_URL"), store, queue_drained, unique_name("test"))
     try:
         yield numbers, drained
     finally:
@@ -118,21 +119,21 @@ async def redis_numbers(store: SqlStore) -> AsyncIterator[tuple[RedisNumbers, li
 
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_a_new_deployment_opens_numbering_at_once(
-    store: SqlStore, redis_numbers: tuple[RedisNumbers, list[bool]]
+    store: SqlStore, redis_numbers: tuple[TestNumbers, list[bool]]
 ) -> None:
     """Epoch 0 in the store: no number was ever handed out, so there is nothing to wait for,
     even with a queue that never looks drained."""
     numbers, drained = redis_numbers
     drained.append(False)
     await asyncio.wait_for(numbers.recover(), 2)
-    assert (await store.numbering()).epoch == 1
+    assert (await SqlLedger(store).numbering()).epoch == 1
     app = (await store.insert_application(new_token(), "a")).id
     assert (await numbers.next_chat(app)).epoch == 1
 
 
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_redis_data_loss_never_reuses_a_number(
-    store: SqlStore, redis_numbers: tuple[RedisNumbers, list[bool]]
+    store: SqlStore, redis_numbers: tuple[TestNumbers, list[bool]]
 ) -> None:
     """Redis loses its data while writes are still queued: numbering pauses until the queue
     is drained, retires the old epoch in the store, and numbers on from the store."""
@@ -163,12 +164,12 @@ async def test_redis_data_loss_never_reuses_a_number(
     await asyncio.sleep(0.5)
     with pytest.raises(Unavailable):  # still paused: the queue has not drained
         await numbers.draw_message(app, 1)
-    assert (await store.numbering()).recovering
+    assert (await SqlLedger(store).numbering()).recovering
 
     await store.apply(queued[3:])  # the workers catch up
     drained.append(True)
     await asyncio.wait_for(numbers.recover(), 10)
-    state = await store.numbering()
+    state = await SqlLedger(store).numbering()
     assert (state.epoch, state.recovering) == (old + 1, False)
     drawn = await numbers.draw_message(app, 1)
     assert (drawn.number, drawn.epoch) == (6, old + 1)
@@ -178,12 +179,12 @@ async def test_redis_data_loss_never_reuses_a_number(
     late = MessageWritten(app, 1, 6, "late", queued[-1].revision + 1, old, created=True)
     applied = await store.apply([late])
     assert [event for event, _ in applied.set_aside] == [late]
-    assert (await store.numbering()).set_aside == 1
+    assert (await SqlLedger(store).numbering()).set_aside == 1
 
 
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_an_older_releases_epoch_key_is_recovered_from(
-    store: SqlStore, redis_numbers: tuple[RedisNumbers, list[bool]]
+    store: SqlStore, redis_numbers: tuple[TestNumbers, list[bool]]
 ) -> None:
     """The epoch key of a release without numbering epochs (a random value) is not an open
     epoch: numbering recovers, waiting for the queue, instead of trusting old counters."""
@@ -192,7 +193,9 @@ async def test_an_older_releases_epoch_key_is_recovered_from(
         await redis.set(f"{numbers.key_prefix}:epoch", "5f0c2a9e1b7d4e33")
     app = (await store.insert_application(new_token(), "a")).id
     await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
-    await store.open_epoch(0, await store.claim_recovery())  # the migration of a used database
+    await SqlLedger(store).open_epoch(
+        0, await SqlLedger(store).claim_recovery()
+    )  # the migration of a used database
     with pytest.raises(Unavailable):
         await numbers.next_chat(app)
     await asyncio.wait_for(numbers.recover(), 5)
@@ -202,13 +205,13 @@ async def test_an_older_releases_epoch_key_is_recovered_from(
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_a_stale_recovery_cannot_open_an_epoch(store: SqlStore) -> None:
     """Recoveries are fenced: only the latest claim may retire the epoch."""
-    first = await store.claim_recovery()
-    second = await store.claim_recovery()
-    epoch = (await store.numbering()).epoch
-    assert not await store.open_epoch(epoch, first)
-    assert await store.open_epoch(epoch, second)
-    assert not await store.open_epoch(epoch, second)  # already advanced
-    assert (await store.numbering()).epoch == epoch + 1
+    first = await SqlLedger(store).claim_recovery()
+    second = await SqlLedger(store).claim_recovery()
+    epoch = (await SqlLedger(store).numbering()).epoch
+    assert not await SqlLedger(store).open_epoch(epoch, first)
+    assert await SqlLedger(store).open_epoch(epoch, second)
+    assert not await SqlLedger(store).open_epoch(epoch, second)  # already advanced
+    assert (await SqlLedger(store).numbering()).epoch == epoch + 1
 
 
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
@@ -328,7 +331,7 @@ async def test_a_key_stored_with_its_write_outlives_the_numbers_memory(store: Sq
     if store.is_sqlite:
         first = MemoryNumbers(store)
     else:
-        first = RedisNumbers(engine_url("REDIS_URL"), store, _drained, unique_name("test"))
+        first = redis_numbering(engine_url("REDIS_URL"), store, _drained, unique_name("test"))
         await first.recover()
     chat = await first.next_chat(app, claim("c", 60, "chat"))
     drawn = await first.draw_message(app, 1, key)
@@ -340,7 +343,7 @@ async def test_a_key_stored_with_its_write_outlives_the_numbers_memory(store: Sq
             ),
         ]
     )
-    if isinstance(first, RedisNumbers):
+    if isinstance(first, TestNumbers):
         await first.drop()  # Redis comes back empty
         with pytest.raises(Unavailable):
             await first.draw_message(app, 1, key)
@@ -355,7 +358,7 @@ async def test_a_key_stored_with_its_write_outlives_the_numbers_memory(store: Sq
     with pytest.raises(KeyReused):
         await after.draw_message(app, 1, claim("k", 60, "message", 1, "changed"))
     assert (await after.draw_message(app, 1)).number == 2
-    if isinstance(first, RedisNumbers):
+    if isinstance(first, TestNumbers):
         await first.drop()
         await first.close()
 
@@ -396,13 +399,13 @@ async def test_a_seed_read_in_an_epoch_that_closed_meanwhile_is_read_again(
     reads the seed again in E+1 and numbers on from the store."""
     prefix = unique_name("test")
     moving = _EpochMovesOnce(store, f"{prefix}:epoch")
-    numbers = RedisNumbers(engine_url("REDIS_URL"), moving, _drained, prefix)  # type: ignore[arg-type]
+    numbers = redis_numbering(engine_url("REDIS_URL"), moving, _drained, prefix)  # type: ignore[arg-type]
     try:
         await numbers.recover()
         app = (await store.insert_application(new_token(), "a")).id
         await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
         await store.apply([MessageWritten(app, 1, n, "m", n, created=True) for n in (1, 2, 3)])
-        before = (await store.numbering()).epoch
+        before = (await SqlLedger(store).numbering()).epoch
         if draw == "chat":
             drawn = await numbers.next_chat(app)
             assert drawn.number == 3

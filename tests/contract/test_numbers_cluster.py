@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from graphql_chat.adapters import redis_client
-from graphql_chat.adapters.redis_numbers import RedisNumbers
+from graphql_chat.adapters.sql_ledger import SqlLedger
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, MessageWritten, claim, new_token
 from graphql_chat.errors import Unavailable
@@ -35,6 +35,7 @@ from tests.contract.test_numbers import (  # noqa: F401  (collected here, on the
     test_unknown_chat_and_message_are_refused,
 )
 from tests.engines import engine_url, mysql_database, unique_name
+from tests.numbering import TestNumbers, redis_numbering
 from tests.redis_group import redis_cluster_group
 
 T = TypeVar("T")
@@ -73,8 +74,8 @@ async def steering() -> Steering:
 
 
 @pytest.fixture
-async def cluster_numbers(store: SqlStore, steering: Steering) -> AsyncIterator[RedisNumbers]:
-    numbers = RedisNumbers(
+async def cluster_numbers(store: SqlStore, steering: Steering) -> AsyncIterator[TestNumbers]:
+    numbers = redis_numbering(
         engine_url("REDIS_CLUSTER_URL"),
         store,
         steering.drained,
@@ -94,7 +95,7 @@ class _FirstSeen:
     tests make them: the cluster has never seen them, so their first draw answers
     `Unavailable` and recovers them (nothing is queued); the draw is then made again."""
 
-    def __init__(self, numbers: RedisNumbers) -> None:
+    def __init__(self, numbers: TestNumbers) -> None:
         self._numbers = numbers
 
     def __getattr__(self, name: str) -> Any:
@@ -115,17 +116,17 @@ class _FirstSeen:
 
 
 @pytest.fixture
-async def numbers(cluster_numbers: RedisNumbers) -> _FirstSeen:
+async def numbers(cluster_numbers: TestNumbers) -> _FirstSeen:
     return _FirstSeen(cluster_numbers)
 
 
-async def _registered(store: SqlStore, numbers: RedisNumbers, name: str = "a") -> int:
+async def _registered(store: SqlStore, numbers: TestNumbers, name: str = "a") -> int:
     application = await store.insert_application(new_token(), name)
     await numbers.register_application(application.id, application.token)
     return application.id
 
 
-async def _node_of(numbers: RedisNumbers, app_id: int, url: str = "") -> tuple[str, int]:
+async def _node_of(numbers: TestNumbers, app_id: int, url: str = "") -> tuple[str, int]:
     """The master holding an application's slot."""
     cluster = redis_client.connect(url or engine_url("REDIS_CLUSTER_URL"))
     assert isinstance(cluster, RedisCluster)
@@ -138,7 +139,7 @@ async def _node_of(numbers: RedisNumbers, app_id: int, url: str = "") -> tuple[s
 
 
 async def _apart(
-    store: SqlStore, numbers: RedisNumbers, url: str = ""
+    store: SqlStore, numbers: TestNumbers, url: str = ""
 ) -> tuple[int, int, tuple[str, int]]:
     """Two registered applications whose slots are on different masters, and the first's."""
     first = await _registered(store, numbers)
@@ -167,13 +168,13 @@ async def _eventually(draw: Callable[[], Awaitable[T]], within: float = 10) -> T
 
 
 async def test_a_new_application_draws_at_once(
-    store: SqlStore, cluster_numbers: RedisNumbers
+    store: SqlStore, cluster_numbers: TestNumbers
 ) -> None:
     """A registered application opens in the store's global epoch: its first draws need no
     recovery and no store read."""
     await cluster_numbers.ping()  # every master answers
     app = await _registered(store, cluster_numbers)
-    epoch = (await store.numbering()).epoch
+    epoch = (await SqlLedger(store).numbering()).epoch
     assert epoch >= 1  # opened at start: no draw is of epoch 0
     chat = await cluster_numbers.next_chat(app)
     drawn = await cluster_numbers.draw_message(app, 1)
@@ -182,7 +183,7 @@ async def test_a_new_application_draws_at_once(
 
 
 async def test_a_lost_shard_recovers_alone_and_reuses_no_number(
-    store: SqlStore, cluster_numbers: RedisNumbers, steering: Steering
+    store: SqlStore, cluster_numbers: TestNumbers, steering: Steering
 ) -> None:
     """One master loses its data while writes of its application are still queued: that
     application's draws are refused until the queue they were in is drained, then number on
@@ -212,7 +213,7 @@ async def test_a_lost_shard_recovers_alone_and_reuses_no_number(
     await store.apply(queued[:3])  # 4 and 5 are accepted but still in the queue
     old = queued[0].epoch
     kept_epoch = (await numbers.draw_message(kept, 1)).epoch
-    generation = (await store.numbering()).generation
+    generation = (await SqlLedger(store).numbering()).generation
     steering.held = {generation}  # the queue of this generation holds 4 and 5
 
     await _flush(node)
@@ -227,7 +228,7 @@ async def test_a_lost_shard_recovers_alone_and_reuses_no_number(
     during = await asyncio.gather(*[numbers.draw_message(kept, 1) for _ in range(20)])
     assert sorted(d.number for d in during) == list(range(2, 22))
     assert {d.epoch for d in during} == {kept_epoch} and await numbers.still_open(kept, kept_epoch)
-    assert (await store.numbering()).generation == generation + 1
+    assert (await SqlLedger(store).numbering()).generation == generation + 1
     assert steering.routes[-1] == generation + 1
 
     await store.apply(queued[3:])  # the workers catch up
@@ -248,7 +249,7 @@ async def test_a_lost_shard_recovers_alone_and_reuses_no_number(
 
 
 async def test_every_master_lost_recovers_every_application(
-    store: SqlStore, cluster_numbers: RedisNumbers
+    store: SqlStore, cluster_numbers: TestNumbers
 ) -> None:
     """The whole cluster comes back empty: each application recovers (one round takes all
     those a process asks for), numbering on from the store."""
@@ -266,7 +267,7 @@ async def test_every_master_lost_recovers_every_application(
 
 
 async def test_draws_survive_every_master_forgetting_its_scripts(
-    store: SqlStore, cluster_numbers: RedisNumbers
+    store: SqlStore, cluster_numbers: TestNumbers
 ) -> None:
     """Restarted masters have no scripts cached: a pipeline of draws spread over several
     masters loads the script on all of them and goes on."""
@@ -299,7 +300,7 @@ async def test_a_failover_to_a_replica_that_missed_draws_reuses_no_number(
     refused draws would have been acknowledged, then handed out again)."""
     with redis_cluster_group(tmp_path) as group:
         steering = Steering()
-        numbers = RedisNumbers(
+        numbers = redis_numbering(
             group.url,
             store,
             steering.drained,

@@ -12,11 +12,11 @@ import pytest
 
 from graphql_chat.adapters import redis_client
 from graphql_chat.adapters.redis_feed import RedisFeed
-from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import UNKNOWN_TIME, new_token
 from graphql_chat.errors import ConfigurationError, Unavailable
 from graphql_chat.ports import Changes, IndexedMessage
+from tests.numbering import TestNumbers, redis_numbering
 from tests.redis_group import RedisGroup, redis_group
 
 MYSQL = pytest.mark.parametrize("store", ["mysql"], indirect=True)
@@ -33,8 +33,8 @@ def group(tmp_path: Path) -> Iterator[RedisGroup]:
 
 
 @pytest.fixture
-async def numbers(store: SqlStore, group: RedisGroup) -> AsyncIterator[RedisNumbers]:
-    numbers = RedisNumbers(
+async def numbers(store: SqlStore, group: RedisGroup) -> AsyncIterator[TestNumbers]:
+    numbers = redis_numbering(
         group.url, store, _drained, "sentinel", replicas=1, replicas_timeout_ms=200
     )
     await asyncio.wait_for(numbers.recover(), 10)
@@ -44,7 +44,7 @@ async def numbers(store: SqlStore, group: RedisGroup) -> AsyncIterator[RedisNumb
         await numbers.close()
 
 
-async def _draw(numbers: RedisNumbers, app: int, within: float = 30) -> int:
+async def _draw(numbers: TestNumbers, app: int, within: float = 30) -> int:
     """The next number of chat 1, retried while Redis is unavailable (a failover)."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
@@ -71,7 +71,7 @@ async def _failed_over(group: RedisGroup, to: int) -> None:
 
 @MYSQL
 async def test_draws_go_on_after_a_failover_and_reuse_nothing(
-    store: SqlStore, numbers: RedisNumbers, group: RedisGroup
+    store: SqlStore, numbers: TestNumbers, group: RedisGroup
 ) -> None:
     app = (await store.insert_application(new_token(), "a")).id
     assert (await numbers.next_chat(app)).number == 1
@@ -88,7 +88,7 @@ async def test_draws_go_on_after_a_failover_and_reuse_nothing(
 
 @MYSQL
 async def test_a_draw_no_replica_holds_is_not_acknowledged_so_a_failover_reuses_none(
-    store: SqlStore, numbers: RedisNumbers, group: RedisGroup
+    store: SqlStore, numbers: TestNumbers, group: RedisGroup
 ) -> None:
     """The unfavourable interleaving: the replica stops receiving (stopped, its link cut by
     the master), draws go on at the master, the master dies, the stale replica is promoted.

@@ -15,6 +15,7 @@ from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.rabbitmq.wire import event_to_dict
+from graphql_chat.adapters.sql_ledger import SqlLedger
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.errors import Unavailable
@@ -276,7 +277,7 @@ async def test_a_conflicting_create_is_set_aside_loudly(
     first; it goes to the dead-letter queue with its reason, logged, and counted."""
     queue, pipeline = rabbit_queue
     app = (await store.insert_application(new_token(), "a")).id
-    epoch = (await store.numbering()).epoch
+    epoch = (await SqlLedger(store).numbering()).epoch
     first = MessageWritten(app, 1, 1, "acknowledged first", 10, epoch, created=True)
     second = MessageWritten(app, 1, 1, "same number, other draw", 20, epoch, created=True)
     try:
@@ -289,7 +290,7 @@ async def test_a_conflicting_create_is_set_aside_loudly(
         stored = await store.messages_by_number([(chat.id, 1)])
         assert stored[(chat.id, 1)].body == "acknowledged first"
         assert chat.messages_count == 1
-        assert worker.set_aside == 1 and (await store.numbering()).set_aside == 1
+        assert worker.set_aside == 1 and (await SqlLedger(store).numbering()).set_aside == 1
         assert "NUMBERING CONFLICT" in caplog.text
         connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
         async with connection:
@@ -327,7 +328,12 @@ async def test_drained_means_nothing_queued_and_nothing_held(
     queue, pipeline = rabbit_queue
     app = (await store.insert_application(new_token(), "a")).id
     stalled = _StalledStore(store)
-    worker = Consumer(engine_url("RABBITMQ_URL"), Writer(stalled, writer.search), queue)  # type: ignore[arg-type]
+    worker = Consumer(
+        engine_url("RABBITMQ_URL"),
+        Writer(stalled, writer.search),  # type: ignore[arg-type]
+        queue,
+        ledger=SqlLedger(store),
+    )
     running = asyncio.create_task(worker.run())
     try:
         await pipeline.submit(ChatCreated(app, 1))
@@ -347,7 +353,7 @@ async def test_drained_means_nothing_queued_and_nothing_held(
         await eventually(stored)
         await asyncio.sleep(0.5)
         assert not await pipeline.drained()  # an idle consumer could take more at any time
-        await store.claim_recovery()  # numbering recovers: idle workers stop consuming
+        await SqlLedger(store).claim_recovery()  # numbering recovers: idle workers stop consuming
         await eventually(pipeline.drained, within=5)
         await pipeline.submit(MessageWritten(app, 1, 2, "meanwhile", 2))  # work arrives
 
@@ -355,7 +361,9 @@ async def test_drained_means_nothing_queued_and_nothing_held(
             return await _count(store, app) == 2
 
         await eventually(consumed)
-        assert await store.open_epoch((await store.numbering()).epoch, await store.claim_recovery())
+        assert await SqlLedger(store).open_epoch(
+            (await SqlLedger(store).numbering()).epoch, await SqlLedger(store).claim_recovery()
+        )
         await pipeline.submit(MessageWritten(app, 1, 3, "after", 3))
 
         async def resumed() -> bool:
@@ -409,8 +417,8 @@ async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
     stalled.release.set()
     url = engine_url("RABBITMQ_URL")
     workers = [
-        Consumer(url, Writer(stalled, writer.search), queue, lane=0),  # type: ignore[arg-type]
-        Consumer(url, writer, queue, lane=1),
+        Consumer(url, Writer(stalled, writer.search), queue, lane=0, ledger=SqlLedger(store)),  # type: ignore[arg-type]
+        Consumer(url, writer, queue, lane=1, ledger=SqlLedger(store)),
     ]
     running = [asyncio.create_task(w.run()) for w in workers]
     submitted = 0
@@ -441,8 +449,8 @@ async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
         assert not await seen_drained(0, within=1.5)  # consumed all along: never drained
         stalled.release.clear()
         await asyncio.sleep(0.3)  # a batch of the load is now held, unsettled
-        token = await store.claim_recovery(pause=False)
-        assert await store.advance_generation(0, token)
+        token = await SqlLedger(store).claim_recovery(pause=False)
+        assert await SqlLedger(store).advance_generation(0, token)
         await pipeline.route(1)
         steered = await _count(store, app)
         await asyncio.sleep(1.0)
@@ -450,8 +458,8 @@ async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
         assert not await pipeline.drained(0)  # the held batch is not settled
         stalled.release.set()
         assert await seen_drained(0, within=5)  # under the same load
-        assert (await store.numbering()).generation == 1
-        assert await store.advance_generation(1, token)
+        assert (await SqlLedger(store).numbering()).generation == 1
+        assert await SqlLedger(store).advance_generation(1, token)
         await pipeline.route(2)
         back = submitted
 

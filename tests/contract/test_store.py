@@ -13,6 +13,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from graphql_chat.adapters.sql_ledger import SqlLedger
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import (
     ChatCreated,
@@ -153,7 +154,7 @@ async def test_a_create_never_overwrites_another_draws_message(store: SqlStore) 
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
     assert (await store.messages_by_number([(chat.id, 1)]))[(chat.id, 1)].body == "edited"
     assert chat.messages_count == 1
-    assert (await store.numbering()).set_aside == 1
+    assert (await SqlLedger(store).numbering()).set_aside == 1
 
 
 async def test_an_update_before_its_create_still_guards_the_number(store: SqlStore) -> None:
@@ -173,9 +174,9 @@ async def test_an_update_before_its_create_still_guards_the_number(store: SqlSto
 
 async def test_draws_of_a_retired_epoch_are_set_aside(store: SqlStore) -> None:
     app = await _app(store)
-    epoch = (await store.numbering()).epoch
-    assert await store.open_epoch(epoch, await store.claim_recovery())
-    assert await store.open_epoch(epoch + 1, await store.claim_recovery())
+    epoch = (await SqlLedger(store).numbering()).epoch
+    assert await SqlLedger(store).open_epoch(epoch, await SqlLedger(store).claim_recovery())
+    assert await SqlLedger(store).open_epoch(epoch + 1, await SqlLedger(store).claim_recovery())
     retired: list[Event] = [
         ChatCreated(app, 1, epoch + 1),
         MessageWritten(app, 1, 1, "late", 5, epoch + 1, created=True),
@@ -188,7 +189,7 @@ async def test_draws_of_a_retired_epoch_are_set_aside(store: SqlStore) -> None:
     assert [event for event, _ in applied.set_aside] == retired
     assert [m.body for m in applied.indexed] == ["ok"]
     assert set(await store.chats_by_number([(app, 1), (app, 2)])) == {(app, 2)}
-    state = await store.numbering()
+    state = await SqlLedger(store).numbering()
     assert (state.epoch, state.set_aside, state.recovering) == (epoch + 2, 2, False)
 
 
@@ -341,17 +342,17 @@ async def test_claims_are_stored_with_their_creates_until_they_expire(store: Sql
     old = claim("old", 1, "message", 1, "y")
     await store.apply([MessageWritten(app, 1, 2, "y", 10, 0, True, now - 2_000_000, old)])
     assert await store.claimed(app, old.key) is None
-    listed = [c.key async for batch in store.iter_claims(1) for c in batch]
+    listed = [c.key async for batch in SqlLedger(store).iter_claims(1) for c in batch]
     assert sorted(listed) == sorted([chat_claim.key, key.key])
     # Of some applications only (a recovery on Redis Cluster).
     other_app = await _app(store)
     elsewhere = claim("k", 60, "chat")
     await store.apply([ChatCreated(other_app, 1, 0, now, elsewhere)])
-    of_app = [c.key async for batch in store.iter_claims(1, [app]) for c in batch]
+    of_app = [c.key async for batch in SqlLedger(store).iter_claims(1, [app]) for c in batch]
     assert sorted(of_app) == sorted([chat_claim.key, key.key])
     of_other = [
         (c.application_id, c.key)
-        async for batch in store.iter_claims(5, [other_app])
+        async for batch in SqlLedger(store).iter_claims(5, [other_app])
         for c in batch
     ]
     assert of_other == [(other_app, elsewhere.key)]

@@ -47,6 +47,7 @@ from graphql_chat.adapters.rabbitmq.wire import (
 from graphql_chat.domain import UNKNOWN_TIME, Event, instant, lag_ms, micros
 from graphql_chat.errors import Stopped, Unavailable
 from graphql_chat.logs import log_event
+from graphql_chat.numbering.ports import Ledger
 from graphql_chat.ports import IndexedMessage, WriteSide
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,14 @@ class Consumer:
         batch_size: int = 500,
         batch_ms: float = 50,
         lane: int = 0,
+        ledger: Ledger | None = None,
     ) -> None:
+        """`ledger`: where numbering's state is read, to pause while a recovery drains the
+        write queues or while this one takes no new writes (None: no recovery can run, as
+        in tools and tests: consume always)."""
         self._url = url
         self._writes = writes
+        self._ledger = ledger
         self._queue_name = queue
         # The write queue consumed (`queues`): lane 0 also catches up on search, and reports
         # the depth of both.
@@ -164,8 +170,11 @@ class Consumer:
         held (a recovery's exact drain condition); it consumes again when the queue takes new
         writes once more or something arrives meanwhile."""
         try:
-            state = await self._writes.numbering()
-            retiring = state.recovering or state.generation % queues.LANES != self._lane
+            if self._ledger is None:
+                retiring = False
+            else:
+                state = await self._ledger.numbering()
+                retiring = state.recovering or state.generation % queues.LANES != self._lane
             if self._consuming is None:
                 if not retiring or await self._ready():
                     log.info("consuming %s", self._consumed)
