@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from graphql_chat import retry
 from graphql_chat.config import Settings
 from graphql_chat.domain import (
     UNKNOWN_TIME,
@@ -64,6 +65,7 @@ Node = tuple[Application, Application | Chat | tuple[Chat, Message]]
 
 _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
 _STORED_WAIT = 5.0  # seconds a subscription waits for a queued chat to be stored
+_FIRST_WAIT = 0.05  # seconds before it looks again, then twice as long each time (up to 1)
 _WAITERS = 256  # subscriptions of one process waiting so at once
 _SETTLE_WITHIN = 5.0  # seconds a write overtaken by a numbering reset waits to learn its fate
 
@@ -630,15 +632,12 @@ class ChatService:
                 raise
         self._waits += 1
         try:
-            deadline = asyncio.get_running_loop().time() + _STORED_WAIT
-            delay = 0.05
-            while True:
-                await asyncio.sleep(delay)
-                try:
+            await asyncio.sleep(_FIRST_WAIT)
+            async for attempt in retry.retrying(
+                NotFound, 2 * _FIRST_WAIT, 1.0, within=_STORED_WAIT - _FIRST_WAIT
+            ):
+                with attempt:
                     return await read()
-                except NotFound:
-                    if asyncio.get_running_loop().time() + delay > deadline:
-                        raise
-                delay = min(delay * 2, 1.0)
+            raise AssertionError("unreachable: tenacity returns or raises")
         finally:
             self._waits -= 1

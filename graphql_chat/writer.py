@@ -25,10 +25,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import Any
 
-from graphql_chat import metrics
+from graphql_chat import metrics, retry
 from graphql_chat.domain import Event, micros, now_micros
 from graphql_chat.errors import ChatError, InvalidInput, Stopped, Unavailable, Unstorable
 from graphql_chat.pages import PageCache
@@ -161,22 +160,18 @@ class Writer:
         return _logged(Committed(stored, set_aside, failed, created, updated, chats))
 
     async def _apply(self, events: Sequence[Event], until: asyncio.Event | None) -> Applied:
-        delay = FIRST_RETRY
-        while True:
-            try:
-                return await self.store.apply(events)
-            except Unavailable as error:
-                if until is None:
-                    raise
-                if until.is_set():
-                    raise Stopped from error
-                log.warning(
-                    "store unavailable, retrying %d events in %.1fs: %s", len(events), delay, error
-                )
-                with suppress(TimeoutError):  # a stop ends the wait
-                    async with asyncio.timeout(delay):
-                        await until.wait()
-                delay = min(delay * 2, LAST_RETRY)
+        if until is None:
+            return await self.store.apply(events)
+        waiting = retry.logged(log, f"store unavailable for {len(events)} events")
+        try:
+            async for attempt in retry.retrying(
+                Unavailable, FIRST_RETRY, LAST_RETRY, until=until, waiting=waiting
+            ):
+                with attempt:
+                    return await self.store.apply(events)
+        except Unavailable as error:
+            raise Stopped from error
+        raise AssertionError("unreachable: tenacity returns or raises")
 
     async def index(self, messages: Sequence[IndexedMessage], park: Park | None = None) -> None:
         if not messages:
@@ -195,9 +190,3 @@ class Writer:
         now = now_micros()
         for message in messages:
             searchable.observe(max(now - micros(message.updated_at), 0) / 1e6)
-
-    async def apply(self, events: Sequence[Event]) -> Committed:
-        """Commit, then index: for callers no client waits on (tools, tests)."""
-        committed = await self.commit(events)
-        await self.index(committed.stored)
-        return committed

@@ -20,7 +20,7 @@ from graphql_chat.app import create_app
 from graphql_chat.bootstrap import Container, bootstrap, running
 from graphql_chat.config import Settings
 from tests.client.graphql_chat_client import GraphQLChatClient
-from tests.engines import engine_url, mysql_database, unique_name
+from tests.engines import delete_queues, engine_url, mysql_database, unique_name
 from tests.numbering import drop_keys
 
 
@@ -105,7 +105,7 @@ async def _drop_engine_state(settings: Settings) -> None:
     assert isinstance(pipeline, RabbitPipeline) and isinstance(search, ElasticSearch)
     try:
         await drop_keys(str(settings.redis_url), settings.redis_key_prefix)
-        await pipeline.delete_queues()
+        await delete_queues(settings.queue_name)
         await search.drop()
     finally:
         await container.close()

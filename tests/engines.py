@@ -14,12 +14,14 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aio_pika
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from graphql_chat import migrations
+from graphql_chat.adapters.rabbitmq import queues
 
 
 def engine_url(name: str) -> str:
@@ -54,3 +56,14 @@ async def mysql_database(revision: str = "head") -> AsyncIterator[str]:
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         await admin.dispose()
+
+
+async def delete_queues(queue_name: str) -> None:
+    """Remove the queues and exchanges a pipeline named `queue_name` declared."""
+    connection = await aio_pika.connect(engine_url("RABBITMQ_URL"))
+    async with connection:
+        channel = await connection.channel()
+        for name in queues.every(queue_name):
+            await channel.queue_delete(name)
+        for name in queues.exchanges(queue_name):
+            await channel.exchange_delete(name)

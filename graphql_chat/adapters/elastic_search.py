@@ -318,7 +318,7 @@ class ElasticSearch:
         return [name for name in found if name != self.index_name]
 
     async def drop(self) -> None:
-        """Delete the indices behind the alias and any a rebuild left (tests, teardown)."""
+        """Delete the indices behind the alias and any a rebuild left (a benchmark's teardown)."""
         found = await self._client.indices.get(
             index=f"{self.index_name},{self.index_name}-v*",
             ignore_unavailable=True,

@@ -30,6 +30,7 @@ from graphql_chat.ports import Changes, IndexedMessage, Listener, StoredChat
 log = logging.getLogger(__name__)
 
 _CHUNK = 256 * 1024
+_REDIS_DOWN = (RedisError, OSError)  # what a call raises when Redis is not there
 _FIRST_RETRY = 0.1
 _LAST_RETRY = 2.0
 
@@ -102,7 +103,7 @@ class RedisFeed:
     async def start(self) -> None:
         try:
             await redis_client.ready(self._redis)
-        except (RedisError, OSError) as error:  # the first publish or listen finds out again
+        except _REDIS_DOWN as error:  # the first publish or listen finds out again
             log.warning("the live feed (Redis) is unavailable at start: %s", error)
 
     async def close(self) -> None:
@@ -116,7 +117,7 @@ class RedisFeed:
     async def ping(self) -> None:
         try:
             await self._redis.ping()
-        except (RedisError, OSError) as error:
+        except _REDIS_DOWN as error:
             raise Unavailable(f"the live feed (Redis) is unavailable: {error}") from error
         if any(task.done() for task in self._tasks):
             raise Unavailable("the live feed stopped listening")
@@ -125,7 +126,7 @@ class RedisFeed:
         for data in encode(changes):
             try:
                 await self._redis.publish(self._channel, data)
-            except (RedisError, OSError) as error:
+            except _REDIS_DOWN as error:
                 # Subscribers find the hole when the next change arrives, or when a replay of
                 # this batch is published, and read what they missed from the store.
                 log.warning("could not publish committed changes: %s", error)
@@ -152,7 +153,7 @@ class RedisFeed:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None and message["type"] == "message":
                         listener.changes(decode(message["data"]))
-            except (RedisError, OSError) as error:
+            except _REDIS_DOWN as error:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     # The client turned the cancellation into a connection error: stop.

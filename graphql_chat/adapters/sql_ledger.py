@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, tuple_, update
 
-from graphql_chat.adapters.sql_store import SqlStore, claimed_row
+from graphql_chat.adapters.sql_rows import claimed_row
+from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import now_micros
 from graphql_chat.numbering.ports import NumberingRecord
 from graphql_chat.ports import Claimed

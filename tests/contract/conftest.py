@@ -21,7 +21,7 @@ from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.ports import Numbers, Pipeline, Search
 from graphql_chat.writer import Writer
-from tests.engines import engine_url, mysql_database, unique_name
+from tests.engines import delete_queues, engine_url, mysql_database, unique_name
 from tests.numbering import redis_numbering
 
 
@@ -100,7 +100,7 @@ async def harness(store: SqlStore, writer: Writer) -> AsyncIterator[Harness]:
     yield Harness(rabbit, lambda: worker.batches)
     worker.stop()
     await asyncio.wait_for(running, 30)
-    await rabbit.delete_queues()
+    await delete_queues(rabbit.queue)
     await rabbit.close()
 
 

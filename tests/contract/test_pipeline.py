@@ -22,7 +22,7 @@ from graphql_chat.errors import Unavailable
 from graphql_chat.ports import Applied, Committed, Pipeline
 from graphql_chat.writer import Writer
 from tests.contract.conftest import Harness
-from tests.engines import engine_url, unique_name
+from tests.engines import delete_queues, engine_url, unique_name
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
@@ -138,7 +138,7 @@ async def test_worker_retries_while_the_store_is_down(
         assert await _count(store, app) == 50
         await eventually(pipeline.drained)
     finally:
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -180,7 +180,7 @@ async def test_poison_messages_are_dead_lettered(
         assert "dead-lettering" in caplog.text
         assert worker.rejected == 2
     finally:
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -204,7 +204,7 @@ async def test_concurrent_submits_share_broker_messages_and_single_events_still_
         assert await _count(store, app) == 1000
         assert worker.applied == 1001
     finally:
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -237,7 +237,7 @@ async def test_a_stop_while_the_store_is_down_hands_the_batch_back(
         )
         assert await _count(store, app) == 20
     finally:
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -262,7 +262,7 @@ async def test_large_writes_travel_in_bounded_messages(
         stored = await store.messages_by_number([(chat.id, n) for n in range(1, 11)])
         assert {m.body for m in stored.values()} == {body}
     finally:
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -302,7 +302,7 @@ async def test_a_conflicting_create_is_set_aside_loudly(
             assert body["b"] == second.body and "another draw" in body["set_aside"]
             await message.ack()
     finally:
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -374,7 +374,7 @@ async def test_drained_means_nothing_queued_and_nothing_held(
         stalled.release.set()
         worker.stop()
         await asyncio.wait_for(running, 30)
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()
 
 
@@ -480,5 +480,5 @@ async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
         for worker in workers:
             worker.stop()
         await asyncio.wait_for(asyncio.gather(loading, *running), 30)
-        await pipeline.delete_queues()
+        await delete_queues(pipeline.queue)
         await pipeline.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import UNKNOWN_TIME, ChatCreated, Event, MessageWritten, new_token
-from graphql_chat.ports import IndexedMessage, Search
+from graphql_chat.ports import Committed, IndexedMessage, Search
 from graphql_chat.writer import Writer
 from tests.engines import engine_url, unique_name
 
@@ -26,11 +27,19 @@ BODIES = [
 ]
 
 
+async def _apply(writer: Writer, events: Sequence[Event]) -> Committed:
+    """Commit, then index, as a pipeline does once its client has its answer."""
+    committed = await writer.commit(events)
+    await writer.index(committed.stored)
+    return committed
+
+
 async def _chat(store: SqlStore, writer: Writer, bodies: list[str], chat: int = 1) -> int:
     app = (await store.insert_application(new_token(), "a")).id
-    await writer.apply(
+    await _apply(
+        writer,
         [ChatCreated(app, chat)]
-        + [MessageWritten(app, chat, n, body, n) for n, body in enumerate(bodies, start=1)]
+        + [MessageWritten(app, chat, n, body, n) for n, body in enumerate(bodies, start=1)],
     )
     await writer.search.refresh()
     return (await store.chats_by_number([(app, chat)]))[(app, chat)].id
@@ -88,9 +97,9 @@ async def test_updates_replace_the_indexed_body(
     store: SqlStore, writer: Writer, search: Search
 ) -> None:
     app = (await store.insert_application(new_token(), "a")).id
-    await writer.apply([ChatCreated(app, 1), MessageWritten(app, 1, 1, "before edit", 1)])
-    await writer.apply([MessageWritten(app, 1, 1, "after edit", 2)])
-    await writer.apply([MessageWritten(app, 1, 1, "stale replay", 1)])
+    await _apply(writer, [ChatCreated(app, 1), MessageWritten(app, 1, 1, "before edit", 1)])
+    await _apply(writer, [MessageWritten(app, 1, 1, "after edit", 2)])
+    await _apply(writer, [MessageWritten(app, 1, 1, "stale replay", 1)])
     await search.refresh()
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)].id
     assert await _numbers(search, chat, "before") == []
@@ -142,7 +151,7 @@ async def test_a_replayed_batch_indexes_what_was_committed_but_not_indexed(
     app = (await store.insert_application(new_token(), "a")).id
     batch: list[Event] = [ChatCreated(app, 1), MessageWritten(app, 1, 1, "committed only", 1)]
     await store.apply(batch)  # the commit happened; the indexing did not
-    await writer.apply(batch)  # the redelivery
+    await _apply(writer, batch)  # the redelivery
     await search.refresh()
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)]
     assert await _numbers(search, chat.id, "committed") == [1]
@@ -175,7 +184,7 @@ async def test_fts5_keeps_each_chat_in_its_own_range(
     events: list[Event] = [ChatCreated(app, c) for c in (1, 2, 3)]
     for n in range(1, 31):
         events += [MessageWritten(app, c, n, f"zz {c}:{n} Zebra", n) for c in (1, 2, 3)]
-    await writer.apply(events)
+    await _apply(writer, events)
     ids = await store.chats_by_number([(app, c) for c in (1, 2, 3)])
     one, two, three = (ids[(app, c)].id for c in (1, 2, 3))
     found = await search.search([one, two, three], ["zebra"], None, 100)
@@ -295,9 +304,10 @@ async def test_reindexing_a_live_system_answers_throughout_and_loses_no_write(
 ) -> None:
     assert isinstance(search, ElasticSearch)
     app = (await store.insert_application(new_token(), "a")).id
-    await writer.apply(
+    await _apply(
+        writer,
         [ChatCreated(app, 1)]
-        + [MessageWritten(app, 1, n, f"before {n}", n) for n in range(1, 3001)]
+        + [MessageWritten(app, 1, n, f"before {n}", n) for n in range(1, 3001)],
     )
     await search.refresh()
     chat = (await store.chats_by_number([(app, 1)]))[(app, 1)].id
@@ -312,11 +322,12 @@ async def test_reindexing_a_live_system_answers_throughout_and_loses_no_write(
 
     async def writing() -> None:
         for n in range(3001, 3201):  # new messages, and edits of old ones, during the copy
-            await writer.apply(
+            await _apply(
+                writer,
                 [
                     MessageWritten(app, 1, n, f"during {n}", n),
                     MessageWritten(app, 1, n - 3000, f"edited {n}", 10_000 + n),
-                ]
+                ],
             )
             await asyncio.sleep(0.005)
 

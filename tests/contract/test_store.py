@@ -225,7 +225,7 @@ async def test_a_batch_reports_what_it_created_and_updated_and_a_replay_nothing(
 async def test_a_page_of_many_parents_reads_only_its_rows(store: SqlStore) -> None:
     """The rows MySQL reads for one page of several chats (its handler counters), with one
     chat of 3,000 messages among them: about the rows returned, not the chats' sizes."""
-    from graphql_chat.adapters.sql_store import _pages_query
+    from graphql_chat.adapters.sql_pages import pages_query
     from graphql_chat.tables import messages
 
     app = await _app(store)
@@ -243,7 +243,7 @@ async def test_a_page_of_many_parents_reads_only_its_rows(store: SqlStore) -> No
     def rows_read(after: int | None) -> Callable[[Connection], tuple[int, int]]:
         def run(conn: Connection) -> tuple[int, int]:
             conn.execute(text("FLUSH STATUS"))
-            query, params = _pages_query(messages, ids, after, 5)
+            query, params = pages_query(messages, ids, after, 5)
             returned = len(conn.execute(query, params).all())
             status = conn.execute(text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all()
             return returned, sum(int(row[1]) for row in status)
@@ -382,7 +382,7 @@ async def test_a_page_read_that_finds_the_database_locked_waits_on_a_thread(
     def heard(sql: str) -> None:
         threads.append(threading.current_thread().name)
 
-    monkeypatch.setattr(store._loop_reader, "rows", locked)
+    monkeypatch.setattr(store._db._loop_reader, "rows", locked)  # type: ignore[attr-defined]
     stop = store.on_statement(heard)
     try:
         again = await store.list_messages([chat.id], 1, 3)

@@ -33,12 +33,12 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from opentelemetry.context import Context
 
-from graphql_chat import metrics, tracing
+from graphql_chat import metrics, retry, tracing
 from graphql_chat.adapters.rabbitmq import queues
 from graphql_chat.adapters.rabbitmq.wire import (
+    UNDECODABLE,
     decode_events,
     encode,
     event_to_dict,
@@ -182,7 +182,7 @@ class Consumer:
                 return
             if not retiring or self._pending or self._in_hand or await self._ready():
                 return
-        except (Unavailable, AMQPError, ChannelInvalidStateError, RuntimeError) as error:
+        except (Unavailable, *queues.CHANNEL_GONE) as error:
             log.debug("recovery check skipped: %s", error)
             return
         channel, _, _ = self._consuming
@@ -205,7 +205,7 @@ class Consumer:
     async def _watch_depth(self) -> None:
         """The write queues' depth for the metrics, every `_DEPTH_EVERY` seconds (lane 0)."""
         while self._lane == 0:
-            with suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+            with suppress(*queues.CHANNEL_GONE):
                 depth = 0
                 for lane in range(queues.LANES):
                     depth += await self._ready(queues.lane(self._queue_name, lane))
@@ -220,7 +220,7 @@ class Consumer:
     async def _receive(self, message: AbstractIncomingMessage) -> None:
         try:
             events = decode_events(message.body)
-        except (ValueError, KeyError, TypeError) as error:
+        except UNDECODABLE as error:
             log.error("dead-lettering undecodable message %r: %s", message.body[:200], error)
             await message.reject(requeue=False)
             self.rejected += 1
@@ -356,7 +356,7 @@ class Consumer:
         try:
             # Deliveries are settled in order, so this acknowledges exactly these.
             await deliveries[-1].message.ack(multiple=True)
-        except (AMQPError, ChannelInvalidStateError, RuntimeError) as error:
+        except queues.CHANNEL_GONE as error:
             # The channel they came on is gone; the broker delivers them again, and applying
             # them again changes nothing.
             log.warning("could not acknowledge %d deliveries (%s)", len(deliveries), error)
@@ -384,20 +384,18 @@ class Consumer:
                 IndexedMessage(int(c), int(n), str(b), int(r), *_times(times))
                 for c, n, b, r, *times in rows
             ]
-        except (ValueError, KeyError, TypeError):
+        except UNDECODABLE:
             log.error("dead-lettering undecodable search message %r", message.body[:200])
             await message.reject(requeue=False)
             return
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                await self._writes.index(changed)
-                await message.ack()
-                return
-            except Unavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        await message.nack(requeue=True)
+        try:
+            async for attempt in retry.retrying(Unavailable, 0.5, 10.0, until=self._stopping):
+                with attempt:
+                    await self._writes.index(changed)
+        except Unavailable:  # stopping while search is down: the broker keeps it
+            await message.nack(requeue=True)
+            return
+        await message.ack()
 
 
 def _times(times: list[object]) -> tuple[datetime, datetime]:

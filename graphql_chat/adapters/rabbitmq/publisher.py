@@ -23,7 +23,7 @@ import aio_pika
 import aiormq.abc
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from aio_pika.exceptions import DeliveryError
 from opentelemetry.trace import SpanKind
 
 from graphql_chat import tracing
@@ -85,12 +85,7 @@ class RabbitPipeline:
                     self._connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await self._connection.channel(publisher_confirms=True)
                 self._entry, _ = await queues.declare(channel, self.queue)
-            except (
-                TimeoutError,
-                AMQPError,
-                OSError,
-                RuntimeError,
-            ) as error:  # RuntimeError: reconnecting
+            except queues.BROKER_DOWN as error:
                 raise Unavailable("the write queue (RabbitMQ) is unavailable; retry") from error
             self._channel = channel
             return channel
@@ -159,18 +154,10 @@ class RabbitPipeline:
             await exchange.publish(message, routing_key=routing_key, timeout=self._timeout)
         except DeliveryError as error:  # the broker refused it: nothing was queued
             raise Unavailable("the write queue (RabbitMQ) refused the write; retry") from error
-        except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
+        except queues.BROKER_DOWN as error:
             # Sent, but no confirm came back: the broker may have queued it all the same.
             self._channel = None
             raise OutcomeUnknown("the write queue (RabbitMQ) did not confirm") from error
-
-    async def delete_queues(self) -> None:
-        """Remove this pipeline's queues and exchanges (tests)."""
-        channel = await self._ensure_channel()
-        for name in queues.every(self.queue):
-            await channel.queue_delete(name)
-        for name in queues.exchanges(self.queue):
-            await channel.exchange_delete(name)
 
     async def drained(self, generation: int | None = None) -> bool:
         """The write queue of `generation` (None: each write queue) holds nothing: no message
@@ -205,6 +192,6 @@ class RabbitPipeline:
         channel = await self._ensure_channel()
         try:
             return await call(await channel.get_underlay_channel())
-        except (TimeoutError, AMQPError, ChannelInvalidStateError, OSError, RuntimeError) as error:
+        except queues.BROKER_DOWN as error:
             self._channel = None
             raise Unavailable("the write queue (RabbitMQ) is unavailable") from error

@@ -21,10 +21,17 @@ from typing import Any
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 DELIVERY_LIMIT = 5  # redeliveries before a message is dead-lettered (quorum queues count them)
 LANES = 2  # write queues
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+
+# What a call on a channel raises once the channel or its connection is gone (aio-pika's
+# robust connection raises RuntimeError while it reconnects).
+CHANNEL_GONE = (AMQPError, ChannelInvalidStateError, RuntimeError)
+# And what a call that reaches the broker raises when it does not answer, or is not there.
+BROKER_DOWN = (*CHANNEL_GONE, TimeoutError, OSError)
 
 
 def search(name: str) -> str:

@@ -24,6 +24,9 @@ import orjson
 
 from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten
 
+# What decoding a message that is not in this format raises.
+UNDECODABLE = (ValueError, KeyError, TypeError)
+
 # A message closes once its body passes this size (a larger event travels alone), so what a
 # worker holds is bounded: its prefetch times this.
 MAX_MESSAGE_BYTES = 256 * 1024
