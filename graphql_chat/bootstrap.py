@@ -32,8 +32,9 @@ from graphql_chat.numbering.recovery import (
     Topology,
 )
 from graphql_chat.pages import PageCache
+from graphql_chat.paging import page_bytes
 from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
-from graphql_chat.services import ChatService, page_bytes
+from graphql_chat.usecases import ChatService, chat_service
 from graphql_chat.writer import Writer
 
 
@@ -139,7 +140,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     else:
         numbers = MemoryNumbers(store)
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
-    service = ChatService(settings, store, numbers, pipeline, search, hub, pages, reopening)
+    service = chat_service(settings, store, numbers, pipeline, search, hub, pages, reopening)
     return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub, ledger)
 
 

@@ -132,7 +132,7 @@ def reindex() -> None:
                 def advance(done: int) -> None:
                     bar.update(done)
 
-                return await container.service.reindex(advance)
+                return await container.service.reads.reindex(advance)
 
     total = asyncio.run(run())
     typer.echo(f"reindexed {total} messages")

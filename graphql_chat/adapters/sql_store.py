@@ -105,6 +105,12 @@ class SqlStore:
             lambda conn: {r.token: application_row(r) for r in conn.execute(query)}
         )
 
+    async def applications_by_id(self, ids: Sequence[int]) -> dict[int, Application]:
+        if not ids:
+            return {}
+        query = select(applications).where(applications.c.id.in_(ids))
+        return await self.read(lambda conn: {r.id: application_row(r) for r in conn.execute(query)})
+
     async def list_applications(
         self, after_id: int | None, limit: int, backward: bool = False
     ) -> list[Application]:

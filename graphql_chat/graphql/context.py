@@ -13,7 +13,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
 from graphql_chat.domain import Application, Chat, Message
-from graphql_chat.services import ChatService, Page, PageRequest
+from graphql_chat.paging import Page, PageRequest
+from graphql_chat.usecases import ChatService
 
 K = TypeVar("K")
 _closing: set[asyncio.Task[None]] = set()
@@ -121,31 +122,31 @@ class Context:
 
     @cached_property
     def chat_pages(self) -> DataLoader[PageKey, Page[Chat]]:
-        return _pages_loader(self.service.chat_pages)
+        return _pages_loader(self.service.chats.pages)
 
     @cached_property
     def message_pages(self) -> DataLoader[PageKey, Page[Message]]:
-        return _pages_loader(self.service.message_pages)
+        return _pages_loader(self.service.reads.message_pages)
 
     @cached_property
     def search_pages(self) -> DataLoader[SearchKey, Page[Message]]:
-        return _search_loader(self.service.search_pages)
+        return _search_loader(self.service.reads.search_pages)
 
     @cached_property
     def applications(self) -> DataLoader[str, Application | None]:
         async def load(tokens: list[str]) -> list[Application | None]:
-            found = await self.service.store.applications_by_token(list(dict.fromkeys(tokens)))
+            found = await self.service.directory.applications(list(dict.fromkeys(tokens)))
             return [found.get(token) for token in tokens]
 
         return DataLoader(load_fn=load)
 
     @cached_property
     def chats(self) -> DataLoader[tuple[int, int], Chat | None]:
-        return _lookup_loader(self.service.chats)
+        return _lookup_loader(self.service.directory.chats)
 
     @cached_property
     def messages(self) -> DataLoader[tuple[int, int], Message | None]:
-        return _lookup_loader(self.service.messages)
+        return _lookup_loader(self.service.messages.by_keys)
 
 
 Info = StrawberryInfo[Context, Any]

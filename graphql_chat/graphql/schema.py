@@ -21,6 +21,7 @@ from graphql_chat.graphql.context import Info
 from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.events import SharedEvents
 from graphql_chat.graphql.limits import Limits
+from graphql_chat.graphql.nodes import find_nodes
 from graphql_chat.graphql.types import (
     DATETIME,
     PAGING,
@@ -33,6 +34,7 @@ from graphql_chat.graphql.types import (
     Node,
     connection,
 )
+from graphql_chat.web.paging import page_request
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,9 @@ class Query:
         before: str | None = None,
     ) -> Connection[Application]:
         service = info.context.service
-        service.authorize_admin(info.context.authorization)
-        page = await service.list_applications(
-            service.page_request("application", PAGING, first, after, last, before)
+        service.admin.authorize(info.context.authorization)
+        page = await service.applications.page(
+            page_request(service.settings, "application", PAGING, first, after, last, before)
         )
         return connection(page, Application.of)
 
@@ -76,7 +78,7 @@ class Query:
     @strawberry.field(description="The application with this token, or null when unknown.")
     async def application(self, info: Info, token: str) -> Application | None:
         try:  # tokens never change: a known one is found without the store
-            app_id = await info.context.service.application_id(token)
+            app_id = await info.context.service.directory.application_id(token)
         except NotFound:
             return None
         return Application.lazy(app_id, token)
@@ -84,7 +86,7 @@ class Query:
 
 async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
     shaped: list[Node | None] = []
-    for found in await info.context.service.nodes(list(ids)):
+    for found in await find_nodes(info.context.service, list(ids)):
         if found is None:
             shaped.append(None)
             continue
@@ -173,21 +175,21 @@ class Mutation:
     async def create_application(
         self, info: Info, input: CreateApplicationInput
     ) -> CreateApplicationPayload:
-        created = await info.context.service.create_application(input.name)
+        created = await info.context.service.applications.create(input.name)
         return CreateApplicationPayload(application=Application.of(created))
 
     @strawberry.mutation(description="Rename an application.")
     async def update_application(
         self, info: Info, input: UpdateApplicationInput
     ) -> UpdateApplicationPayload:
-        updated = await info.context.service.update_application(input.token, input.name)
+        updated = await info.context.service.applications.update(input.token, input.name)
         return UpdateApplicationPayload(application=Application.of(updated))
 
     @strawberry.mutation(description="Create a chat; returns its number in the application.")
     async def create_chat(self, info: Info, input: CreateChatInput) -> CreateChatPayload:
         service = info.context.service
-        app_id = await service.application_id(input.application_token)
-        created = await service.create_chat(input.application_token, input.idempotency_key)
+        app_id = await service.directory.application_id(input.application_token)
+        created = await service.chats.create(input.application_token, input.idempotency_key)
         return CreateChatPayload(
             chat=Chat(
                 number=created.number,
@@ -202,19 +204,25 @@ class Mutation:
     @strawberry.mutation(description="Create a message; returns its number in the chat.")
     async def create_message(self, info: Info, input: CreateMessageInput) -> CreateMessagePayload:
         service = info.context.service
-        created = await service.create_message(
+        created = await service.messages.create(
             input.application_token, input.chat_number, input.body, input.idempotency_key
         )
-        owner = (await service.application_id(input.application_token), input.application_token)
+        owner = (
+            await service.directory.application_id(input.application_token),
+            input.application_token,
+        )
         return CreateMessagePayload(message=Message.of(created, owner, input.chat_number))
 
     @strawberry.mutation(description="Replace a message's body; the last accepted update wins.")
     async def update_message(self, info: Info, input: UpdateMessageInput) -> UpdateMessagePayload:
         service = info.context.service
-        updated = await service.update_message(
+        updated = await service.messages.update(
             input.application_token, input.chat_number, input.number, input.body
         )
-        owner = (await service.application_id(input.application_token), input.application_token)
+        owner = (
+            await service.directory.application_id(input.application_token),
+            input.application_token,
+        )
         return UpdateMessagePayload(message=Message.of(updated, owner, input.chat_number))
 
 
@@ -233,11 +241,14 @@ class Subscription:
         after_number: int | None = None,
     ) -> AsyncGenerator[MessageEvent, None]:
         context = info.context
-        events = await context.service.message_events(
+        events = await context.service.subscriptions.message_events(
             application_token, chat_number, after_number, context.slow
         )
         # Every subscriber of a chat gave its application's token: one owner for the views.
-        owner = (await context.service.application_id(application_token), application_token)
+        owner = (
+            await context.service.directory.application_id(application_token),
+            application_token,
+        )
         async with aclosing(events):
             async for event in events:
                 context.fresh()
@@ -254,7 +265,7 @@ class Subscription:
         self, info: Info, application_token: str
     ) -> AsyncGenerator[ChatEvent, None]:
         context = info.context
-        events = await context.service.chat_events(application_token, context.slow)
+        events = await context.service.subscriptions.chat_events(application_token, context.slow)
         async with aclosing(events):
             async for event in events:
                 context.fresh()

@@ -13,7 +13,8 @@ from graphql_chat import domain
 from graphql_chat.errors import NotFound
 from graphql_chat.graphql.context import Info
 from graphql_chat.live import EventKind
-from graphql_chat.services import Page, Paging
+from graphql_chat.paging import Page
+from graphql_chat.web.paging import Paging, page_request
 
 PAGING = Paging(size="first", cursor="after", last="last", before="before")  # Relay's arguments
 
@@ -137,7 +138,7 @@ class Message(Node):
         if self.created is not domain.UNKNOWN_TIME:
             return self.created
         # An update's answer: the store knows (waited for a little if the create is queued).
-        self.created = await info.context.service.message_created_at(
+        self.created = await info.context.service.messages.created_at(
             self.owner[1], self.chat_number, self.number
         )
         return self.created
@@ -202,7 +203,9 @@ class Chat(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Message]:
-        request = info.context.service.page_request("message", PAGING, first, after, last, before)
+        request = page_request(
+            info.context.service.settings, "message", PAGING, first, after, last, before
+        )
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return connection(Page[domain.Message]([], [], False), self._message, 0)
@@ -233,8 +236,8 @@ class Chat(Node):
         before: str | None = None,
     ) -> Connection[Message]:
         service = info.context.service
-        request = service.page_request("search", PAGING, first, after, last, before)
-        terms = service.search_terms(query)
+        request = page_request(service.settings, "search", PAGING, first, after, last, before)
+        terms = service.reads.search_terms(query)
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return connection(Page[domain.Message]([], [], False), self._message)
@@ -294,7 +297,9 @@ class Application(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Chat]:
-        request = info.context.service.page_request("chat", PAGING, first, after, last, before)
+        request = page_request(
+            info.context.service.settings, "chat", PAGING, first, after, last, before
+        )
         key = (self.db_id, request.size, request.key, request.backward)
         if self.found is None:  # the count comes with the row: read both at once
             page, total = await asyncio.gather(

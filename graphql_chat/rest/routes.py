@@ -30,7 +30,9 @@ from graphql_chat.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from graphql_chat.services import ChatService, Page, PageRequest, Paging
+from graphql_chat.paging import Page, PageRequest
+from graphql_chat.usecases import ChatService
+from graphql_chat.web.paging import Paging, page_request
 from graphql_chat.web.responses import JSONResponse
 
 
@@ -81,7 +83,8 @@ def _page_request(request: Request, kind: CursorKind) -> PageRequest:
     """`?limit=&cursor=` forward; `?last=&before=` backward (the last page of the list with
     `last` alone: the newest of a list in ascending order, the oldest matches of a search)."""
     params = request.query_params
-    return _service(request).page_request(
+    return page_request(
+        _service(request).settings,
         kind,
         PAGING,
         _count(request, "limit"),
@@ -159,25 +162,25 @@ def _message(message: Message) -> dict[str, Any]:
 
 async def create_application(request: Request) -> Response:
     data = await _json_object(request)
-    app = await _service(request).create_application(data.get("name"))
+    app = await _service(request).applications.create(data.get("name"))
     return JSONResponse(_application(app), status_code=201)
 
 
 async def list_applications(request: Request) -> Response:
-    _service(request).authorize_admin(request.headers.get("authorization"))
+    _service(request).admin.authorize(request.headers.get("authorization"))
     page_request = _page_request(request, "application")
-    page = await _service(request).list_applications(page_request)
+    page = await _service(request).applications.page(page_request)
     return _list(request, page, _application)
 
 
 async def get_application(request: Request) -> Response:
-    app = await _service(request).require_application(request.path_params["token"])
+    app = await _service(request).directory.require_application(request.path_params["token"])
     return JSONResponse(_application(app))
 
 
 async def update_application(request: Request) -> Response:
     data = await _json_object(request)
-    await _service(request).update_application(request.path_params["token"], data.get("name"))
+    await _service(request).applications.update(request.path_params["token"], data.get("name"))
     return JSONResponse({"success": "ok"})
 
 
@@ -186,7 +189,7 @@ async def update_application(request: Request) -> Response:
 
 async def create_chat(request: Request) -> Response:
     await _json_object(request, required=False)
-    created = await _service(request).create_chat(
+    created = await _service(request).chats.create(
         request.path_params["token"], request.headers.get("idempotency-key")
     )
     return JSONResponse(
@@ -197,14 +200,14 @@ async def create_chat(request: Request) -> Response:
 async def list_chats(request: Request) -> Response:
     service = _service(request)
     page_request = _page_request(request, "chat")
-    app_id = await service.application_id(request.path_params["token"])
-    pages = await service.chat_pages([app_id], page_request)
+    app_id = await service.directory.application_id(request.path_params["token"])
+    pages = await service.chats.pages([app_id], page_request)
     return _list(request, pages[app_id], _chat)
 
 
 async def get_chat(request: Request) -> Response:
     params = request.path_params
-    chat = await _service(request).require_chat(params["token"], params["chat"])
+    chat = await _service(request).directory.require_chat(params["token"], params["chat"])
     return JSONResponse(_chat(chat))
 
 
@@ -214,7 +217,7 @@ async def get_chat(request: Request) -> Response:
 async def create_message(request: Request) -> Response:
     data = await _json_object(request)
     params = request.path_params
-    message = await _service(request).create_message(
+    message = await _service(request).messages.create(
         params["token"], params["chat"], data.get("body"), request.headers.get("idempotency-key")
     )
     return JSONResponse(
@@ -226,7 +229,7 @@ async def update_message(request: Request) -> Response:
     data = await _json_object(request)
     params = request.path_params
     service = _service(request)
-    message = await service.update_message(
+    message = await service.messages.update(
         params["token"], params["chat"], params["number"], data.get("body")
     )
     answer = _message(message)
@@ -234,7 +237,7 @@ async def update_message(request: Request) -> Response:
     # cannot yet (the create still queued, or the store unavailable).
     try:
         answer["created_at"] = iso(
-            await service.message_created_at(params["token"], params["chat"], message.number)
+            await service.messages.created_at(params["token"], params["chat"], message.number)
         )
     except (NotFound, Unavailable):
         answer["created_at"] = None
@@ -245,14 +248,14 @@ async def list_messages(request: Request) -> Response:
     service = _service(request)
     params = request.path_params
     page_request = _page_request(request, "message")
-    chat_id = await service.chat_id(params["token"], params["chat"])
-    pages = await service.message_pages([chat_id], page_request)
+    chat_id = await service.directory.chat_id(params["token"], params["chat"])
+    pages = await service.reads.message_pages([chat_id], page_request)
     return _list(request, pages[chat_id], _message)
 
 
 async def get_message(request: Request) -> Response:
     params = request.path_params
-    message = await _service(request).require_message(
+    message = await _service(request).messages.require(
         params["token"], params["chat"], params["number"]
     )
     return JSONResponse(_message(message))
@@ -272,8 +275,8 @@ async def search_messages(request: Request) -> Response:
         if query is None:
             raise InvalidInput("q is required: the text to search for", "q")
     page_request = _page_request(request, "search")
-    chat_id = await service.chat_id(params["token"], params["chat"])
-    page = await service.search(chat_id, query, page_request)
+    chat_id = await service.directory.chat_id(params["token"], params["chat"])
+    page = await service.reads.search(chat_id, query, page_request)
     return _list(request, page, _message)
 
 

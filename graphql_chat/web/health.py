@@ -31,6 +31,6 @@ async def metrics_endpoint(request: Request) -> Response:
     loopback only. It reads the dependency gauges as the process last checked them
     (`graphql_chat.health.watch`): a scrape never waits for a dependency."""
     container = request.app.state.container
-    container.service.authorize_admin(request.headers.get("authorization"), "reading metrics")
+    container.service.admin.authorize(request.headers.get("authorization"), "reading metrics")
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

@@ -42,19 +42,19 @@ async def test_a_create_confirmed_before_the_drain_is_acknowledged_after_recover
         consuming = asyncio.create_task(worker.run())
         try:
             service = container.service
-            token = (await service.create_application("app")).token
-            assert (await service.create_chat(token)).number == 1
-            assert (await service.create_message(token, 1, "before")).number == 1
-            loss = _LossAfterConfirm(service.pipeline, redis, settings.redis_key_prefix)
-            service.pipeline = loss  # type: ignore[assignment]
+            token = (await service.applications.create("app")).token
+            assert (await service.chats.create(token)).number == 1
+            assert (await service.messages.create(token, 1, "before")).number == 1
+            loss = _LossAfterConfirm(service.acceptance.pipeline, redis, settings.redis_key_prefix)
+            service.acceptance.pipeline = loss  # type: ignore[assignment]
             loss.armed = True
             # Queued before the loss, so the recovery's drain stores it: acknowledged.
-            overtaken = await asyncio.wait_for(service.create_message(token, 1, "overtaken"), 10)
+            overtaken = await asyncio.wait_for(service.messages.create(token, 1, "overtaken"), 10)
             assert overtaken.number == 2
-            app = await service.application_id(token)
+            app = await service.directory.application_id(token)
             stored = await container.store.message_revisions(app, 1, 2)
             assert stored is not None
-            assert (await service.create_message(token, 1, "after")).number == 3
+            assert (await service.messages.create(token, 1, "after")).number == 3
         finally:
             worker.stop()
             await asyncio.wait_for(consuming, 30)

@@ -15,8 +15,10 @@ from graphql_chat.config import Settings
 from graphql_chat.domain import UNKNOWN_TIME, Message
 from graphql_chat.errors import InvalidInput, NotFound
 from graphql_chat.health import HEALTH_SPACING
+from graphql_chat.paging import PageRequest
 from graphql_chat.ports import Search
-from graphql_chat.services import ChatService, PageRequest, Paging
+from graphql_chat.usecases import ChatService
+from graphql_chat.web.paging import Paging, page_request
 
 NAMES = Paging(size="size", cursor="cursor")
 
@@ -28,32 +30,32 @@ async def service(settings: Settings) -> AsyncIterator[ChatService]:
 
 
 async def test_an_application_its_chats_and_messages(service: ChatService) -> None:
-    app = await service.create_application("inbox")
-    assert (await service.require_application(app.token)).name == "inbox"
-    chats = await asyncio.gather(*[service.create_chat(app.token) for _ in range(3)])
+    app = await service.applications.create("inbox")
+    assert (await service.directory.require_application(app.token)).name == "inbox"
+    chats = await asyncio.gather(*[service.chats.create(app.token) for _ in range(3)])
     assert sorted(c.number for c in chats) == [1, 2, 3]
     created = await asyncio.gather(
-        *[service.create_message(app.token, 2, f"hello {n}") for n in range(5)]
+        *[service.messages.create(app.token, 2, f"hello {n}") for n in range(5)]
     )
     assert sorted(m.number for m in created) == [1, 2, 3, 4, 5]
-    updated = await service.update_message(app.token, 2, 3, "edited")
-    assert (await service.require_message(app.token, 2, 3)).body == updated.body == "edited"
-    chat = await service.require_chat(app.token, 2)
+    updated = await service.messages.update(app.token, 2, 3, "edited")
+    assert (await service.messages.require(app.token, 2, 3)).body == updated.body == "edited"
+    chat = await service.directory.require_chat(app.token, 2)
     assert chat.messages_count == 5
-    assert (await service.require_application(app.token)).chats_count == 3
+    assert (await service.directory.require_application(app.token)).chats_count == 3
 
 
 async def test_pages_follow_their_cursors(service: ChatService) -> None:
-    app = await service.create_application("a")
-    await service.create_chat(app.token)
+    app = await service.applications.create("a")
+    await service.chats.create(app.token)
     for n in range(7):
-        await service.create_message(app.token, 1, f"m{n}")
-    chat_id = await service.chat_id(app.token, 1)
+        await service.messages.create(app.token, 1, f"m{n}")
+    chat_id = await service.directory.chat_id(app.token, 1)
     seen: list[int] = []
     cursor: str | None = None
     while True:
-        request = service.page_request("message", NAMES, 3, cursor)
-        page = (await service.message_pages([chat_id], request))[chat_id]
+        request = page_request(service.settings, "message", NAMES, 3, cursor)
+        page = (await service.reads.message_pages([chat_id], request))[chat_id]
         seen += [m.number for m in page.items]
         if not page.has_next:
             break
@@ -63,8 +65,8 @@ async def test_pages_follow_their_cursors(service: ChatService) -> None:
     seen = []
     cursor = None
     while True:
-        request = service.page_request("message", NAMES, last=3, before=cursor)
-        page = (await service.message_pages([chat_id], request))[chat_id]
+        request = page_request(service.settings, "message", NAMES, last=3, before=cursor)
+        page = (await service.reads.message_pages([chat_id], request))[chat_id]
         seen = [m.number for m in page.items] + seen
         assert [m.number for m in page.items] == sorted(m.number for m in page.items)
         assert page.has_next == (cursor is not None)
@@ -76,40 +78,45 @@ async def test_pages_follow_their_cursors(service: ChatService) -> None:
 
 async def test_errors_name_the_interface_s_own_parameters(service: ChatService) -> None:
     with pytest.raises(InvalidInput) as too_big:
-        service.page_request("message", Paging(size="limit", cursor="cursor"), 10_000)
+        page_request(service.settings, "message", Paging(size="limit", cursor="cursor"), 10_000)
     assert too_big.value.field == "limit" and "limit must be between" in too_big.value.message
     with pytest.raises(InvalidInput) as bad_cursor:
-        service.page_request("message", Paging(size="first", cursor="after"), None, "nope")
+        page_request(
+            service.settings, "message", Paging(size="first", cursor="after"), None, "nope"
+        )
     assert bad_cursor.value.field == "after"
     with pytest.raises(InvalidInput) as mixed:
-        service.page_request("message", Paging(size="first", cursor="after"), 3, last=3)
+        page_request(service.settings, "message", Paging(size="first", cursor="after"), 3, last=3)
     assert mixed.value.field == "last" and "not both" in mixed.value.message
     with pytest.raises(InvalidInput) as too_many:
-        service.page_request("message", Paging(size="first", cursor="after"), last=10_000)
+        page_request(service.settings, "message", Paging(size="first", cursor="after"), last=10_000)
     assert too_many.value.field == "last"
 
 
 async def test_search_and_reindex(service: ChatService) -> None:
-    app = await service.create_application("a")
-    await service.create_chat(app.token)
+    app = await service.applications.create("a")
+    await service.chats.create(app.token)
     for body in ("a café", "CAFÉ CRÈME", "tea"):
-        await service.create_message(app.token, 1, body)
-    chat_id = await service.chat_id(app.token, 1)
-    request = service.page_request("search", NAMES)
-    assert [m.number for m in (await service.search(chat_id, "café", request)).items] == [2, 1]
+        await service.messages.create(app.token, 1, body)
+    chat_id = await service.directory.chat_id(app.token, 1)
+    request = page_request(service.settings, "search", NAMES)
+    assert [m.number for m in (await service.reads.search(chat_id, "café", request)).items] == [
+        2,
+        1,
+    ]
     done: list[int] = []
-    assert await service.reindex(done.append) == 3 == sum(done)
-    assert [m.number for m in (await service.search(chat_id, "crè", request)).items] == [2]
+    assert await service.reads.reindex(done.append) == 3 == sum(done)
+    assert [m.number for m in (await service.reads.search(chat_id, "crè", request)).items] == [2]
 
 
 async def test_unknown_things_are_not_found(service: ChatService) -> None:
     with pytest.raises(NotFound):
-        await service.create_chat("00000000-0000-4000-8000-000000000000")
-    app = await service.create_application("a")
+        await service.chats.create("00000000-0000-4000-8000-000000000000")
+    app = await service.applications.create("a")
     with pytest.raises(NotFound):
-        await service.create_message(app.token, 9, "no such chat")
+        await service.messages.create(app.token, 9, "no such chat")
     with pytest.raises(InvalidInput):
-        await service.create_message(app.token, 1, "")
+        await service.messages.create(app.token, 1, "")
 
 
 class _IndexedBeforeTimes:
@@ -136,13 +143,13 @@ class _IndexedBeforeTimes:
 async def test_search_hits_indexed_before_times_get_them_from_the_store(
     service: ChatService,
 ) -> None:
-    app = await service.create_application("a")
-    await service.create_chat(app.token)
-    sent = [await service.create_message(app.token, 1, f"hello {n}") for n in range(3)]
-    edited = await service.update_message(app.token, 1, 2, "hello edited")
-    service.search_index = _IndexedBeforeTimes(service.search_index)  # type: ignore[assignment]
-    chat_id = await service.chat_id(app.token, 1)
-    page = await service.search(chat_id, "hello", PageRequest(10, None))
+    app = await service.applications.create("a")
+    await service.chats.create(app.token)
+    sent = [await service.messages.create(app.token, 1, f"hello {n}") for n in range(3)]
+    edited = await service.messages.update(app.token, 1, 2, "hello edited")
+    service.reads.search_index = _IndexedBeforeTimes(service.reads.search_index)  # type: ignore[assignment]
+    chat_id = await service.directory.chat_id(app.token, 1)
+    page = await service.reads.search(chat_id, "hello", PageRequest(10, None))
     assert [(m.number, m.created_at, m.updated_at) for m in page.items] == [
         (3, sent[2].created_at, sent[2].updated_at),
         (2, sent[1].created_at, edited.updated_at),

@@ -14,7 +14,9 @@ from prometheus_client import REGISTRY
 from graphql_chat.bootstrap import Container, bootstrap, running
 from graphql_chat.config import Settings
 from graphql_chat.domain import Event
-from graphql_chat.services import ChatService, Page, PageRequest, Paging
+from graphql_chat.paging import Page, PageRequest
+from graphql_chat.usecases import ChatService
+from graphql_chat.web.paging import Paging, page_request
 
 NAMES = Paging(size="size", cursor="cursor")
 
@@ -27,8 +29,8 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
 
 
 async def _newest(service: ChatService, chat_id: int, size: int = 5) -> Page[Any]:
-    request = service.page_request("message", NAMES, last=size)
-    return (await service.message_pages([chat_id], request))[chat_id]
+    request = page_request(service.settings, "message", NAMES, last=size)
+    return (await service.reads.message_pages([chat_id], request))[chat_id]
 
 
 def _stored(container: Container, chat_id: int, request: PageRequest) -> Any:
@@ -37,11 +39,11 @@ def _stored(container: Container, chat_id: int, request: PageRequest) -> Any:
 
 
 async def _chat(service: ChatService) -> tuple[str, int]:
-    app = await service.create_application("cached")
-    await service.create_chat(app.token)
+    app = await service.applications.create("cached")
+    await service.chats.create(app.token)
     for n in range(3):
-        await service.create_message(app.token, 1, f"m{n}")
-    return app.token, await service.chat_id(app.token, 1)
+        await service.messages.create(app.token, 1, f"m{n}")
+    return app.token, await service.directory.chat_id(app.token, 1)
 
 
 async def test_pages_come_from_memory_until_a_write_and_always_say_what_the_store_holds(
@@ -60,18 +62,18 @@ async def test_pages_come_from_memory_until_a_write_and_always_say_what_the_stor
     ) == (hits + 1)
     assert [m.body for m in first.items] == ["m0", "m1", "m2"]
 
-    await service.create_message(token, 1, "m3")
+    await service.messages.create(token, 1, "m3")
     after_create = await _newest(service, chat_id)
     assert [m.body for m in after_create.items] == ["m0", "m1", "m2", "m3"]
-    await service.update_message(token, 1, 2, "edited")
+    await service.messages.update(token, 1, 2, "edited")
     after_update = await _newest(service, chat_id)
     assert [m.body for m in after_update.items] == ["m0", "edited", "m2", "m3"]
     assert after_update.items[1].updated_at > after_update.items[1].created_at
     assert len(reads) == 3
 
     # Another chat's writes leave this chat's page in memory.
-    await service.create_chat(token)
-    await service.create_message(token, 2, "elsewhere")
+    await service.chats.create(token)
+    await service.messages.create(token, 2, "elsewhere")
     assert await _newest(service, chat_id) is after_update and len(reads) == 3
 
 
@@ -90,7 +92,7 @@ async def test_a_page_read_while_a_commit_of_its_chat_is_in_flight_is_not_kept(
         return await apply(events)
 
     store.apply = held  # type: ignore[method-assign]
-    created = asyncio.ensure_future(service.create_message(token, 1, "in flight"))
+    created = asyncio.ensure_future(service.messages.create(token, 1, "in flight"))
     try:
         await asyncio.wait_for(entered.wait(), 10)
         during = await _newest(service, chat_id)  # the commit is not done: the old page
@@ -123,7 +125,7 @@ async def test_a_page_whose_read_a_commit_overtakes_is_not_kept(container: Conta
     try:
         await asyncio.wait_for(entered.wait(), 10)
         store.list_messages = list_messages  # type: ignore[method-assign]
-        number = (await service.create_message(token, 1, "overtook")).number
+        number = (await service.messages.create(token, 1, "overtook")).number
     finally:
         gate.set()
     assert [m.body for m in (await reading).items] == ["m0", "m1", "m2"]
@@ -141,12 +143,12 @@ async def test_concurrent_writers_and_readers_never_see_a_page_older_than_their_
 
     async def writer(w: int) -> None:
         for i in range(15):
-            created = await service.create_message(token, 1, f"w{w} {i}")
+            created = await service.messages.create(token, 1, f"w{w} {i}")
             page = await _newest(service, chat_id, 20)
             numbers = [m.number for m in page.items]
             assert created.number in numbers or created.number < numbers[0]
             if i % 3 == 0:
-                await service.update_message(token, 1, created.number, f"w{w} {i} edited")
+                await service.messages.update(token, 1, created.number, f"w{w} {i} edited")
                 mine = {m.number: m.body for m in (await _newest(service, chat_id, 40)).items}
                 assert created.number not in mine or mine[created.number].endswith("edited")
 
@@ -157,7 +159,7 @@ async def test_concurrent_writers_and_readers_never_see_a_page_older_than_their_
 
     await asyncio.gather(*(writer(w) for w in range(6)), *(reader() for _ in range(3)))
     for size in (5, 20, 40):
-        request = service.page_request("message", NAMES, last=size)
+        request = page_request(service.settings, "message", NAMES, last=size)
         kept = await _newest(service, chat_id, size)
         stored = list(reversed((await _stored(container, chat_id, request))[chat_id][:size]))
         assert [(m.number, m.body, m.updated_at) for m in kept.items] == [
@@ -193,17 +195,17 @@ async def test_an_inbox_of_several_chats_takes_the_pages_kept_and_reads_only_the
 ) -> None:
     service = container.service
     token, first = await _chat(service)
-    await service.create_chat(token)
-    await service.create_message(token, 2, "second chat")
-    second = await service.chat_id(token, 2)
-    request = service.page_request("message", NAMES, last=5)
-    kept = (await service.message_pages([first], request))[first]
+    await service.chats.create(token)
+    await service.messages.create(token, 2, "second chat")
+    second = await service.directory.chat_id(token, 2)
+    request = page_request(service.settings, "message", NAMES, last=5)
+    kept = (await service.reads.message_pages([first], request))[first]
     reads = _count_reads(container)
-    both = await service.message_pages([first, second, first], request)
+    both = await service.reads.message_pages([first, second, first], request)
     assert both[first] is kept
     assert [m.body for m in both[second].items] == ["second chat"]
     assert reads == [([second], None, 6, True)]
-    again = await service.message_pages([second, first], request)
+    again = await service.reads.message_pages([second, first], request)
     assert again[second] is both[second] and again[first] is kept and len(reads) == 1
 
 

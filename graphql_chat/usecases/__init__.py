@@ -1,0 +1,75 @@
+"""The use cases, one module per concern; GraphQL resolvers and REST handlers call these and
+nothing below them. `ChatService` is what an interface holds: the use cases of one process.
+
+- `directory`: a token to its application, a chat number to its chat (remembered, bounded:
+  `caches`)
+- `applications`, `chats`, `messages`: making, changing and finding each
+- `acceptance`: a write acknowledged once durable with its numbering epoch still open; what
+  was acknowledged, waited for until stored
+- `reads`: pages of messages, searches, reindexing
+- `subscriptions`: messages and chats as they are stored
+- `admin`: what only an operator may do
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphql_chat.config import Settings
+from graphql_chat.domain import Message
+from graphql_chat.live import Hub
+from graphql_chat.numbering.ports import Reopening
+from graphql_chat.pages import PageCache
+from graphql_chat.paging import Page
+from graphql_chat.ports import Numbers, Pipeline, Search, Store
+from graphql_chat.usecases.acceptance import Acceptance
+from graphql_chat.usecases.admin import Admin
+from graphql_chat.usecases.applications import Applications
+from graphql_chat.usecases.chats import Chats
+from graphql_chat.usecases.directory import Directory
+from graphql_chat.usecases.messages import Messages
+from graphql_chat.usecases.reads import Reads
+from graphql_chat.usecases.subscriptions import Subscriptions
+
+
+@dataclass
+class ChatService:
+    settings: Settings
+    directory: Directory
+    applications: Applications
+    chats: Chats
+    messages: Messages
+    acceptance: Acceptance
+    reads: Reads
+    subscriptions: Subscriptions
+    admin: Admin
+    pages: PageCache[Page[Message]] | None = None  # the embedded mode's page cache
+
+
+def chat_service(
+    settings: Settings,
+    store: Store,
+    numbers: Numbers,
+    pipeline: Pipeline,
+    search: Search,
+    hub: Hub,
+    pages: PageCache[Page[Message]] | None = None,
+    reopening: Reopening | None = None,
+) -> ChatService:
+    """`pages`: the embedded mode's page cache (`graphql_chat.pages`); `reopening`: where a
+    write overtaken by a numbering reset learns when numbering is open again (None:
+    numbering is never reset, as in the embedded mode)."""
+    directory = Directory(store, numbers, pages)
+    acceptance = Acceptance(store, numbers, pipeline, reopening, settings.distributed)
+    return ChatService(
+        settings,
+        directory,
+        Applications(settings, store, numbers, directory),
+        Chats(settings, store, numbers, directory, acceptance),
+        Messages(settings, store, numbers, directory, acceptance),
+        acceptance,
+        Reads(settings, store, search, pages),
+        Subscriptions(hub, directory, acceptance),
+        Admin(settings),
+        pages,
+    )

@@ -1,0 +1,64 @@
+"""Chats: numbered as they are accepted, listed per application."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from graphql_chat.config import Settings
+from graphql_chat.domain import Chat, ChatCreated, claim, instant
+from graphql_chat.paging import Page, PageRequest, make_page
+from graphql_chat.ports import Numbers, Store
+from graphql_chat.usecases.acceptance import Acceptance
+from graphql_chat.usecases.directory import Directory
+
+
+@dataclass(frozen=True, slots=True)
+class NewChat:
+    """A chat accepted: its number, and when."""
+
+    number: int
+    created_at: datetime
+
+
+class Chats:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        numbers: Numbers,
+        directory: Directory,
+        acceptance: Acceptance,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._numbers = numbers
+        self._directory = directory
+        self._acceptance = acceptance
+
+    async def create(self, token: str, idempotency_key: object = None) -> NewChat:
+        """A new chat. With an idempotency key, a retry within the window answers the chat
+        the key's first create made, and makes nothing more."""
+        window = self._settings.idempotency_window_seconds
+        claimed = None if idempotency_key is None else claim(idempotency_key, window, "chat")
+        app_id = await self._directory.application_id(token)
+        drawn = await self._numbers.next_chat(app_id, claimed)
+        event = ChatCreated(app_id, drawn.number, drawn.epoch, drawn.at, claimed)
+        if not drawn.durable:  # a retry of a write maybe not stored yet: it is, once this is
+            await self._acceptance.accept(event, drawn)
+        return NewChat(drawn.number, instant(drawn.at))
+
+    async def pages(
+        self, application_ids: Sequence[int], request: PageRequest
+    ) -> dict[int, Page[Chat]]:
+        found = await self._store.list_chats(
+            application_ids, request.key, request.size + 1, request.backward
+        )
+        for chats in found.values():
+            for chat in chats:
+                self._directory.learn(chat.id, (chat.application_id, chat.number))
+        return {
+            app_id: make_page("chat", rows, request, lambda c: c.number)
+            for app_id, rows in found.items()
+        }
