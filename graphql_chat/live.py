@@ -31,7 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from graphql_chat.domain import Chat
 from graphql_chat.errors import ChatError, SlowConsumer
-from graphql_chat.ports import Changes, IndexedMessage, Store, StoredChat
+from graphql_chat.ports import Changes, ChatRecords, IndexedMessage, Seeds, StoredChat
 
 log = logging.getLogger(__name__)
 
@@ -309,10 +309,14 @@ def _message_revision(message: IndexedMessage) -> int:
     return message.revision
 
 
+class _Records(ChatRecords, Seeds, Protocol):
+    """What the hub reads from the store: pages of a chat, and how far it goes."""
+
+
 class Hub:
     """The feed's listener in an API process, and where subscriptions start."""
 
-    def __init__(self, store: Store, gap_wait: float = 0.5, queue_size: int = 1000) -> None:
+    def __init__(self, store: _Records, gap_wait: float = 0.5, queue_size: int = 1000) -> None:
         self._store = store
         self.messages: _Sequences[int, IndexedMessage] = _Sequences(gap_wait, queue_size)
         self.chats: _Sequences[int, StoredChat] = _Sequences(gap_wait, queue_size)

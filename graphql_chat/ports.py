@@ -159,14 +159,8 @@ class Claimed:
     expires: int
 
 
-class Store(Protocol):
-    """Applications, chats, messages and their counts."""
-
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Raises `Unavailable` unless the database answers now."""
+class ApplicationRecords(Protocol):
+    """Applications as the store keeps them."""
 
     async def insert_application(self, token: str, name: str) -> Application:
         """Raises `TokenClash` when the token is taken."""
@@ -178,6 +172,10 @@ class Store(Protocol):
         self, after_id: int | None, limit: int, backward: bool = False
     ) -> list[Application]:
         """Oldest first after `after_id`; `backward`: newest first before it."""
+
+
+class ChatRecords(Protocol):
+    """Chats and their messages as the store keeps them."""
 
     async def chats_by_number(
         self, keys: Sequence[tuple[int, int]]
@@ -200,16 +198,24 @@ class Store(Protocol):
     ) -> dict[int, list[Message]]:
         """As `list_chats`, for the messages of each chat."""
 
-    async def max_chat_number(self, application_id: int) -> int: ...
     async def message_revisions(
         self, application_id: int, chat_number: int, number: int
     ) -> tuple[int, int | None] | None:
         """A stored message's revision and the revision of the create that made it."""
 
+
+class Seeds(Protocol):
+    """What numbering reads from the store: the highest numbers stored, the claims kept."""
+
+    async def max_chat_number(self, application_id: int) -> int: ...
     async def max_message_number(self, application_id: int, chat_number: int) -> int: ...
 
     async def claimed(self, application_id: int, key: str) -> Claimed | None:
         """The claim stored under an idempotency key, unless it has expired."""
+
+
+class Batches(Protocol):
+    """Where the write side applies what it accepted."""
 
     async def apply(self, events: Sequence[Event]) -> Applied:
         """Apply a batch in one transaction: idempotent, order-insensitive, counts bumped.
@@ -220,7 +226,10 @@ class Store(Protocol):
         are set aside, not applied.
         """
 
-    # For rebuilding a search index while writes go on.
+
+class Catalogue(Protocol):
+    """Every stored message, for rebuilding a search index while writes go on."""
+
     async def clock(self) -> datetime:
         """The database's time, what a message's last change is stamped with."""
 
@@ -230,6 +239,17 @@ class Store(Protocol):
     ) -> AsyncIterator[list[IndexedMessage]]:
         """Every stored message, `batch_size` at a time; with `changed_since`, only those
         changed since then (MySQL; SQLite has no such stamp and gives every message)."""
+
+
+class Store(ApplicationRecords, ChatRecords, Seeds, Batches, Catalogue, Protocol):
+    """The database: every aggregate's records. Each part of the application depends on
+    the aggregate it uses; only the composition root holds the whole."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raises `Unavailable` unless the database answers now."""
 
 
 class Numbers(Protocol):
@@ -312,7 +332,7 @@ class Search(Protocol):
     async def refresh(self) -> None:
         """Make everything indexed so far searchable now (tests, reindex)."""
 
-    async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
+    async def rebuild(self, source: Catalogue, progress: Callable[[int], None]) -> int:
         """Make the index again from `source` (a new index swapped in, or the same one made
         again in one transaction), calling `progress` with each number of messages done;
         returns how many. Searches keep answering meanwhile."""

@@ -33,13 +33,13 @@ from graphql_chat.errors import ChatError, InvalidInput, Stopped, Unavailable, U
 from graphql_chat.pages import PageCache
 from graphql_chat.ports import (
     Applied,
+    Batches,
     Changes,
     Committed,
     Feed,
     IndexedMessage,
     Park,
     Search,
-    Store,
     StoredChat,
 )
 
@@ -81,7 +81,7 @@ def _observe_commit(events: Sequence[Event], seconds: float) -> None:
 class Writer:
     def __init__(
         self,
-        store: Store,
+        store: Batches,
         search: Search,
         feed: Feed | None = None,
         pages: PageCache[Any] | None = None,

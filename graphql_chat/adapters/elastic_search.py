@@ -34,7 +34,7 @@ from elasticsearch.helpers import async_bulk
 from graphql_chat import grams as ngrams
 from graphql_chat.domain import UNKNOWN_TIME, Message, instant, micros
 from graphql_chat.errors import ConfigurationError, Unavailable
-from graphql_chat.ports import IndexedMessage, Store
+from graphql_chat.ports import Catalogue, IndexedMessage
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class ElasticSearch:
         except (TransportConnectionError, TransportError, ApiError) as error:
             raise _unavailable(error) from error
 
-    async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
+    async def rebuild(self, source: Catalogue, progress: Callable[[int], None]) -> int:
         """A new index from the store, while writes and searches go on: copy everything, make
         it searchable, swap the alias atomically (removing the index it pointed to, or an old
         index that bears the alias's name), then copy again what changed since the copy

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Integer, Text, bindparam, text
 from graphql_chat.adapters import sqlite_functions
 from graphql_chat.domain import Message
 from graphql_chat.errors import ConfigurationError
-from graphql_chat.ports import IndexedMessage, Store
+from graphql_chat.ports import Catalogue, IndexedMessage
 from graphql_chat.tables import Timestamp
 
 R = TypeVar("R")
@@ -151,7 +151,7 @@ class Fts5Search:
     async def refresh(self) -> None:
         """Nothing to do: FTS5 rows are searchable when their transaction commits."""
 
-    async def rebuild(self, source: Store, progress: Callable[[int], None]) -> int:
+    async def rebuild(self, source: Catalogue, progress: Callable[[int], None]) -> int:
         """Every body's tokens made again from the rows beside the index (the database the
         store keeps), in one transaction: searches read the old index until it commits."""
         versions = {

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from graphql_chat.domain import Claim, now_micros
 from graphql_chat.errors import KeyReused, NotFound
-from graphql_chat.ports import Drawn, Store
+from graphql_chat.ports import Drawn, Seeds
 
 _EPOCH = 0  # one process, one writer: numbering never needs another epoch
 # Claims remembered in memory (the oldest go first: long stored, the store has them).
@@ -34,7 +34,7 @@ class _Record:
 
 
 class MemoryNumbers:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Seeds) -> None:
         self._store = store
         self._chats: dict[int, int] = {}
         self._messages: dict[tuple[int, int], int] = {}

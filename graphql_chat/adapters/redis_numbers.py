@@ -22,7 +22,7 @@ from graphql_chat.adapters.redis_scripts import Answer, Call, RedisScripts
 from graphql_chat.batching import Coalescer
 from graphql_chat.domain import Claim
 from graphql_chat.errors import KeyReused, NotFound, Recovering
-from graphql_chat.ports import Drawn, Store
+from graphql_chat.ports import Drawn, Seeds
 
 _RECOVERING = -1
 _UNSEEDED_CHATS = -2
@@ -35,7 +35,7 @@ _LANES = 4  # pipelines in flight at once, per process
 
 
 class RedisNumbers:
-    def __init__(self, scripts: RedisScripts, store: Store) -> None:
+    def __init__(self, scripts: RedisScripts, store: Seeds) -> None:
         """`store`: where counters are seeded from, in an epoch that has not seen them."""
         self._scripts = scripts
         self._redis = scripts.redis

@@ -11,7 +11,7 @@ from graphql_chat import retry
 from graphql_chat.domain import Event, MessageWritten
 from graphql_chat.errors import NotFound, OutcomeUnknown, Unavailable
 from graphql_chat.numbering.ports import Reopening
-from graphql_chat.ports import Drawn, Numbers, Pipeline, Store
+from graphql_chat.ports import ChatRecords, Drawn, Numbers, Pipeline
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ _UNKNOWN = "numbering was reset while the write was queued"
 class Acceptance:
     def __init__(
         self,
-        store: Store,
+        store: ChatRecords,
         numbers: Numbers,
         pipeline: Pipeline,
         reopening: Reopening | None = None,

@@ -9,7 +9,7 @@ from graphql_chat.config import Settings
 from graphql_chat.domain import Application, clean_name, clean_token, new_token
 from graphql_chat.errors import NotFound, TokenClash, Unavailable
 from graphql_chat.paging import Page, PageRequest, make_page
-from graphql_chat.ports import Numbers, Store
+from graphql_chat.ports import ApplicationRecords, Numbers
 from graphql_chat.usecases.directory import Directory
 
 _TOKEN_TRIES = 5
@@ -17,7 +17,7 @@ _TOKEN_TRIES = 5
 
 class Applications:
     def __init__(
-        self, settings: Settings, store: Store, numbers: Numbers, directory: Directory
+        self, settings: Settings, store: ApplicationRecords, numbers: Numbers, directory: Directory
     ) -> None:
         self._settings = settings
         self._store = store

@@ -9,7 +9,7 @@ from datetime import datetime
 from graphql_chat.config import Settings
 from graphql_chat.domain import Chat, ChatCreated, claim, instant
 from graphql_chat.paging import Page, PageRequest, make_page
-from graphql_chat.ports import Numbers, Store
+from graphql_chat.ports import ChatRecords, Numbers
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.directory import Directory
 
@@ -26,7 +26,7 @@ class Chats:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: ChatRecords,
         numbers: Numbers,
         directory: Directory,
         acceptance: Acceptance,

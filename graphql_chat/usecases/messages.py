@@ -16,7 +16,7 @@ from graphql_chat.domain import (
     parse_number,
 )
 from graphql_chat.errors import NotFound
-from graphql_chat.ports import Numbers, Store
+from graphql_chat.ports import ChatRecords, Numbers
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.directory import Directory
 
@@ -25,7 +25,7 @@ class Messages:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: ChatRecords,
         numbers: Numbers,
         directory: Directory,
         acceptance: Acceptance,

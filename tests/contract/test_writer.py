@@ -74,7 +74,7 @@ async def test_an_unavailable_store_fails_at_once_or_is_waited_for(
 ) -> None:
     app = (await store.insert_application(new_token(), "a")).id
     down = _DownStore(store, failures=2)
-    writer = Writer(down, search)  # type: ignore[arg-type]
+    writer = Writer(down, search)
     with pytest.raises(Unavailable):  # a client is waiting: no retry
         await writer.commit([ChatCreated(app, 1)])
     assert down.tries == 1
