@@ -1,9 +1,9 @@
 """Coalescing: concurrent calls share one round trip.
 
-A call joins the pending batch and waits for its own result. A batch leaves at once when a
-lane is free (alone, a call pays one round trip and no added wait); calls that arrive while
-every lane is busy wait together and leave as the next batch when one frees up. Under load,
-one Redis pipeline or one broker message then carries the work of many requests.
+A call joins the pending batch and waits for its own result. A batch leaves at once when fewer
+than `in_flight` batches are in flight (alone, a call pays one round trip and no added wait);
+calls that arrive meanwhile wait together and leave as the next batch when one is done. Under
+load, one Redis pipeline or one broker message then carries the work of many requests.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ BatchFunction = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
 
 class Coalescer(Generic[T, R]):
     def __init__(
-        self, run: BatchFunction[T, R], kind: str, max_batch: int = 500, lanes: int = 1
+        self, run: BatchFunction[T, R], kind: str, max_batch: int = 500, in_flight: int = 1
     ) -> None:
         """`kind`: what its batches are called in the metrics (`coalesced_batch_size`)."""
         self._run = run
         self._sizes = metrics.COALESCED.labels(kind)
         self._max_batch = max_batch
-        self._lanes = lanes
+        self._in_flight = in_flight
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._busy = 0
         self._scheduled = False
@@ -45,7 +45,7 @@ class Coalescer(Generic[T, R]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
-        if not self._scheduled and self._busy < self._lanes:
+        if not self._scheduled and self._busy < self._in_flight:
             # The end of this loop iteration: calls made in the same iteration go together.
             self._scheduled = True
             loop.call_soon(self._launch)
@@ -53,7 +53,7 @@ class Coalescer(Generic[T, R]):
 
     def _launch(self) -> None:
         self._scheduled = False
-        while self._pending and self._busy < self._lanes:
+        while self._pending and self._busy < self._in_flight:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             self._busy += 1

@@ -17,21 +17,21 @@ from typing import Literal, TypeAlias
 
 from graphql_chat.errors import InvalidInput
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNIX_START = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A time the answer at hand does not know (an update's create, a search hit indexed before
 # messages carried times): the store does.
-UNKNOWN_TIME = _EPOCH
+UNKNOWN_TIME = _UNIX_START
 
 
 def instant(micros: int) -> datetime:
-    """A time in microseconds since the Unix epoch as a UTC datetime (exact: no float)."""
-    return _EPOCH + timedelta(microseconds=micros)
+    """A time in microseconds since 1970-01-01 UTC as a UTC datetime (exact: no float)."""
+    return _UNIX_START + timedelta(microseconds=micros)
 
 
 def micros(at: datetime) -> int:
     """The inverse of `instant`."""
-    return (at - _EPOCH) // timedelta(microseconds=1)
+    return (at - _UNIX_START) // timedelta(microseconds=1)
 
 
 def now_micros() -> int:
@@ -157,7 +157,7 @@ class ChatCreated:
 
     `epoch` is the numbering epoch the number was drawn in (0: embedded, or from a publisher
     older than epochs); workers refuse draws of an epoch that has been retired. `at` is when
-    it was accepted, in microseconds since the Unix epoch (0 from a publisher older than
+    it was accepted, in microseconds since 1970-01-01 UTC (0 from a publisher older than
     times: the store then takes its own clock).
     """
 

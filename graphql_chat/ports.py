@@ -130,7 +130,7 @@ class WriteSide(Protocol):
 @dataclass(frozen=True, slots=True)
 class Drawn:
     """A number handed out, with the revision ordering its write, the epoch it belongs to,
-    and when it was handed out (microseconds since the Unix epoch, never less than an
+    and when it was handed out (microseconds since 1970-01-01 UTC, never less than an
     earlier draw's of the same application: times and numbers agree)."""
 
     number: int
@@ -146,7 +146,7 @@ class Drawn:
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """An idempotency key's claim as the store keeps it with its write, until `expires`
-    (microseconds since the Unix epoch): the draw it returns to a retry."""
+    (microseconds since 1970-01-01 UTC): the draw it returns to a retry."""
 
     application_id: int
     key: str

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 MAPPING_VERSION = 3
 _GRAMS = {"type": "text", "analyzer": "whitespace", "norms": False}
-# Version 3 added the message's times (microseconds since the Unix epoch, only returned):
+# Version 3 added the message's times (microseconds since 1970-01-01 UTC, only returned):
 # an index of version 2 takes them in place (documents indexed before lack them).
 _TIMES: dict[str, Any] = {
     "created_at": {"type": "long", "index": False, "doc_values": False},

@@ -21,7 +21,7 @@ from graphql_chat.domain import Claim, now_micros
 from graphql_chat.errors import KeyReused, NotFound
 from graphql_chat.ports import Drawn, Seeds
 
-_EPOCH = 0  # one process, one writer: numbering never needs another epoch
+_UNIX_START = 0  # one process, one writer: numbering never needs another epoch
 # Claims remembered in memory (the oldest go first: long stored, the store has them).
 _CLAIMS_KEPT = 100_000
 
@@ -79,7 +79,7 @@ class MemoryNumbers:
         number = await self._chat_counter(application_id) + 1
         self._chats[application_id] = number
         self._messages[(application_id, number)] = 0
-        return Drawn(number, 0, _EPOCH, self._next_revision() // 1000)
+        return Drawn(number, 0, _UNIX_START, self._next_revision() // 1000)
 
     async def draw_message(
         self, application_id: int, chat_number: int, claim: Claim | None = None
@@ -94,7 +94,7 @@ class MemoryNumbers:
         number = await self._message_counter(*key) + 1
         self._messages[key] = number
         revision = self._next_revision()
-        return Drawn(number, revision, _EPOCH, revision // 1000)
+        return Drawn(number, revision, _UNIX_START, revision // 1000)
 
     async def revise_message(self, application_id: int, chat_number: int, number: int) -> Drawn:
         if chat_number > await self._chat_counter(application_id) or number > (
@@ -102,7 +102,7 @@ class MemoryNumbers:
         ):
             raise NotFound(f"message {number} not found in chat {chat_number}")
         revision = self._next_revision()
-        return Drawn(number, revision, _EPOCH, revision // 1000)
+        return Drawn(number, revision, _UNIX_START, revision // 1000)
 
     async def still_open(self, application_id: int, epoch: int) -> bool:
         return True

@@ -31,7 +31,7 @@ _EPOCH_CHANGED = -4
 _CLAIM_CONFLICT = -5
 _NO_CHAT = 0
 
-_LANES = 4  # pipelines in flight at once, per process
+_IN_FLIGHT = 4  # pipelines in flight at once, per process
 
 
 class RedisNumbers:
@@ -41,9 +41,11 @@ class RedisNumbers:
         self._redis = scripts.redis
         self._keys = scripts.keys
         self._store = store
-        self._draw: Coalescer[Call, Answer] = Coalescer(self._draws, "redis_draw", lanes=_LANES)
+        self._draw: Coalescer[Call, Answer] = Coalescer(
+            self._draws, "redis_draw", in_flight=_IN_FLIGHT
+        )
         self._open: Coalescer[tuple[int, int], bool] = Coalescer(
-            self._epochs_open, "redis_epoch", lanes=_LANES
+            self._epochs_open, "redis_epoch", in_flight=_IN_FLIGHT
         )
 
     async def start(self) -> None:

@@ -1,5 +1,5 @@
 """The epoch registry on Redis (`graphql_chat.numbering.ports.Registry`): the epoch keys the
-draws read (`redis_scripts` lists them), claimed by a recovery for a lease while lost."""
+draws read (`redis_scripts` lists them), held by a recovery for a lease while lost."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from graphql_chat.adapters.redis_scripts import Answer, Call, RedisScripts, Scri
 from graphql_chat.numbering.ports import Held, Scope
 from graphql_chat.ports import Claimed
 
-_LEASE_MS = 10_000  # a recovery's claims and lease expire unless renewed within this
+_LEASE_MS = 10_000  # a recovery's holds and lease expire unless renewed within this
 
 
 class RedisRegistry:
@@ -23,27 +23,27 @@ class RedisRegistry:
         epoch = await self._scripts.guarded(self._redis.get(self._keys.epoch(scope)))
         return isinstance(epoch, bytes) and epoch.isdigit()
 
-    async def claim(self, scopes: Sequence[Scope], claim: str) -> list[Held]:
-        calls: list[Call] = [([self._keys.epoch(s)], [claim, _LEASE_MS]) for s in scopes]
-        return [Held(answer) for answer in await self._each("claim", calls)]
+    async def hold(self, scopes: Sequence[Scope], holder: str) -> list[Held]:
+        calls: list[Call] = [([self._keys.epoch(s)], [holder, _LEASE_MS]) for s in scopes]
+        return [Held(answer) for answer in await self._each("hold", calls)]
 
-    async def renew(self, scopes: Sequence[Scope], claim: str) -> bool:
-        calls: list[Call] = [([self._keys.epoch(s)], [claim, _LEASE_MS, ""]) for s in scopes]
-        return all(await self._each("held", calls)) and await self.lease(claim)
+    async def renew(self, scopes: Sequence[Scope], holder: str) -> bool:
+        calls: list[Call] = [([self._keys.epoch(s)], [holder, _LEASE_MS, ""]) for s in scopes]
+        return all(await self._each("renew", calls)) and await self.lease(holder)
 
-    async def publish(self, epochs: Mapping[Scope, int], claim: str) -> dict[Scope, bool]:
+    async def publish(self, epochs: Mapping[Scope, int], holder: str) -> dict[Scope, bool]:
         calls: list[Call] = [
-            ([self._keys.epoch(scope)], [claim, _LEASE_MS, epoch])
+            ([self._keys.epoch(scope)], [holder, _LEASE_MS, epoch])
             for scope, epoch in epochs.items()
         ]
-        return dict(zip(epochs, map(bool, await self._each("held", calls)), strict=True))
+        return dict(zip(epochs, map(bool, await self._each("renew", calls)), strict=True))
 
-    async def lease(self, claim: str) -> bool:
-        (taken,) = await self._each("claim", [([self._keys.lease], [claim, _LEASE_MS])])
+    async def lease(self, holder: str) -> bool:
+        (taken,) = await self._each("hold", [([self._keys.lease], [holder, _LEASE_MS])])
         return taken == Held.MINE.value
 
-    async def release(self, claim: str) -> None:
-        await self._each("release", [([self._keys.lease], [claim])])
+    async def release(self, holder: str) -> None:
+        await self._each("release", [([self._keys.lease], [holder])])
 
     async def restore(self, claims: Sequence[Claimed]) -> None:
         now = time.time_ns() // 1000

@@ -36,7 +36,7 @@ from graphql_chat.errors import Unavailable
 
 T = TypeVar("T")
 
-Script = Literal["draw", "new_application", "claim", "held", "release"]
+Script = Literal["draw", "new_application", "hold", "renew", "release"]
 Call = tuple[list[str], list[str | int]]  # the keys and arguments of one script call
 Answer = list[int] | int | Unavailable
 
@@ -104,7 +104,7 @@ class RedisScripts:
         folder = files("graphql_chat.adapters") / "redis_lua"
         self._scripts = {
             name: self.redis.register_script((folder / f"{name}.lua").read_text())
-            for name in ("draw", "new_application", "claim", "held", "release")
+            for name in ("draw", "new_application", "hold", "renew", "release")
         }
 
     async def start(self) -> None:

@@ -33,22 +33,22 @@ class SqlLedger:
             int(row.epoch), bool(row.recovering), int(row.set_aside), int(row.generation)
         )
 
-    async def claim_recovery(self, pause: bool = True) -> int:
+    async def fencing_token(self, pause: bool = True) -> int:
         """A fencing token for a recovery: larger than every token handed out before. With
         `pause`, numbering is marked recovering (idle workers stop consuming)."""
         values: dict[str, Any] = {"recovery_token": numbering.c.recovery_token + 1}
         if pause:
             values["recovering"] = True
 
-        def claim(conn: Connection) -> int:
+        def take(conn: Connection) -> int:
             conn.execute(update(numbering).where(numbering.c.id == 1).values(**values))
             query = select(numbering.c.recovery_token).where(numbering.c.id == 1)
             return int(conn.execute(query).scalar_one())
 
-        return await self._store.write(claim)
+        return await self._store.write(take)
 
     async def open_epoch(self, previous: int, token: int) -> bool:
-        """Retire `previous` and open the next epoch, if `token` is still the latest claim.
+        """Retire `previous` and open the next epoch, if `token` is still the latest fencing token.
 
         Workers hold a shared lock on the numbering row while they apply a batch, so this
         waits for batches in flight; every batch after it sees the new epoch.
@@ -57,12 +57,12 @@ class SqlLedger:
 
     async def advance_generation(self, previous: int, token: int) -> bool:
         """Make generation `previous + 1` the one whose write queue takes new writes, if
-        `token` is still the latest claim. False: nothing changed."""
+        `token` is still the latest fencing token. False: nothing changed."""
         return await self._advance(numbering.c.generation, previous, token)
 
     async def _advance(self, column: Any, previous: int, token: int, **also: object) -> bool:
         """`column` of the numbering row from `previous` to the next, if `token` is still the
-        latest claim."""
+        latest fencing token."""
         statement = (
             update(numbering)
             .where(numbering.c.id == 1, column == previous, numbering.c.recovery_token == token)
@@ -74,7 +74,7 @@ class SqlLedger:
         self, application_ids: Sequence[int], token: int
     ) -> dict[int, int] | None:
         """Retire the open epoch of each application and open its next, if `token` is still
-        the latest claim: the new epochs by application (None: nothing changed). An
+        the latest fencing token: the new epochs by application (None: nothing changed). An
         application's open epoch is the larger of its own and the global one.
 
         Workers lock the rows of a batch's applications while they apply it, so this waits

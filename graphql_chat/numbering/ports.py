@@ -31,22 +31,22 @@ class Ledger(Protocol):
 
     async def numbering(self) -> NumberingRecord: ...
 
-    async def claim_recovery(self, pause: bool = True) -> int:
+    async def fencing_token(self, pause: bool = True) -> int:
         """A fencing token larger than any before; with `pause`, numbering is marked
         recovering (idle workers stop consuming, so the write queues can drain)."""
 
     async def open_epoch(self, previous: int, token: int) -> bool:
-        """Retire epoch `previous` and open the next, if `token` is still the latest claim;
+        """Retire epoch `previous` and open the next, if `token` is still the latest fencing token;
         from this commit on, draws of `previous` are set aside. False: nothing changed."""
 
     async def advance_generation(self, previous: int, token: int) -> bool:
-        """Make generation `previous + 1` current, if `token` is still the latest claim."""
+        """Make generation `previous + 1` current, if `token` is still the latest fencing token."""
 
     async def open_application_epochs(
         self, application_ids: Sequence[int], token: int
     ) -> dict[int, int] | None:
         """Retire each application's open epoch (the larger of its own and the global one)
-        and open the next, if `token` is still the latest claim: the new epochs."""
+        and open the next, if `token` is still the latest fencing token: the new epochs."""
 
     def iter_claims(
         self, batch_size: int, application_ids: Sequence[int] | None = None
@@ -69,7 +69,7 @@ class WriteQueues(Protocol):
 
 
 class Held(Enum):
-    """An epoch key as a recovery found it when claiming it."""
+    """An epoch key as a recovery found it when it tried to hold it."""
 
     OPEN = 0  # an epoch is open: nothing to recover
     MINE = 1  # this recovery holds it (now)
@@ -77,24 +77,24 @@ class Held(Enum):
 
 
 class Registry(Protocol):
-    """The epochs as the drawing side keeps them (Redis): open, or lost and claimed by a
+    """The epochs as the drawing side keeps them (Redis): open, or lost and held by a
     recovery for a lease, until it publishes the next."""
 
     async def is_open(self, scope: Scope) -> bool: ...
 
-    async def claim(self, scopes: Sequence[Scope], claim: str) -> list[Held]:
-        """Claim each lost epoch for the recovery `claim`, for a lease."""
+    async def hold(self, scopes: Sequence[Scope], holder: str) -> list[Held]:
+        """Hold each lost epoch for the recovery `holder`, for a lease."""
 
-    async def renew(self, scopes: Sequence[Scope], claim: str) -> bool:
-        """Renew the claims and the lease; False once any of them is lost."""
+    async def renew(self, scopes: Sequence[Scope], holder: str) -> bool:
+        """Renew the holds and the lease; False once any of them is lost."""
 
-    async def publish(self, epochs: Mapping[Scope, int], claim: str) -> dict[Scope, bool]:
-        """Open each epoch where `claim` still holds its scope."""
+    async def publish(self, epochs: Mapping[Scope, int], holder: str) -> dict[Scope, bool]:
+        """Open each epoch where `holder` still holds its scope."""
 
-    async def lease(self, claim: str) -> bool:
+    async def lease(self, holder: str) -> bool:
         """Take or renew the lease of the one recovery running at a time."""
 
-    async def release(self, claim: str) -> None: ...
+    async def release(self, holder: str) -> None: ...
 
     async def restore(self, claims: Sequence[Claimed]) -> None:
         """Idempotency claims stored with their writes, back where draws find them (marked

@@ -5,19 +5,20 @@ a draw finds its epoch lost.
 One recovery runs at a time across processes (a lease in the registry, for liveness; the
 store's fencing token is what makes it safe). A round:
 
-1. claim each lost epoch in the registry (a lease that expires), and the one-at-a-time lease;
+1. hold each lost epoch in the registry (a lease that expires), and take the one-at-a-time
+   lease;
 2. take a fencing token from the ledger;
-3. wait until no write of the lost epochs can still be queued, holding the claims meanwhile
+3. wait until no write of the lost epochs can still be queued, renewing the holds meanwhile
    (the topology's drain, below);
 4. retire the lost epochs in the ledger with that token (from that commit on, workers set
    their draws aside);
 5. put the stored idempotency claims back in the registry;
-6. publish the next epochs where the claims still hold.
+6. publish the next epochs where the holds are still there.
 
 Why no number is handed out twice (the argument in full is in the README): an API process
 acknowledges a write only if, after the broker confirmed it, the registry still shows the
 epoch it was drawn in (`Numbers.still_open`); so every acknowledged write of a lost epoch was
-queued before the epoch vanished, before the claim, before the drain; the drain ends when
+queued before the epoch vanished, before the hold, before the drain; the drain ends when
 every such write is stored; from the retirement on, the epoch's counters are never used
 again, and the next epoch seeds from a store that holds every number the lost one will ever
 have.
@@ -69,7 +70,7 @@ class Topology(Protocol):
         """What a new deployment opens before the first draw."""
 
     async def retire(
-        self, recovery: Recovery, lost: list[Scope], claim: str, token: int
+        self, recovery: Recovery, lost: list[Scope], holder: str, token: int
     ) -> dict[Scope, int] | None:
         """Drain, then retire the `lost` epochs in the ledger: the epochs opened by scope
         (None: nothing changed, try again)."""
@@ -91,7 +92,7 @@ class GlobalEpoch:
         """Nothing: the recovery run at start opens a new deployment's first epoch."""
 
     async def retire(
-        self, recovery: Recovery, lost: list[Scope], claim: str, token: int
+        self, recovery: Recovery, lost: list[Scope], holder: str, token: int
     ) -> dict[Scope, int] | None:
         ledger, queues = recovery.ledger, recovery.queues
         # Epoch 0 never reached Redis: no number was ever handed out, nothing can be queued.
@@ -100,7 +101,7 @@ class GlobalEpoch:
                 "waiting until every queued write is stored (the write queue must be empty, "
                 "with no worker holding a delivery)"
             )
-            if not await recovery.holding(lost, claim, queues.drained):
+            if not await recovery.holding(lost, holder, queues.drained):
                 return None
         state = await ledger.numbering()
         if not await ledger.open_epoch(state.epoch, token):
@@ -124,10 +125,10 @@ class EpochPerApplication:
     async def start(self, ledger: Ledger) -> None:
         """The store's global epoch is the one new applications start in: open it first."""
         if (await ledger.numbering()).epoch == 0:  # no draw can be of epoch 0
-            await ledger.open_epoch(0, await ledger.claim_recovery(pause=False))
+            await ledger.open_epoch(0, await ledger.fencing_token(pause=False))
 
     async def retire(
-        self, recovery: Recovery, lost: list[Scope], claim: str, token: int
+        self, recovery: Recovery, lost: list[Scope], holder: str, token: int
     ) -> dict[Scope, int] | None:
         ledger, queues = recovery.ledger, recovery.queues
         generation = (await ledger.numbering()).generation
@@ -141,11 +142,11 @@ class EpochPerApplication:
             return await queues.drained(generation)
 
         recovery.status = "waiting until the write queue of the lost epochs is drained"
-        if not await recovery.holding(lost, claim, steered):
+        if not await recovery.holding(lost, holder, steered):
             return None
         if not await ledger.advance_generation(generation, token):
             return None
-        if not await recovery.holding(lost, claim, left):
+        if not await recovery.holding(lost, holder, left):
             return None
         ids = [scope for scope in lost if scope is not None]
         opened = await ledger.open_application_epochs(ids, token)
@@ -193,11 +194,11 @@ class Recovery:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        claim = f"recovering:{secrets.token_hex(8)}"
+        holder = f"recovering:{secrets.token_hex(8)}"
         try:
             while self._wanted:
                 try:
-                    if await self._round(claim):
+                    if await self._round(holder):
                         continue
                 except Unavailable as error:
                     self.status = f"waiting: {error.message}"
@@ -206,12 +207,12 @@ class Recovery:
             self.status = "open"
         finally:
             with suppress(Unavailable):
-                await self.registry.release(claim)
+                await self.registry.release(holder)
 
-    async def _round(self, claim: str) -> bool:
-        """One try: True once the epochs claimed are open again."""
+    async def _round(self, holder: str) -> bool:
+        """One try: True once the epochs held are open again."""
         scopes = sorted(self._wanted, key=lambda scope: -1 if scope is None else scope)
-        held = await self.registry.claim(scopes, claim)
+        held = await self.registry.hold(scopes, holder)
         lost = []
         for scope, state in zip(scopes, held, strict=True):
             if state is Held.OPEN:  # open (never lost, or another process recovered it)
@@ -222,31 +223,31 @@ class Recovery:
             if self._wanted:
                 self.status = "another process is recovering numbering"
             return False
-        if not await self.registry.lease(claim):
+        if not await self.registry.lease(holder):
             self.status = "waiting for another process's numbering recovery"
             return False
-        log.warning("numbering: Redis lost epochs %s; recovering (claim %s)", lost, claim)
-        token = await self.ledger.claim_recovery(pause=self.topology.pauses)
-        opened = await self.topology.retire(self, lost, claim, token)
+        log.warning("numbering: Redis lost epochs %s; recovering (as %s)", lost, holder)
+        token = await self.ledger.fencing_token(pause=self.topology.pauses)
+        opened = await self.topology.retire(self, lost, holder, token)
         if opened is None:
             return False
         await self._restore_claims(self.topology.applications(list(opened)))
-        published = await self.registry.publish(opened, claim)
+        published = await self.registry.publish(opened, holder)
         for scope, done in published.items():
             if done:
                 self._wanted.discard(scope)
                 what = "every application" if scope is None else f"application {scope}"
                 log.warning("numbering recovered: %s is open in epoch %d", what, opened[scope])
-        await self.registry.release(claim)
+        await self.registry.release(holder)
         return True
 
     async def holding(
-        self, scopes: Sequence[Scope], claim: str, done: Callable[[], Awaitable[bool]]
+        self, scopes: Sequence[Scope], holder: str, done: Callable[[], Awaitable[bool]]
     ) -> bool:
-        """Wait for `done`, holding the claims and the lease meanwhile; False once one of
+        """Wait for `done`, renewing the holds and the lease meanwhile; False once one of
         them is lost (a shard lost again, or a stall past the lease)."""
         while True:
-            if not await self.registry.renew(scopes, claim):
+            if not await self.registry.renew(scopes, holder):
                 return False
             if await done():
                 return True
@@ -287,9 +288,12 @@ class RecoveringNumbers:
         await self._draws.close()
 
     async def ping(self) -> None:
-        """The draws' engine answers and the epochs a health check watches are open."""
-        await self._draws.ping()
-        for scope in self._topology.watched():
+        """The epochs a health check watches are open (reading them is the draws' engine
+        answering), or with none watched, the draws' engine answers."""
+        watched = self._topology.watched()
+        if not watched:
+            await self._draws.ping()
+        for scope in watched:
             if not await self.recovery.registry.is_open(scope):
                 self.recovery.request(scope)
                 raise Recovering(self.recovery.status)

@@ -194,7 +194,7 @@ async def test_an_older_releases_epoch_key_is_recovered_from(
     app = (await store.insert_application(new_token(), "a")).id
     await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
     await SqlLedger(store).open_epoch(
-        0, await SqlLedger(store).claim_recovery()
+        0, await SqlLedger(store).fencing_token()
     )  # the migration of a used database
     with pytest.raises(Unavailable):
         await numbers.next_chat(app)
@@ -205,8 +205,8 @@ async def test_an_older_releases_epoch_key_is_recovered_from(
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
 async def test_a_stale_recovery_cannot_open_an_epoch(store: SqlStore) -> None:
     """Recoveries are fenced: only the latest claim may retire the epoch."""
-    first = await SqlLedger(store).claim_recovery()
-    second = await SqlLedger(store).claim_recovery()
+    first = await SqlLedger(store).fencing_token()
+    second = await SqlLedger(store).fencing_token()
     epoch = (await SqlLedger(store).numbering()).epoch
     assert not await SqlLedger(store).open_epoch(epoch, first)
     assert await SqlLedger(store).open_epoch(epoch, second)

@@ -353,7 +353,7 @@ async def test_drained_means_nothing_queued_and_nothing_held(
         await eventually(stored)
         await asyncio.sleep(0.5)
         assert not await pipeline.drained()  # an idle consumer could take more at any time
-        await SqlLedger(store).claim_recovery()  # numbering recovers: idle workers stop consuming
+        await SqlLedger(store).fencing_token()  # numbering recovers: idle workers stop consuming
         await eventually(pipeline.drained, within=5)
         await pipeline.submit(MessageWritten(app, 1, 2, "meanwhile", 2))  # work arrives
 
@@ -362,7 +362,7 @@ async def test_drained_means_nothing_queued_and_nothing_held(
 
         await eventually(consumed)
         assert await SqlLedger(store).open_epoch(
-            (await SqlLedger(store).numbering()).epoch, await SqlLedger(store).claim_recovery()
+            (await SqlLedger(store).numbering()).epoch, await SqlLedger(store).fencing_token()
         )
         await pipeline.submit(MessageWritten(app, 1, 3, "after", 3))
 
@@ -449,7 +449,7 @@ async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
         assert not await seen_drained(0, within=1.5)  # consumed all along: never drained
         stalled.release.clear()
         await asyncio.sleep(0.3)  # a batch of the load is now held, unsettled
-        token = await SqlLedger(store).claim_recovery(pause=False)
+        token = await SqlLedger(store).fencing_token(pause=False)
         assert await SqlLedger(store).advance_generation(0, token)
         await pipeline.route(1)
         steered = await _count(store, app)

@@ -175,8 +175,8 @@ async def test_an_update_before_its_create_still_guards_the_number(store: SqlSto
 async def test_draws_of_a_retired_epoch_are_set_aside(store: SqlStore) -> None:
     app = await _app(store)
     epoch = (await SqlLedger(store).numbering()).epoch
-    assert await SqlLedger(store).open_epoch(epoch, await SqlLedger(store).claim_recovery())
-    assert await SqlLedger(store).open_epoch(epoch + 1, await SqlLedger(store).claim_recovery())
+    assert await SqlLedger(store).open_epoch(epoch, await SqlLedger(store).fencing_token())
+    assert await SqlLedger(store).open_epoch(epoch + 1, await SqlLedger(store).fencing_token())
     retired: list[Event] = [
         ChatCreated(app, 1, epoch + 1),
         MessageWritten(app, 1, 1, "late", 5, epoch + 1, created=True),

@@ -43,7 +43,7 @@ async def test_a_lone_call_is_sent_at_once() -> None:
 
 async def test_calls_made_while_a_batch_is_in_flight_leave_together() -> None:
     run = Doubler()
-    coalesce = Coalescer(run, "test", max_batch=1000, lanes=1)
+    coalesce = Coalescer(run, "test", max_batch=1000, in_flight=1)
     first = asyncio.create_task(coalesce(0))
     await asyncio.sleep(0.002)  # the first batch is in flight
     results = await asyncio.gather(*[coalesce(i) for i in range(1, 101)])
@@ -54,7 +54,7 @@ async def test_calls_made_while_a_batch_is_in_flight_leave_together() -> None:
 
 async def test_lanes_bound_the_batches_in_flight_and_max_batch_their_size() -> None:
     run = Doubler()
-    coalesce = Coalescer(run, "test", max_batch=10, lanes=3)
+    coalesce = Coalescer(run, "test", max_batch=10, in_flight=3)
     results = await asyncio.gather(*[coalesce(i) for i in range(95)])
     assert results == [i * 2 for i in range(95)]
     assert run.most_in_flight == 3

@@ -71,7 +71,7 @@ def _parents(deliveries: Sequence[_Delivery]) -> list[Context | None]:
 
 
 @dataclass
-class _Committed:
+class _Stored:
     """Deliveries whose events are in the store, waiting for search before their ack."""
 
     deliveries: list[_Delivery]
@@ -104,7 +104,7 @@ class Consumer:
         self._batch_delay = batch_ms / 1000
         self._pending: list[_Delivery] = []
         self._pending_events = 0
-        self._committed: list[_Committed] = []
+        self._committed: list[_Stored] = []
         self._wakeup = asyncio.Event()
         self._indexable = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -312,7 +312,7 @@ class Consumer:
             failed=len(outcome.failed),
             set_aside=len(outcome.set_aside),
         )
-        self._committed.append(_Committed(batch, outcome.stored))
+        self._committed.append(_Stored(batch, outcome.stored))
         self._indexable.set()
 
     # -- index stage ---------------------------------------------------------------------------

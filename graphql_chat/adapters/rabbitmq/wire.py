@@ -4,7 +4,7 @@ A message is `{"events": [...]}`; an event is an object with short keys (message
 the broker stores and replicates, so every byte is paid for several times):
 
     {"kind": "chat", "a": application id, "c": chat number, "e": numbering epoch,
-     "t": accepted at (microseconds since the Unix epoch)}
+     "t": accepted at (microseconds since 1970-01-01 UTC)}
     {"kind": "message", "a": ..., "c": ..., "n": message number, "b": body, "r": revision,
      "e": epoch, "new": true for a create, "t": accepted at}
 
