@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from graphql_chat import retry
 from graphql_chat.adapters import redis_client
 from graphql_chat.domain import instant, micros, now_micros
 from graphql_chat.errors import Unavailable
@@ -138,37 +140,56 @@ class RedisFeed:
         await subscribed
 
     async def _run(self, listener: Listener, subscribed: asyncio.Future[None]) -> None:
-        delay = _FIRST_RETRY
+        """Subscribe, hand every change to `listener`, and subscribe again whenever the
+        connection is lost (backing off while Redis stays down; after the first
+        subscription, which fails at once)."""
+        waiting = retry.logged(log, "live feed: cannot subscribe")
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
-                if subscribed.done():
-                    log.warning("live feed subscribed again: subscribers catch up from the store")
-                    listener.lost()
+                if not subscribed.done():
+                    pubsub = await self._subscribed()
                 else:
-                    subscribed.set_result(None)
-                delay = _FIRST_RETRY
+                    async for attempt in retry.retrying(
+                        _REDIS_DOWN, _FIRST_RETRY, _LAST_RETRY, waiting=waiting
+                    ):
+                        with attempt:
+                            pubsub = await self._subscribed()
+            except _REDIS_DOWN as error:  # the first subscription
+                subscribed.set_exception(
+                    Unavailable(f"the live feed (Redis) is unavailable: {error}")
+                )
+                return
+            if subscribed.done():
+                log.warning("live feed subscribed again: subscribers catch up from the store")
+                listener.lost()
+            else:
+                subscribed.set_result(None)
+            try:
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None and message["type"] == "message":
                         listener.changes(decode(message["data"]))
             except _REDIS_DOWN as error:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # The client turned the cancellation into a connection error: stop.
-                    raise asyncio.CancelledError from error
+                _stop_if_cancelled(error)
                 if self._closed:
                     return
-                log.warning(
-                    "live feed connection lost (%s); subscribing again in %.1fs", error, delay
-                )
-                if not subscribed.done():
-                    subscribed.set_exception(
-                        Unavailable(f"the live feed (Redis) is unavailable: {error}")
-                    )
-                    return
+                log.warning("live feed connection lost (%s); subscribing again", error)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _LAST_RETRY)
+
+    async def _subscribed(self) -> PubSub:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._channel)
+        except _REDIS_DOWN as error:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            _stop_if_cancelled(error)
+            raise
+        return pubsub
+
+
+def _stop_if_cancelled(error: BaseException) -> None:
+    """The client may turn a cancellation into a connection error: stop, do not retry."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from error
