@@ -36,7 +36,7 @@ from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
-from graphql_chat.ports import IndexedMessage, Search
+from graphql_chat.ports import Index, IndexedMessage, Search
 
 KINDS = ("1-2 chars", "3-5 chars", "common word", "two terms", "no match")
 LOAD_BATCH = 5000
@@ -136,6 +136,7 @@ async def _load(search: Search, store: SqlStore | None, corpus: Corpus) -> float
     if store is not None:  # FTS5: the store's transaction, its triggers index
         await load_store(store, corpus)
     else:
+        assert isinstance(search, ElasticSearch)
         await load_index(search, corpus)
     await search.refresh()
     return corpus.messages / (time.perf_counter() - started)
@@ -155,7 +156,7 @@ async def load_store(store: SqlStore, corpus: Corpus) -> None:
         await store.apply(batch)
 
 
-async def load_index(search: Search, corpus: Corpus) -> None:
+async def load_index(search: Index, corpus: Corpus) -> None:
     """The corpus into a search index, through the adapter's bulk indexing."""
     indexed: list[IndexedMessage] = []
     at = datetime.now(UTC)

@@ -33,7 +33,7 @@ from graphql_chat.numbering.recovery import (
 )
 from graphql_chat.pages import PageCache
 from graphql_chat.paging import page_bytes
-from graphql_chat.ports import Feed, Numbers, Pipeline, Search, Store
+from graphql_chat.ports import Feed, Index, Numbers, Pipeline, Search, Store
 from graphql_chat.usecases import ChatService, chat_service
 from graphql_chat.writer import Writer
 
@@ -99,8 +99,9 @@ def bootstrap(settings: Settings | None = None) -> Container:
     settings.check()
     store = SqlStore(settings.database_url, settings.sqlite_synchronous)
     search: Search
+    indexer: Index | None = None  # SQLite's triggers index in the commit
     if settings.elasticsearch_url:
-        search = ElasticSearch(
+        search = indexer = ElasticSearch(
             settings.elasticsearch_url,
             settings.elasticsearch_index,
             settings.elasticsearch_shards,
@@ -119,7 +120,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         if settings.is_sqlite and not settings.redis_url and settings.page_cache_bytes
         else None
     )
-    writer = Writer(store, search, feed, pages)
+    writer = Writer(store, indexer, feed, pages)
     ledger = SqlLedger(store)
     pipeline: Pipeline
     queues: WriteQueues

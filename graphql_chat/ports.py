@@ -306,6 +306,13 @@ class Pipeline(Protocol):
     async def submit(self, event: Event) -> None: ...
 
 
+class Index(Protocol):
+    """Where stored messages are made searchable, where the store's own commit does not make
+    them so (Elasticsearch; SQLite's triggers index them in the commit)."""
+
+    async def index(self, messages: Sequence[IndexedMessage]) -> None: ...
+
+
 class Search(Protocol):
     """Partial-text search within one chat: every term a case-insensitive substring."""
 
@@ -315,7 +322,6 @@ class Search(Protocol):
     async def ping(self) -> None:
         """Raises `Unavailable` unless searches can be answered now."""
 
-    async def index(self, messages: Sequence[IndexedMessage]) -> None: ...
     async def search(
         self,
         chat_ids: Sequence[int],

@@ -37,9 +37,9 @@ from graphql_chat.ports import (
     Changes,
     Committed,
     Feed,
+    Index,
     IndexedMessage,
     Park,
-    Search,
     StoredChat,
 )
 
@@ -82,12 +82,12 @@ class Writer:
     def __init__(
         self,
         store: Batches,
-        search: Search,
+        indexer: Index | None,
         feed: Feed | None = None,
         pages: PageCache[Any] | None = None,
     ) -> None:
         self.store = store
-        self.search = search
+        self.indexer = indexer  # None: the store's commit makes messages searchable
         self.feed = feed
         self.pages = pages
 
@@ -178,7 +178,8 @@ class Writer:
             return
         started = time.perf_counter()
         try:
-            await self.search.index(messages)
+            if self.indexer is not None:
+                await self.indexer.index(messages)
         except Unavailable:
             if park is None:
                 raise

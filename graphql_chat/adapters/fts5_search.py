@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Integer, Text, bindparam, text
 from graphql_chat.adapters import sqlite_functions
 from graphql_chat.domain import Message
 from graphql_chat.errors import ConfigurationError
-from graphql_chat.ports import Catalogue, IndexedMessage
+from graphql_chat.ports import Catalogue
 from graphql_chat.tables import Timestamp
 
 R = TypeVar("R")
@@ -124,9 +124,6 @@ class Fts5Search:
 
     async def ping(self) -> None:
         """The index lives in the store's database: the store's check covers it."""
-
-    async def index(self, messages: Sequence[IndexedMessage]) -> None:
-        """Nothing to do: the triggers indexed these rows when the store committed them."""
 
     async def search(
         self,

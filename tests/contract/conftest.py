@@ -19,7 +19,7 @@ from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
 from graphql_chat.adapters.sql_store import SqlStore
-from graphql_chat.ports import Numbers, Pipeline, Search
+from graphql_chat.ports import Index, Numbers, Pipeline, Search
 from graphql_chat.writer import Writer
 from tests.engines import delete_queues, engine_url, mysql_database, unique_name
 from tests.numbering import redis_numbering
@@ -53,9 +53,14 @@ async def search(store: SqlStore) -> AsyncIterator[Search]:
     await elastic.close()
 
 
+def indexer_of(search: Search) -> Index | None:
+    """What the writer indexes with: Elasticsearch; none beside SQLite (its triggers index)."""
+    return search if isinstance(search, ElasticSearch) else None
+
+
 @pytest.fixture
 def writer(store: SqlStore, search: Search) -> Writer:
-    return Writer(store, search)
+    return Writer(store, indexer_of(search))
 
 
 @pytest.fixture

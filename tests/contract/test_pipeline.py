@@ -76,7 +76,7 @@ class _BrokenWriter(Writer):
 
 
 async def test_failed_commit_is_reported_not_acknowledged(store: SqlStore, writer: Writer) -> None:
-    pipeline = MemoryPipeline(_BrokenWriter(writer.store, writer.search))
+    pipeline = MemoryPipeline(_BrokenWriter(writer.store, writer.indexer))
     await pipeline.start()
     try:
         with pytest.raises(Unavailable):
@@ -132,7 +132,7 @@ async def test_worker_retries_while_the_store_is_down(
         for n in range(1, 51):
             await pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n))
         flaky = _FlakyStore(store, failures=3)
-        worker = Consumer(engine_url("RABBITMQ_URL"), Writer(flaky, writer.search), queue)
+        worker = Consumer(engine_url("RABBITMQ_URL"), Writer(flaky, writer.indexer), queue)
         await asyncio.wait_for(worker.run(burst=True), 60)
         assert flaky.failures == 0
         assert await _count(store, app) == 50
@@ -222,7 +222,7 @@ async def test_a_stop_while_the_store_is_down_hands_the_batch_back(
             *[pipeline.submit(MessageWritten(app, 1, n, f"m{n}", n)) for n in range(1, 21)]
         )
         down = _FlakyStore(store, failures=10**6)
-        worker = Consumer(engine_url("RABBITMQ_URL"), Writer(down, writer.search), queue)
+        worker = Consumer(engine_url("RABBITMQ_URL"), Writer(down, writer.indexer), queue)
         running = asyncio.create_task(worker.run())
 
         async def tried() -> bool:
@@ -330,7 +330,7 @@ async def test_drained_means_nothing_queued_and_nothing_held(
     stalled = _StalledStore(store)
     worker = Consumer(
         engine_url("RABBITMQ_URL"),
-        Writer(stalled, writer.search),
+        Writer(stalled, writer.indexer),
         queue,
         ledger=SqlLedger(store),
     )
@@ -417,7 +417,7 @@ async def test_a_queue_writes_were_steered_from_is_seen_drained_under_load(
     stalled.release.set()
     url = engine_url("RABBITMQ_URL")
     workers = [
-        Consumer(url, Writer(stalled, writer.search), queue, lane=0, ledger=SqlLedger(store)),
+        Consumer(url, Writer(stalled, writer.indexer), queue, lane=0, ledger=SqlLedger(store)),
         Consumer(url, writer, queue, lane=1, ledger=SqlLedger(store)),
     ]
     running = [asyncio.create_task(w.run()) for w in workers]

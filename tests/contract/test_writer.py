@@ -12,6 +12,7 @@ from graphql_chat.domain import ChatCreated, Event, MessageWritten, new_token
 from graphql_chat.errors import InvalidInput, Stopped, Unavailable
 from graphql_chat.ports import Applied, Changes, IndexedMessage, Search
 from graphql_chat.writer import Writer
+from tests.contract.conftest import indexer_of
 
 pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 
@@ -74,7 +75,7 @@ async def test_an_unavailable_store_fails_at_once_or_is_waited_for(
 ) -> None:
     app = (await store.insert_application(new_token(), "a")).id
     down = _DownStore(store, failures=2)
-    writer = Writer(down, search)
+    writer = Writer(down, indexer_of(search))
     with pytest.raises(Unavailable):  # a client is waiting: no retry
         await writer.commit([ChatCreated(app, 1)])
     assert down.tries == 1
@@ -95,7 +96,7 @@ async def test_an_unavailable_store_fails_at_once_or_is_waited_for(
 
 async def test_search_down_parks_the_stored_messages(store: SqlStore, search: Search) -> None:
     app = (await store.insert_application(new_token(), "a")).id
-    writer = Writer(store, _DownSearch(search))  # type: ignore[arg-type]
+    writer = Writer(store, _DownSearch(search))
     committed = await writer.commit([ChatCreated(app, 1), MessageWritten(app, 1, 1, "hi", 1)])
     parked: list[IndexedMessage] = []
 
@@ -128,7 +129,7 @@ async def test_what_a_commit_changed_is_told_after_the_commit_and_a_replay_as_su
     store: SqlStore, search: Search
 ) -> None:
     feed = _ReadingFeed(store)
-    writer = Writer(store, search, feed)  # type: ignore[arg-type]
+    writer = Writer(store, indexer_of(search), feed)  # type: ignore[arg-type]
     app = (await store.insert_application(new_token(), "a")).id
     batch: list[Event] = [
         ChatCreated(app, 1),
