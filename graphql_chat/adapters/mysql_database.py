@@ -2,8 +2,8 @@
 asyncmy's own pool, in autocommit, for bounded reads.
 
 SQLAlchemy's async engine runs each statement through a greenlet bridge and its result
-machinery (590 µs of CPU for a 51-row page, measured); the driver's cursor reads the same rows
-for about 150 µs. One statement needs no transaction, so nothing is rolled back (a round trip)
+machinery; the driver's cursor reads the same rows for a quarter of the CPU (docs/benchmarks.md
+has the figures). One statement needs no transaction, so nothing is rolled back (a round trip)
 when the connection goes back. No connection is pinged before use (another round trip); a
 read that finds its connection closed by the server is read again on a new one.
 """

@@ -2,8 +2,8 @@
 reader threads (WAL: readers never wait for the writer), and the event loop's own thread for
 bounded reads.
 
-A bounded read on SQLite costs tens of microseconds; handing it to a thread and back costs ten
-times that in CPU, and the thread's wait for the GIL lengthens every other request. So it runs
+A bounded read on SQLite costs far less than handing it to a thread and back (docs/benchmarks.md
+has the figures), and the thread's wait for the GIL lengthens every other request. So it runs
 on the loop's thread (`_LoopReader`), unless it would wait for a lock: then it fails at once
 and goes to the read threads.
 """
