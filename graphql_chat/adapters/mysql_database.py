@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from graphql_chat.adapters.sql_database import Compiled
+from graphql_chat.adapters.sql_database import Compiled, translated
 from graphql_chat.errors import Unavailable
 
 R = TypeVar("R")
@@ -93,7 +93,7 @@ class MysqlDatabase:
         await self._engine.dispose()
 
     async def read(self, operation: Callable[[Connection], R]) -> R:
-        try:
+        with translated():
             try:
                 async with self._engine.connect() as conn:
                     return await conn.run_sync(operation)
@@ -104,19 +104,11 @@ class MysqlDatabase:
             # the pool let go of them all; a read is read again on a new one.
             async with self._engine.connect() as conn:
                 return await conn.run_sync(operation)
-        except IntegrityError:
-            raise
-        except DBAPIError as error:
-            raise Unavailable("the database is unavailable; retry shortly") from error
 
     async def write(self, operation: Callable[[Connection], R]) -> R:
-        try:
+        with translated():
             async with self._engine.begin() as conn:
                 return await conn.run_sync(operation)
-        except IntegrityError:
-            raise
-        except DBAPIError as error:
-            raise Unavailable("the database is unavailable; retry shortly") from error
 
     async def bounded(self, statement: Any, params: dict[str, Any], rows: int) -> list[Any]:
         sql, values = self._compiled(statement, params)

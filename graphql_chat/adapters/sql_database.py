@@ -13,11 +13,14 @@ rows taken raw (times as the driver gives them). Each engine runs those its chea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from graphql_chat.errors import Unavailable
 
 R = TypeVar("R")
 
@@ -51,6 +54,18 @@ class Database(Protocol):
 
     def now(self) -> Any:
         """The database's clock to the microsecond, as a statement."""
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """The database's errors as `Unavailable`, but an `IntegrityError` as it is (its caller
+    decides what a violated constraint means)."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except DBAPIError as error:
+        raise Unavailable("the database is unavailable; retry shortly") from error
 
 
 class Compiled:

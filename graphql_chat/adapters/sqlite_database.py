@@ -18,12 +18,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from graphql_chat.adapters import sqlite_functions
-from graphql_chat.adapters.sql_database import Compiled
-from graphql_chat.errors import Unavailable
+from graphql_chat.adapters.sql_database import Compiled, translated
 
 R = TypeVar("R")
 
@@ -131,14 +130,10 @@ class SqliteDatabase:
     async def _run(self, operation: Callable[[Connection], R], write: bool) -> R:
         executor = self._write_thread if write else self._read_threads
         engine = self._writer if write else self._reader
-        try:
+        with translated():
             return await asyncio.get_running_loop().run_in_executor(
                 executor, _in_thread, engine, write, operation
             )
-        except IntegrityError:
-            raise
-        except DBAPIError as error:
-            raise Unavailable("the database is unavailable; retry shortly") from error
 
     async def bounded(self, statement: Any, params: dict[str, Any], rows: int) -> list[Any]:
         sql, values = self._compiled(statement, params)
