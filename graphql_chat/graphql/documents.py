@@ -17,8 +17,9 @@ entries hold, not by their count.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import AsyncIterator, Collection
 
 from graphql import (
     DocumentNode,
@@ -38,6 +39,7 @@ from graphql_chat.logs import note
 # Memory an entry holds beyond its text, per lexical token: measured with tracemalloc on
 # dense documents (about 400 bytes per token), rounded up.
 _BYTES_PER_TOKEN = 512
+_LONG = 2048  # characters: a document longer than this is parsed in turn (`on_parse`)
 
 # Stands in for a document refused before parsing, so that the request is answered with the
 # refusal as any invalid document is (never executed: its errors are set).
@@ -64,6 +66,8 @@ class Documents:
         self.cache_bytes = cache_bytes
         # The hashes of the only documents allowed to run (a persisted query list), if any.
         self.listed = None if listed is None else frozenset(listed)
+        # Long documents are parsed one at a time (see `DocumentCache.on_parse`).
+        self.parsing = asyncio.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self.held = 0  # the estimated bytes of the entries
         self.hits = 0
@@ -120,7 +124,7 @@ class DocumentCache(SchemaExtension):
     def __init__(self, documents: Documents) -> None:
         self.documents = documents
 
-    def on_parse(self) -> Iterator[None]:
+    async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
         query = context.query
         listed = self.documents.listed
@@ -154,7 +158,9 @@ class DocumentCache(SchemaExtension):
         (_MISSES if entry is None else _HITS).inc()
         if entry is None:
             context.parse_options["max_tokens"] = self.documents.max_tokens
-            yield  # Strawberry parses; a syntax error is answered and not cached
+            if query is not None and len(query) > _LONG:
+                await self._parse_in_turn(query)
+            yield  # Strawberry parses the others; a syntax error is answered and not cached
             document = context.graphql_document
             if context.pre_execution_errors:
                 context.pre_execution_errors = _with_code(
@@ -179,6 +185,19 @@ class DocumentCache(SchemaExtension):
             # validation errors (possibly none) are set.
             self._use(entry)
             yield
+
+    async def _parse_in_turn(self, query: str) -> None:
+        """Parse a long document (pure Python, up to tens of milliseconds) one at a time,
+        and only after whatever was ready to run has run: requests that arrive while one is
+        parsed wait for that one, not for every long document sent before them."""
+        context = self.execution_context
+        async with self.documents.parsing:
+            await asyncio.sleep(0)  # the others queue on the lock; the rest runs first
+            try:
+                context.graphql_document = parse(query, max_tokens=self.documents.max_tokens)
+            except GraphQLError as error:
+                context.pre_execution_errors = [error]
+                context.graphql_document = _REFUSED
 
     def _use(self, entry: _Entry) -> None:
         context = self.execution_context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -131,3 +132,31 @@ async def test_longest_body_is_accepted(http: httpx.AsyncClient, token: str) -> 
     assert (await http.get(f"{base}/{number}")).json()["body"] == longest
     too_long = await http.post(base, json={"body": longest + "é"})
     assert too_long.status_code == 422
+
+
+async def test_long_documents_are_parsed_in_turn_with_the_same_answers(
+    http: httpx.AsyncClient,
+) -> None:
+    """Documents past 2,048 characters are parsed one at a time (the event loop serves others
+    between two); what they answer is what a short one would: data, a syntax error, the
+    token limit."""
+    padding = "# " + "x" * 3000 + "\n"
+    ok = await http.post("/graphql", json={"query": padding + "{ __typename }"})
+    assert ok.json() == {"data": {"__typename": "Query"}}
+    broken = await http.post("/graphql", json={"query": padding + "{ __typename "})
+    [error] = broken.json()["errors"]
+    assert (
+        error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED" and "Syntax Error" in error["message"]
+    )
+    many = await http.post("/graphql", json={"query": "{ " + "__typename " * 3000 + "}"})
+    [error] = many.json()["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert "tokens" in error["message"]
+    # Concurrent long documents each get their own answer.
+    answers = await asyncio.gather(
+        *(
+            http.post("/graphql", json={"query": padding + " " * i + "{ __typename }"})
+            for i in range(5)
+        )
+    )
+    assert all(a.json() == {"data": {"__typename": "Query"}} for a in answers)
