@@ -21,6 +21,7 @@ from graphql_chat.adapters.redis_scripts import RedisScripts
 from graphql_chat.adapters.sql_ledger import SqlLedger
 from graphql_chat.adapters.sql_store import SqlStore
 from graphql_chat.config import Settings
+from graphql_chat.domain import Message
 from graphql_chat.health import Readiness, Report
 from graphql_chat.live import Hub
 from graphql_chat.numbering.ports import Ledger, Reopening, WriteQueues
@@ -31,8 +32,8 @@ from graphql_chat.numbering.recovery import (
     Recovery,
     Topology,
 )
-from graphql_chat.pages import PageCache
-from graphql_chat.paging import page_bytes
+from graphql_chat.pages import CachedPages, PageCache
+from graphql_chat.paging import MessagePages, Page, StoredPages, page_bytes
 from graphql_chat.ports import Feed, Index, Numbers, Pipeline, Search, Store
 from graphql_chat.usecases import ChatService, chat_service
 from graphql_chat.writer import Writer
@@ -50,6 +51,7 @@ class Container:
     service: ChatService
     hub: Hub
     ledger: Ledger
+    page_cache: PageCache[Page[Message]] | None = None  # the embedded mode's
     readiness: Readiness = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -115,12 +117,16 @@ def bootstrap(settings: Settings | None = None) -> Container:
         else MemoryFeed()
     )
     # The page cache needs every write to the store to be this process's: the embedded mode.
-    pages = (
+    page_cache = (
         PageCache(settings.page_cache_bytes, page_bytes)
         if settings.is_sqlite and not settings.redis_url and settings.page_cache_bytes
         else None
     )
-    writer = Writer(store, indexer, feed, pages)
+    writer = Writer(store, indexer, feed)
+    pages: MessagePages = StoredPages(store)
+    if page_cache is not None:
+        pages = CachedPages(pages, page_cache)
+        writer.observers.append(page_cache)
     ledger = SqlLedger(store)
     pipeline: Pipeline
     queues: WriteQueues
@@ -142,7 +148,9 @@ def bootstrap(settings: Settings | None = None) -> Container:
         numbers = MemoryNumbers(store)
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
     service = chat_service(settings, store, numbers, pipeline, search, hub, pages, reopening)
-    return Container(settings, store, numbers, pipeline, search, feed, writer, service, hub, ledger)
+    return Container(
+        settings, store, numbers, pipeline, search, feed, writer, service, hub, ledger, page_cache
+    )
 
 
 def recovering_numbers(

@@ -11,9 +11,9 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 from graphql_chat.errors import InvalidInput
 
@@ -83,31 +83,26 @@ class Chat:
     created_at: datetime
 
 
+class ChatRef(NamedTuple):
+    """A chat as a reader names it: its id, and its key (application id, number), which is
+    how a write names it."""
+
+    id: int
+    application_id: int
+    number: int
+
+
+# Not frozen, unlike the other entities: a page makes one per row, and a frozen dataclass of
+# these four fields takes 4.6 times as long to make (1.5 µs against 0.33 µs, CPython 3.11).
 @dataclass(slots=True)
 class Message:
     """`created_at`: when its create was accepted; `updated_at`: when the write whose body
-    it holds was accepted (its create's time until an update is stored).
-
-    `created_text` / `updated_text`: the times as `iso` writes them, when the store had them
-    as text already (SQLite's), so that a page need not format them again. (Not frozen: a
-    frozen dataclass costs three times as much to make, and a page makes one per row.)"""
+    it holds was accepted (its create's time until an update is stored)."""
 
     number: int
     body: str
     created_at: datetime
     updated_at: datetime
-    created_text: str | None = field(default=None, compare=False, repr=False)
-    updated_text: str | None = field(default=None, compare=False, repr=False)
-
-
-def created_text(message: Message) -> str:
-    return message.created_text or iso(message.created_at)
-
-
-def updated_text(message: Message) -> str:
-    if message.updated_at is message.created_at:  # never edited
-        return created_text(message)
-    return message.updated_text or iso(message.updated_at)
 
 
 @dataclass(frozen=True, slots=True)

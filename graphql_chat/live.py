@@ -27,7 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from graphql_chat.domain import Chat
 from graphql_chat.errors import ChatError, SlowConsumer
@@ -54,15 +54,14 @@ class _Item(Protocol):
 T = TypeVar("T", bound=_Item)
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class LiveEvent(Generic[T]):
     """What a subscriber is sent. One object goes to every subscriber of a sequence
-    (`shared`), so an interface renders it once for all of them (`view`)."""
+    (`shared`), so an interface can render it once for all of them (by its identity)."""
 
     kind: EventKind
     item: T
     shared: bool
-    view: Any = None
 
 
 class _Subscriber(Generic[T]):

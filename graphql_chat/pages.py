@@ -1,5 +1,10 @@
 """Pages of messages kept in memory until their chat is written to (the embedded mode).
 
+`CachedPages` is the page cache as a decorator over the page reads (`paging.MessagePages`):
+the use cases read pages through it as they would through the store's, and cannot tell them
+apart but by what a page costs. It holds a `PageCache`, which the writer tells of its
+commits as one of its observers.
+
 Every write to the embedded database is committed by this process's writer (the premise the
 in-process numbers already rest on), and the writer brackets each commit with `writing` and
 `written`, naming the chats it touches. A page is kept only if it was read while no write to its
@@ -7,21 +12,24 @@ chat was in flight and none began or ended before it was kept; the next write to
 it as it begins. So a page answered from here is the page the store would answer at that
 moment: reading it from memory changes what it costs, never what it says.
 
-Pages are found by chat id; writes name a chat by application and number. A chat is known
-(`learn`) when the service resolves it; a chat not known when its page is read is read from the
-store and not kept. Memory is bounded by `max_bytes` (pages' estimated sizes, the least recently
-used dropped first) and the known chats by `max_chats`.
+Pages are found by chat id; writes name a chat by application and number. A read names both
+(`ChatRef`), and the cache learns from it which chat an id is (`learn`); a chat not known when
+its page is read is read from the store and not kept. Memory is bounded by `max_bytes`
+(pages' estimated sizes, the least recently used dropped first) and the known chats by
+`max_chats`.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from graphql_chat import metrics
+from graphql_chat.domain import ChatRef, Message
+from graphql_chat.paging import MessagePages, Page, PageRequest
 
 V = TypeVar("V")
 ChatKey = tuple[int, int]  # (application id, chat number)
@@ -151,3 +159,36 @@ class PageCache(Generic[V]):
             self._drop(chat)
             del self._chats[chat.id]
             del self._by_key[chat.key]
+
+
+class CachedPages:
+    """Page reads answered from `cache` when it holds the page, read through `read` (and
+    kept, when no write to the chat overtook the read) when it does not."""
+
+    def __init__(self, read: MessagePages, cache: PageCache[Page[Message]]) -> None:
+        self._read = read
+        self.cache = cache
+
+    async def __call__(
+        self, chats: Sequence[ChatRef], request: PageRequest
+    ) -> dict[int, Page[Message]]:
+        cache = self.cache
+        which = (request.size, request.key, request.backward)
+        pages: dict[int, Page[Message]] = {}
+        readings: dict[int, Reading | None] = {}
+        unread: list[ChatRef] = []
+        for chat in chats:
+            if chat.id in pages or chat.id in readings:
+                continue
+            cache.learn(chat.id, (chat.application_id, chat.number))
+            kept = cache.get(chat.id, which)
+            if kept is not None:
+                pages[chat.id] = kept
+            else:
+                readings[chat.id] = cache.reading(chat.id)
+                unread.append(chat)
+        if unread:
+            for chat_id, page in (await self._read(unread, request)).items():
+                pages[chat_id] = page
+                cache.keep(readings[chat_id], which, page)
+        return pages

@@ -1,19 +1,21 @@
 """Pages of a list as the use cases answer them: their items, the keys their cursors carry,
-and whether more lie either way."""
+and whether more lie either way; and `MessagePages`, the page reads of messages (the store's,
+`StoredPages`, or the embedded mode's page cache over them, `pages.CachedPages`)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from graphql_chat.domain import CursorKind, Message, encode_cursor
+from graphql_chat.domain import ChatRef, CursorKind, Message, encode_cursor
+from graphql_chat.ports import ChatRecords
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Page(Generic[T]):
     """Items in the list's order (ascending; newest first for a search), whichever way the
     page was asked for, with the key each one's cursor carries (cursors are made only when
@@ -24,9 +26,6 @@ class Page(Generic[T]):
     has_next: bool
     has_previous: bool = False
     kind: CursorKind = "message"
-    # What an interface made of the page, by what made it (a REST body): a page kept by the
-    # page cache is made into each once.
-    renderings: dict[object, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def cursors(self) -> list[str]:
@@ -70,6 +69,34 @@ def make_page(
 
 def number(message: Message) -> int:
     return message.number
+
+
+class MessagePages(Protocol):
+    """The same page of messages in each of several chats, one read for all; by chat id."""
+
+    async def __call__(
+        self, chats: Sequence[ChatRef], request: PageRequest
+    ) -> dict[int, Page[Message]]: ...
+
+
+class StoredPages:
+    """Pages of messages as the store holds them."""
+
+    def __init__(self, store: ChatRecords) -> None:
+        self._store = store
+
+    async def __call__(
+        self, chats: Sequence[ChatRef], request: PageRequest
+    ) -> dict[int, Page[Message]]:
+        found = await self._store.list_messages(
+            list(dict.fromkeys(chat.id for chat in chats)),
+            request.key,
+            request.size + 1,
+            request.backward,
+        )
+        return {
+            chat_id: make_page("message", rows, request, number) for chat_id, rows in found.items()
+        }
 
 
 def page_bytes(page: Page[Message]) -> int:

@@ -7,8 +7,8 @@ consumer both drive this, and neither knows the other.
   without `until`, the error is raised at once (a client is waiting: it gets a 503); with
   `until`, the batch is tried again with backoff until the store answers or `until` is set
   (then `Stopped`: the driver hands the batch back).
-- With a page cache (the embedded mode), the chats a commit writes to are named to it as the
-  commit begins and once it has ended, so that no page it keeps outlives a write.
+- Its `observers` (the embedded mode's page cache) hear which chats a commit writes to as it
+  begins and once it has ended, so that nothing they keep of a chat outlives a write to it.
 - After the commit, what it changed is published to subscribers (the `Feed`), before the
   driver acknowledges anything: a subscriber hears of a write only once a read can return it.
 - `index(messages)`: search after the commit. While search is unavailable the messages go to
@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 from graphql_chat import metrics, retry
 from graphql_chat.domain import Event, micros, now_micros
 from graphql_chat.errors import ChatError, InvalidInput, Stopped, Unavailable, Unstorable
-from graphql_chat.pages import PageCache
 from graphql_chat.ports import (
     Applied,
     Batches,
@@ -44,6 +43,17 @@ from graphql_chat.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+ChatKey = tuple[int, int]  # (application id, chat number): how a write names its chat
+
+
+class WriteObserver(Protocol):
+    """Told of every commit: the chats it writes to, as it begins and once it has ended,
+    committed or not."""
+
+    def writing(self, chats: Collection[ChatKey]) -> None: ...
+    def written(self, chats: Collection[ChatKey]) -> None: ...
+
 
 FIRST_RETRY = 0.1  # seconds before a batch is tried again while the store is unavailable
 LAST_RETRY = 5.0  # the longest wait between two tries
@@ -84,12 +94,11 @@ class Writer:
         store: Batches,
         indexer: Index | None,
         feed: Feed | None = None,
-        pages: PageCache[Any] | None = None,
     ) -> None:
         self.store = store
         self.indexer = indexer  # None: the store's commit makes messages searchable
         self.feed = feed
-        self.pages = pages
+        self.observers: list[WriteObserver] = []
 
     async def commit(
         self, events: Sequence[Event], until: asyncio.Event | None = None
@@ -97,15 +106,18 @@ class Writer:
         """Idempotent: committing the same events again, in any order, changes nothing more.
         Once committed, the changes are published to subscribers."""
         started = time.perf_counter()
-        if self.pages is None:
+        observers = self.observers
+        if not observers:
             committed = await self._commit(events, until)
         else:
             chats = {(event.application_id, event.chat_number) for event in events}
-            self.pages.writing(chats)
+            for observer in observers:
+                observer.writing(chats)
             try:
                 committed = await self._commit(events, until)
             finally:
-                self.pages.written(chats)
+                for observer in observers:
+                    observer.written(chats)
         _observe_commit(events, time.perf_counter() - started)
         if self.feed is not None:
             await self.feed.publish(_changes(committed))

@@ -68,19 +68,16 @@ def chat_row(row: Any) -> Chat:
 
 
 def message_row(row: Any) -> Message:
-    """A message from a row of `MESSAGE_COLUMNS`; SQLite's times keep their text too (as
-    `iso` writes it: `2026-11-30 02:21:11.123456` is `2026-11-30T02:21:11.123456Z`)."""
+    """A message from a row of `MESSAGE_COLUMNS` (SQLite's times are text)."""
     created_at, updated_at = row[3], row[4]
     if type(created_at) is not str:  # MySQL's
         created = utc(created_at)
         updated = created if updated_at == created_at else utc(updated_at)
         return Message(row[1], row[2], created, updated)
     created = _from_iso(created_at + "+00:00")
-    text = f"{created_at[:10]}T{created_at[11:]}Z" if len(created_at) == 26 else None
     if updated_at == created_at:  # never edited: parsed once
-        return Message(row[1], row[2], created, created, text)
-    updated_text = f"{updated_at[:10]}T{updated_at[11:]}Z" if len(updated_at) == 26 else None
-    return Message(row[1], row[2], created, _from_iso(updated_at + "+00:00"), text, updated_text)
+        return Message(row[1], row[2], created, created)
+    return Message(row[1], row[2], created, _from_iso(updated_at + "+00:00"))
 
 
 _from_iso = datetime.fromisoformat

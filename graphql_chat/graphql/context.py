@@ -12,7 +12,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from graphql_chat.domain import Application, Chat, Message
+from graphql_chat.domain import Application, Chat, ChatRef, Message
 from graphql_chat.paging import Page, PageRequest
 from graphql_chat.usecases import ChatService
 
@@ -22,6 +22,7 @@ V = TypeVar("V")
 
 # (parent id, page size, key past which the page starts, whether it goes backward)
 PageKey = tuple[int, int, int | None, bool]
+MessagePageKey = tuple[ChatRef, int, int | None, bool]  # the parent is a chat's id and key
 # (chat id, search terms, page size, key past which the page starts, whether it goes backward)
 SearchKey = tuple[int, tuple[str, ...], int, int | None, bool]
 
@@ -51,12 +52,12 @@ def _search_loader(
 
 
 def _grouped_loader(
-    fetch: Callable[[Sequence[int], tuple[Any, ...]], Awaitable[dict[int, Page[V]]]],
+    fetch: Callable[[Sequence[Any], tuple[Any, ...]], Awaitable[dict[Any, Page[V]]]],
 ) -> DataLoader[Any, Page[V]]:
     """Keys are (parent, *rest): one fetch per distinct rest, for all its parents at once."""
 
     async def load(keys: list[tuple[Any, ...]]) -> list[Page[V]]:
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
         for key in keys:
             groups[key[1:]].append(key[0])
         found: dict[tuple[Any, ...], Page[V]] = {}
@@ -125,8 +126,16 @@ class Context:
         return _pages_loader(self.service.chats.pages)
 
     @cached_property
-    def message_pages(self) -> DataLoader[PageKey, Page[Message]]:
-        return _pages_loader(self.service.reads.message_pages)
+    def message_pages(self) -> DataLoader[MessagePageKey, Page[Message]]:
+        reads = self.service.reads
+
+        async def grouped(
+            chats: Sequence[ChatRef], rest: tuple[Any, ...]
+        ) -> dict[ChatRef, Page[Message]]:
+            pages = await reads.message_pages(chats, PageRequest(*rest))
+            return {chat: pages[chat.id] for chat in chats}
+
+        return _grouped_loader(grouped)
 
     @cached_property
     def search_pages(self) -> DataLoader[SearchKey, Page[Message]]:

@@ -35,8 +35,12 @@ from graphql_chat.graphql.types import (
     connection,
 )
 from graphql_chat.web.paging import page_request
+from graphql_chat.web.renderings import Renderings
 
 log = logging.getLogger(__name__)
+# A live event as GraphQL sends it, made once for all the event's subscribers.
+_MESSAGE_EVENTS: Renderings[MessageEvent] = Renderings()
+_CHAT_EVENTS: Renderings[ChatEvent] = Renderings()
 
 
 @strawberry.type
@@ -252,13 +256,18 @@ class Subscription:
         async with aclosing(events):
             async for event in events:
                 context.fresh()
-                if event.view is None:
-                    event.view = MessageEvent(
-                        kind=event.kind,
-                        message=Message.of(event.item, owner, chat_number),
-                        shared=event.shared,
+                view = _MESSAGE_EVENTS.get(event, None)
+                if view is None:
+                    view = _MESSAGE_EVENTS.keep(
+                        event,
+                        None,
+                        MessageEvent(
+                            kind=event.kind,
+                            message=Message.of(event.item, owner, chat_number),
+                            shared=event.shared,
+                        ),
                     )
-                yield event.view
+                yield view
 
     @strawberry.subscription(description="Chats of an application as they are stored.")
     async def chat_events(
@@ -269,21 +278,26 @@ class Subscription:
         async with aclosing(events):
             async for event in events:
                 context.fresh()
-                if event.view is None:
+                view = _CHAT_EVENTS.get(event, None)
+                if view is None:
                     chat = event.item
-                    event.view = ChatEvent(
-                        kind=event.kind,
-                        chat=Chat(
-                            number=chat.number,
-                            messages_count=0,
-                            created_at=chat.created_at,
-                            application_id=chat.application_id,
-                            db_id=chat.chat_id,
-                            token=application_token,
+                    view = _CHAT_EVENTS.keep(
+                        event,
+                        None,
+                        ChatEvent(
+                            kind=event.kind,
+                            chat=Chat(
+                                number=chat.number,
+                                messages_count=0,
+                                created_at=chat.created_at,
+                                application_id=chat.application_id,
+                                db_id=chat.chat_id,
+                                token=application_token,
+                            ),
+                            shared=event.shared,
                         ),
-                        shared=event.shared,
                     )
-                yield event.view
+                yield view
 
 
 def coded(error: GraphQLError) -> GraphQLError:

@@ -209,8 +209,10 @@ class Chat(Node):
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return connection(Page[domain.Message]([], [], False), self._message, 0)
-        key = (chat_id, request.size, request.key, request.backward)
-        page = await info.context.message_pages.load(key)
+        chat = domain.ChatRef(chat_id, self.application_id, self.number)
+        page = await info.context.message_pages.load(
+            (chat, request.size, request.key, request.backward)
+        )
         return connection(page, self._message, self.messages_count)
 
     @strawberry.field(description="The message with this number, or null.")

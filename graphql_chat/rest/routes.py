@@ -19,9 +19,7 @@ from graphql_chat.domain import (
     Chat,
     CursorKind,
     Message,
-    created_text,
     iso,
-    updated_text,
 )
 from graphql_chat.errors import (
     InvalidInput,
@@ -33,6 +31,7 @@ from graphql_chat.errors import (
 from graphql_chat.paging import Page, PageRequest
 from graphql_chat.usecases import ChatService
 from graphql_chat.web.paging import Paging, page_request
+from graphql_chat.web.renderings import Renderings
 from graphql_chat.web.responses import JSONResponse
 
 
@@ -95,6 +94,7 @@ def _page_request(request: Request, kind: CursorKind) -> PageRequest:
 
 
 _FORWARD, _BACKWARD = ("limit", "cursor"), ("last", "before")
+_BODIES: Renderings[bytes] = Renderings()  # a page's JSON body, by the shape of its items
 
 
 def request_backward(request: Request) -> bool:
@@ -104,9 +104,9 @@ def request_backward(request: Request) -> bool:
 def _list(request: Request, page: Page[Any], shape: Any) -> Response:
     """The page, with `Link` headers to the next page and (for a page asked for backward)
     the previous one. Its body is made once for a page the page cache keeps."""
-    body = page.renderings.get(shape)
+    body = _BODIES.get(page, shape)
     if body is None:
-        body = page.renderings[shape] = orjson.dumps([shape(item) for item in page.items])
+        body = _BODIES.keep(page, shape, orjson.dumps([shape(item) for item in page.items]))
     response = Response(body, media_type="application/json")
     links = []
     size = max(len(page.items), 1)
@@ -152,8 +152,8 @@ def _message(message: Message) -> dict[str, Any]:
     return {
         "number": message.number,
         "body": message.body,
-        "created_at": created_text(message),
-        "updated_at": updated_text(message),
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
     }
 
 
@@ -248,9 +248,9 @@ async def list_messages(request: Request) -> Response:
     service = _service(request)
     params = request.path_params
     page_request = _page_request(request, "message")
-    chat_id = await service.directory.chat_id(params["token"], params["chat"])
-    pages = await service.reads.message_pages([chat_id], page_request)
-    return _list(request, pages[chat_id], _message)
+    chat = await service.directory.chat_ref(params["token"], params["chat"])
+    pages = await service.reads.message_pages([chat], page_request)
+    return _list(request, pages[chat.id], _message)
 
 
 async def get_message(request: Request) -> Response:

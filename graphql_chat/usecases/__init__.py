@@ -16,11 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphql_chat.config import Settings
-from graphql_chat.domain import Message
 from graphql_chat.live import Hub
 from graphql_chat.numbering.ports import Reopening
-from graphql_chat.pages import PageCache
-from graphql_chat.paging import Page
+from graphql_chat.paging import MessagePages, StoredPages
 from graphql_chat.ports import Numbers, Pipeline, Search, Store
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.admin import Admin
@@ -43,7 +41,6 @@ class ChatService:
     reads: Reads
     subscriptions: Subscriptions
     admin: Admin
-    pages: PageCache[Page[Message]] | None = None  # the embedded mode's page cache
 
 
 def chat_service(
@@ -53,13 +50,14 @@ def chat_service(
     pipeline: Pipeline,
     search: Search,
     hub: Hub,
-    pages: PageCache[Page[Message]] | None = None,
+    pages: MessagePages | None = None,
     reopening: Reopening | None = None,
 ) -> ChatService:
-    """`pages`: the embedded mode's page cache (`graphql_chat.pages`); `reopening`: where a
-    write overtaken by a numbering reset learns when numbering is open again (None:
-    numbering is never reset, as in the embedded mode)."""
-    directory = Directory(store, numbers, pages)
+    """`pages`: the page reads of messages (None: the store's; the embedded mode's page cache
+    is `pages.CachedPages` over them); `reopening`: where a write overtaken by a numbering
+    reset learns when numbering is open again (None: numbering is never reset, as in the
+    embedded mode)."""
+    directory = Directory(store, numbers)
     acceptance = Acceptance(store, numbers, pipeline, reopening, settings.distributed)
     return ChatService(
         settings,
@@ -68,8 +66,7 @@ def chat_service(
         Chats(settings, store, numbers, directory, acceptance),
         Messages(settings, store, numbers, directory, acceptance),
         acceptance,
-        Reads(settings, store, search, pages),
+        Reads(settings, store, search, pages or StoredPages(store)),
         Subscriptions(hub, directory, acceptance),
         Admin(settings),
-        pages,
     )

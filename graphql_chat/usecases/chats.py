@@ -55,9 +55,6 @@ class Chats:
         found = await self._store.list_chats(
             application_ids, request.key, request.size + 1, request.backward
         )
-        for chats in found.values():
-            for chat in chats:
-                self._directory.learn(chat.id, (chat.application_id, chat.number))
         return {
             app_id: make_page("chat", rows, request, lambda c: c.number)
             for app_id, rows in found.items()

@@ -8,10 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import suppress
 
-from graphql_chat.domain import Application, Chat, Message, clean_token, parse_number
+from graphql_chat.domain import Application, Chat, ChatRef, clean_token, parse_number
 from graphql_chat.errors import NotFound, Unavailable
-from graphql_chat.pages import PageCache
-from graphql_chat.paging import Page
 from graphql_chat.ports import Numbers, Store
 from graphql_chat.usecases.caches import BoundedCache
 
@@ -19,14 +17,9 @@ _CACHE_SIZE = 100_000  # tokens, and chat ids, remembered per process
 
 
 class Directory:
-    def __init__(
-        self, store: Store, numbers: Numbers, pages: PageCache[Page[Message]] | None = None
-    ) -> None:
-        """`pages`: the embedded mode's page cache, told which chat each chat id is (writes
-        name a chat by its application and number)."""
+    def __init__(self, store: Store, numbers: Numbers) -> None:
         self._store = store
         self._numbers = numbers
-        self._pages = pages
         self._tokens: BoundedCache[str, int] = BoundedCache(_CACHE_SIZE)
         self._chat_ids: BoundedCache[tuple[int, int], int] = BoundedCache(_CACHE_SIZE)
 
@@ -71,10 +64,7 @@ class Directory:
     # -- chats ---------------------------------------------------------------------------------
 
     async def chats(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Chat]:
-        found = await self._store.chats_by_number(keys)
-        for key, chat in found.items():
-            self.learn(chat.id, key)
-        return found
+        return await self._store.chats_by_number(keys)
 
     async def require_chat(self, token: str, number: object) -> Chat:
         chat_number = parse_number(number, "chat number")
@@ -83,21 +73,18 @@ class Directory:
         if chat is None:
             raise NotFound(f"chat {chat_number} not found")
         self._chat_ids.put(key, chat.id)
-        self.learn(chat.id, key)
         return chat
 
     async def chat_id(self, token: str, number: object) -> int:
         """A chat's id, without the store when this process has seen the chat (search goes
         on while it is down)."""
+        return (await self.chat_ref(token, number)).id
+
+    async def chat_ref(self, token: str, number: object) -> ChatRef:
+        """A chat's id and key, without the store when this process has seen the chat."""
         chat_number = parse_number(number, "chat number")
         key = (await self.application_id(token), chat_number)
         found = self._chat_ids.get(key)
         if found is None:
-            return (await self.require_chat(token, number)).id
-        self.learn(found, key)
-        return found
-
-    def learn(self, chat_id: int, key: tuple[int, int]) -> None:
-        """Tell the page cache, if any, which chat `chat_id` is."""
-        if self._pages is not None:
-            self._pages.learn(chat_id, key)
+            found = (await self.require_chat(token, chat_number)).id
+        return ChatRef(found, *key)

@@ -1,5 +1,6 @@
-"""Reads of many at once: pages of messages (from the embedded mode's page cache when it
-holds them), searches, and the search index made again from the store."""
+"""Reads of many at once: pages of messages (through the page reads the service was given:
+the store's, or the embedded mode's page cache over them), searches, and the search index
+made again from the store."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from graphql_chat.config import Settings
-from graphql_chat.domain import UNKNOWN_TIME, Message, search_terms
-from graphql_chat.pages import PageCache, Reading
-from graphql_chat.paging import Page, PageRequest, make_page, number
+from graphql_chat.domain import UNKNOWN_TIME, ChatRef, Message, search_terms
+from graphql_chat.paging import MessagePages, Page, PageRequest, make_page, number
 from graphql_chat.ports import Search, Store
 
 
@@ -19,7 +19,7 @@ class Reads:
         settings: Settings,
         store: Store,
         search: Search,
-        pages: PageCache[Page[Message]] | None = None,
+        pages: MessagePages,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -27,27 +27,10 @@ class Reads:
         self._pages = pages
 
     async def message_pages(
-        self, chat_ids: Sequence[int], request: PageRequest
+        self, chats: Sequence[ChatRef], request: PageRequest
     ) -> dict[int, Page[Message]]:
-        cache = self._pages
-        which = (request.size, request.key, request.backward)
-        pages: dict[int, Page[Message]] = {}
-        readings: dict[int, Reading | None] = {}
-        for chat_id in chat_ids:
-            kept = cache.get(chat_id, which) if cache is not None else None
-            if kept is not None:
-                pages[chat_id] = kept
-            else:
-                readings[chat_id] = cache.reading(chat_id) if cache is not None else None
-        if readings:
-            found = await self._store.list_messages(
-                list(readings), request.key, request.size + 1, request.backward
-            )
-            for chat_id, rows in found.items():
-                page = pages[chat_id] = make_page("message", rows, request, number)
-                if cache is not None:
-                    cache.keep(readings[chat_id], which, page)
-        return pages
+        """The same page in each chat, by chat id."""
+        return await self._pages(chats, request)
 
     def search_terms(self, query: object) -> tuple[str, ...]:
         return tuple(search_terms(query, self._settings.max_body_length))
@@ -77,8 +60,6 @@ class Reads:
                         m,
                         created_at=s.created_at,
                         updated_at=s.updated_at,
-                        created_text=s.created_text,
-                        updated_text=s.updated_text,
                     )
                     if (s := stored.get((chat_id, m.number))) is not None
                     else m

@@ -50,12 +50,12 @@ async def test_pages_follow_their_cursors(service: ChatService) -> None:
     await service.chats.create(app.token)
     for n in range(7):
         await service.messages.create(app.token, 1, f"m{n}")
-    chat_id = await service.directory.chat_id(app.token, 1)
+    chat = await service.directory.chat_ref(app.token, 1)
     seen: list[int] = []
     cursor: str | None = None
     while True:
         request = page_request(service.settings, "message", NAMES, 3, cursor)
-        page = (await service.reads.message_pages([chat_id], request))[chat_id]
+        page = (await service.reads.message_pages([chat], request))[chat.id]
         seen += [m.number for m in page.items]
         if not page.has_next:
             break
@@ -66,7 +66,7 @@ async def test_pages_follow_their_cursors(service: ChatService) -> None:
     cursor = None
     while True:
         request = page_request(service.settings, "message", NAMES, last=3, before=cursor)
-        page = (await service.reads.message_pages([chat_id], request))[chat_id]
+        page = (await service.reads.message_pages([chat], request))[chat.id]
         seen = [m.number for m in page.items] + seen
         assert [m.number for m in page.items] == sorted(m.number for m in page.items)
         assert page.has_next == (cursor is not None)
