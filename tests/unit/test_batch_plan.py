@@ -1,0 +1,138 @@
+"""The batch write's rules, as a plan from events and rows, without a database (the
+contract suite runs the same rules through both engines)."""
+
+from __future__ import annotations
+
+from graphql_chat.adapters.batch_plan import (
+    StoredMessage,
+    claim_rows,
+    message_keys,
+    plan_chats,
+    plan_messages,
+    screen,
+)
+from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten, instant
+
+APP, OTHER = 7, 8
+T = 1_764_470_471_000_000  # a time, in microseconds
+NOW = T + 60_000_000
+
+
+def _message(
+    number: int, body: str, revision: int, at: int, created: bool = False
+) -> MessageWritten:
+    return MessageWritten(APP, 1, number, body, revision, created=created, at=at)
+
+
+def test_draws_of_a_retired_epoch_are_set_aside_and_writes_without_an_epoch_never_are() -> None:
+    old = ChatCreated(APP, 1, epoch=2)
+    current = ChatCreated(APP, 2, epoch=3)
+    embedded = ChatCreated(APP, 3)
+    own = ChatCreated(OTHER, 1, epoch=3)  # its application's own epoch is 4 (Redis Cluster)
+    accepted, set_aside = screen([old, current, embedded, own], 3, {OTHER: 4})
+    assert accepted == [current, embedded]
+    assert [(e, reason) for e, reason in set_aside] == [
+        (old, "drawn in numbering epoch 2, retired (now 3)"),
+        (own, "drawn in numbering epoch 3, retired (now 4)"),
+    ]
+
+
+def test_a_chat_is_created_at_its_earliest_event_and_a_late_create_only_moves_it_earlier() -> None:
+    events: list[Event] = [
+        _message(1, "first", 1, T + 5, created=True),  # reached the writer before its chat
+        ChatCreated(APP, 1, at=T + 2),
+        ChatCreated(APP, 2, at=T + 9),  # stored already: its time can only move earlier
+        ChatCreated(OTHER, 1),  # no time: accepted now
+    ]
+    plan = plan_chats(events, {(APP, 2): 20}, NOW)
+    assert plan.missing == [(APP, 1), (OTHER, 1)]
+    assert plan.inserts == [
+        {"application_id": APP, "number": 1, "messages_count": 0, "created_at": instant(T + 2)},
+        {"application_id": OTHER, "number": 1, "messages_count": 0, "created_at": instant(NOW)},
+    ]
+    assert plan.late == [{"chat": 20, "at": instant(T + 9)}]
+    assert plan.counts == [{"app_id": APP, "added": 1}, {"app_id": OTHER, "added": 1}]
+    inserted = plan.inserted({(APP, 1): 21, (APP, 2): 20, (OTHER, 1): 22})
+    assert [(c.chat_id, c.created_at) for c in inserted] == [
+        (21, instant(T + 2)),
+        (22, instant(NOW)),
+    ]
+
+
+def test_the_highest_revision_wins_whatever_the_order_and_counts_grow_by_inserts_only() -> None:
+    chats = {(APP, 1): 10}
+    written = [
+        _message(2, "edited", 5, T + 50),
+        _message(1, "one", 1, T + 10, created=True),
+        _message(2, "two", 2, T + 20, created=True),
+    ]
+    assert message_keys(chats, written) == [(10, 1), (10, 2)]
+    plan = plan_messages(chats, written, {}, NOW)
+    assert [(row["number"], row["body"], row["revision"]) for row in plan.inserts] == [
+        (1, "one", 1),
+        (2, "edited", 5),
+    ]
+    two = plan.inserts[1]
+    assert (two["created_revision"], two["created_at"], two["updated_at"]) == (
+        2,
+        instant(T + 20),
+        instant(T + 50),
+    )
+    assert plan.counts == [{"chat": 10, "added": 2}]
+    assert plan.updates == plan.late == [] and plan.set_aside == []
+    assert [(m.number, m.body) for m in plan.created] == [(1, "one"), (2, "edited")]
+    assert plan.indexed == plan.created and plan.updated == []
+
+
+def test_a_replay_changes_nothing_and_still_names_its_messages_for_search() -> None:
+    stored = {(10, 1): StoredMessage(10, 1, 3, "kept", 1, instant(T), instant(T + 30))}
+    plan = plan_messages({(APP, 1): 10}, [_message(1, "older", 2, T + 20)], stored, NOW)
+    assert plan.inserts == plan.updates == plan.late == plan.counts == []
+    assert plan.created == plan.updated == []
+    assert [(m.body, m.revision, m.updated_at) for m in plan.indexed] == [
+        ("kept", 3, instant(T + 30))
+    ]
+
+
+def test_a_newer_body_updates_the_row_and_keeps_its_creation_time() -> None:
+    stored = {(10, 1): StoredMessage(10, 1, 1, "one", 1, instant(T), instant(T))}
+    plan = plan_messages({(APP, 1): 10}, [_message(1, "new", 4, T + 40)], stored, NOW)
+    assert plan.updates == [
+        {"chat": 10, "num": 1, "new_body": "new", "rev": 4, "at": instant(T + 40)}
+    ]
+    assert plan.inserts == plan.counts == []
+    [updated] = plan.updated
+    assert (updated.created_at, updated.updated_at) == (instant(T), instant(T + 40))
+
+
+def test_a_create_after_its_update_was_stored_sets_the_owner_and_creation_time() -> None:
+    stored = {(10, 1): StoredMessage(10, 1, 4, "new", None, instant(T + 40), instant(T + 40))}
+    plan = plan_messages({(APP, 1): 10}, [_message(1, "one", 1, T + 10, created=True)], stored, NOW)
+    assert plan.late == [{"chat": 10, "num": 1, "owner": 1, "at": instant(T + 10)}]
+    assert plan.inserts == plan.updates == []
+    [standing] = plan.indexed
+    assert (standing.body, standing.created_at, standing.updated_at) == (
+        "new",
+        instant(T + 10),
+        instant(T + 40),
+    )
+
+
+def test_a_create_for_a_number_another_draw_created_is_set_aside_not_written() -> None:
+    stored = {(10, 1): StoredMessage(10, 1, 1, "mine", 1, instant(T), instant(T))}
+    theirs = _message(1, "theirs", 9, T + 90, created=True)
+    plan = plan_messages({(APP, 1): 10}, [theirs], stored, NOW)
+    assert plan.set_aside == [(theirs, "message 1 already holds another draw's create")]
+    assert plan.inserts == plan.updates == plan.late == []
+    assert plan.indexed == []  # nothing the batch wrote stands
+
+
+def test_claims_are_kept_for_creates_with_a_key_that_were_not_refused() -> None:
+    claim = Claim("k" * 32, "f" * 32, 60)
+    chat = ChatCreated(APP, 4, epoch=3, at=T, claim=claim)
+    message = MessageWritten(APP, 4, 2, "x", 7, epoch=3, created=True, at=T, claim=claim)
+    refused = MessageWritten(APP, 4, 3, "y", 8, created=True, claim=claim)
+    plain = MessageWritten(APP, 4, 5, "z", 9, created=True)
+    rows = claim_rows([chat, message, refused, plain], [refused], NOW)
+    assert [(r["chat_number"], r["number"], r["revision"]) for r in rows] == [(0, 4, 0), (4, 2, 7)]
+    assert rows[0]["expires"] == T + 60_000_000 and rows[0]["epoch"] == 3
