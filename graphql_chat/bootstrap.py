@@ -122,7 +122,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         if settings.is_sqlite and not settings.redis_url and settings.page_cache_bytes
         else None
     )
-    writer = Writer(store, indexer, feed)
+    writer = Writer(store.batches, indexer, feed)
     pages: MessagePages = StoredPages(store)
     if page_cache is not None:
         pages = CachedPages(pages, page_cache)

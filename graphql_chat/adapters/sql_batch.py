@@ -1,6 +1,7 @@
-"""The batch write, executed: a batch of accepted events applied in one transaction. What it
-does to each row is the plan's (`batch_plan.py`, where its rules are unit-tested); here are
-the reads the plan needs, the locks, and the statements it fills in."""
+"""The batch write, executed: `SqlBatches`, the `Batches` port the writer holds, applies a
+batch of accepted events in one transaction. What it does to each row is the plan's
+(`batch_plan.py`, where its rules are unit-tested); here are the reads the plan needs, the
+locks, and the statements it fills in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, bindparam, select, tuple_, update
+from sqlalchemy.exc import StatementError
 
 from graphql_chat.adapters.batch_plan import (
     Key,
@@ -18,9 +20,28 @@ from graphql_chat.adapters.batch_plan import (
     plan_messages,
     screen,
 )
+from graphql_chat.adapters.sql_database import Database
 from graphql_chat.domain import Event, MessageWritten, now_micros
+from graphql_chat.errors import Unstorable
 from graphql_chat.ports import Applied
 from graphql_chat.tables import applications, chats, idempotency_keys, messages, numbering
+
+
+class SqlBatches:
+    """Batches applied on `database`, one transaction each."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._locking = not database.is_sqlite  # SQLite's writer is alone already
+        self._purge = Purge()
+
+    async def apply(self, events: Sequence[Event]) -> Applied:
+        try:
+            return await self._db.write(
+                lambda conn: apply_batch(conn, events, self._locking, self._purge)
+            )
+        except StatementError as error:  # a value the driver or the database refuses
+            raise Unstorable() from error
 
 
 def _application_epochs(conn: Connection, app_ids: set[int], locking: bool) -> dict[int, int]:

@@ -1,7 +1,8 @@
 """The store port on SQLAlchemy Core, over a `Database` (`sql_database`): SQLite embedded,
 MySQL (asyncmy) distributed, one module each. The reads a page needs are bounded reads
 (`sql_pages`), rows become the domain's objects in `sql_rows`, and a batch is written by
-`sql_batch`; the numbering ledger on the same database is `sql_ledger`."""
+`sql_batch` (`SqlBatches`, which the writer holds); the numbering ledger on the same
+database is `sql_ledger`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Connection, func, select, text, tuple_, update
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError
 
 from graphql_chat.adapters.mysql_database import MysqlDatabase
-from graphql_chat.adapters.sql_batch import Purge, apply_batch
+from graphql_chat.adapters.sql_batch import SqlBatches
 from graphql_chat.adapters.sql_database import Database
 from graphql_chat.adapters.sql_pages import ONE_CHAT, pages_query
 from graphql_chat.adapters.sql_rows import (
@@ -26,7 +27,7 @@ from graphql_chat.adapters.sql_rows import (
 )
 from graphql_chat.adapters.sqlite_database import SqliteDatabase
 from graphql_chat.domain import Application, Chat, Event, Message, now_micros
-from graphql_chat.errors import TokenClash, Unstorable
+from graphql_chat.errors import TokenClash
 from graphql_chat.ports import Applied, Claimed, IndexedMessage
 from graphql_chat.tables import applications, chats, idempotency_keys, messages, numbering
 
@@ -45,7 +46,7 @@ class SqlStore:
         self.url = url
         self._db = open_database(url, synchronous)
         self.is_sqlite = self._db.is_sqlite
-        self._purge = Purge()
+        self.batches = SqlBatches(self._db)  # the writer's part, which it may hold alone
 
     def on_statement(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Have `callback` hear the SQL of every statement run from now on, on any connection
@@ -212,12 +213,7 @@ class SqlStore:
     # -- the writer's transaction --------------------------------------------------------------
 
     async def apply(self, events: Sequence[Event]) -> Applied:
-        try:
-            return await self.write(
-                lambda conn: apply_batch(conn, events, not self.is_sqlite, self._purge)
-            )
-        except StatementError as error:  # a value the driver or the database refuses
-            raise Unstorable() from error
+        return await self.batches.apply(events)
 
     async def iter_messages(
         self, batch_size: int, changed_since: datetime | None = None

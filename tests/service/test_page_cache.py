@@ -80,7 +80,7 @@ async def test_pages_come_from_memory_until_a_write_and_always_say_what_the_stor
 async def test_a_page_read_while_a_commit_of_its_chat_is_in_flight_is_not_kept(
     container: Container,
 ) -> None:
-    service, store = container.service, container.store
+    service, store = container.service, container.writer.store  # the batches it commits to
     token, chat = await _chat(service)
     await _newest(service, chat)
     gate, entered = asyncio.Event(), asyncio.Event()
