@@ -84,7 +84,7 @@ def _observe_commit(events: Sequence[Event], seconds: float) -> None:
     stored = metrics.LAG_SECONDS.labels("stored")
     now = now_micros()
     for event in events:
-        if event.at:  # a write of the previous release may carry no time
+        if event.at:  # a wire message without `t` carries no time
             stored.observe(max(now - event.at, 0) / 1e6)
 
 

@@ -5,8 +5,8 @@ New writes carry their acceptance time from the numbering draw. Rows written bef
 the best the database knows: a message's times come from its revisions, which were clock
 readings (microseconds from Redis, nanoseconds in the embedded mode); a chat's is its first
 message's time, or the time of the upgrade when it has none. On MySQL the columns default to
-the time of insertion, so that a worker of the previous release, still running during a
-rolling upgrade, writes rows with a time close to the truth.
+the time of insertion, so that a worker still running the code before this migration during a
+rolling upgrade writes rows with a time close to the truth.
 
 Revision ID: 0005
 Revises: 0004

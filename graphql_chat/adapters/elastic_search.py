@@ -146,7 +146,7 @@ class ElasticSearch:
                     elif version < MAPPING_VERSION:
                         raise ConfigurationError(
                             f"the search index {name} (behind {self.index_name}) has mapping "
-                            f"version {version}, older than this release's {MAPPING_VERSION}: "
+                            f"version {version}, older than this code's {MAPPING_VERSION}: "
                             "run `graphql-chat reindex` to build the new index (searches go on "
                             "meanwhile), then start again"
                         )
@@ -307,7 +307,7 @@ class ElasticSearch:
         )
         actions: list[dict[str, Any]] = []
         for name in found:
-            if name == self.index_name:  # an index of an older release, named like the alias
+            if name == self.index_name:  # an index, not an alias, of this name: replaced
                 actions.append({"remove_index": {"index": name}})
             else:
                 actions.append({"remove": {"index": name, "alias": self.index_name}})
@@ -329,8 +329,8 @@ class ElasticSearch:
 
 
 def _hit(source: dict[str, Any]) -> Message:
-    """A match as indexed; one indexed before messages carried times has `UNKNOWN_TIME` ones
-    (the service reads them from the store)."""
+    """A match as indexed; one indexed under mapping 2, without times, has `UNKNOWN_TIME`
+    ones (the service reads them from the store)."""
     created, updated = source.get("created_at"), source.get("updated_at")
     return Message(
         number=source["number"],

@@ -9,7 +9,7 @@ bytes of bodies, well below what Redis lets a subscriber fall behind by.
 A message is a JSON object: `c` (created), `u` (updated) and `r` (replayed) hold messages as
 [chat id, number, revision, body, created at, updated at], `h` chats as [application id,
 number, chat id, created at]; times in microseconds since 1970-01-01 UTC. Entries without
-times (a release before them, during an upgrade) are told with the time they arrive.
+times (from a process whose wire has none) are told with the time they arrive.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class Reads:
             for m in rows
             if m.created_at is UNKNOWN_TIME or m.updated_at is UNKNOWN_TIME
         ]
-        if unknown:  # indexed before messages carried times: the store has them
+        if unknown:  # indexed under mapping 2, without times: the store has them
             stored = await self._store.messages_by_number(unknown)
             found = {
                 chat_id: [

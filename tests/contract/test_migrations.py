@@ -21,7 +21,7 @@ US = (AT - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 @pytest.fixture(params=["sqlite", "mysql"])
 async def at_0004(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database at the release before times."""
+    """A database at migration 0004, before times."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
         await asyncio.to_thread(migrations.upgrade, url, "0004")

@@ -183,10 +183,10 @@ async def test_redis_data_loss_never_reuses_a_number(
 
 
 @pytest.mark.parametrize("store", ["mysql"], indirect=True)
-async def test_an_older_releases_epoch_key_is_recovered_from(
+async def test_an_epoch_key_from_before_numbering_epochs_is_recovered_from(
     store: SqlStore, redis_numbers: tuple[TestNumbers, list[bool]]
 ) -> None:
-    """The epoch key of a release without numbering epochs (a random value) is not an open
+    """An epoch key from before numbering epochs (a random value) is not an open
     epoch: numbering recovers, waiting for the queue, instead of trusting old counters."""
     numbers, _ = redis_numbers
     async with Redis.from_url(engine_url("REDIS_URL")) as redis:

@@ -263,7 +263,7 @@ async def test_terms_across_ngrams_repeats_and_short_terms(
 async def test_an_index_of_an_older_mapping_is_refused_until_reindexed(
     store: SqlStore, writer: Writer
 ) -> None:
-    """An index created by an older release (its name the alias's, no mapping version) stops
+    """An index made before mapping versions (its name the alias's, no version) stops
     a process at start with the way out; `rebuild` replaces it while it keeps answering."""
     from elasticsearch import AsyncElasticsearch
 

@@ -379,7 +379,7 @@ class Consumer:
     async def _reindex(self, message: AbstractIncomingMessage) -> None:
         try:
             rows = orjson.loads(message.body)["messages"]
-            # Rows of a release before times have none: the store has them for searches.
+            # Rows without times (a publisher before `t`): the store has them for searches.
             changed = [
                 IndexedMessage(int(c), int(n), str(b), int(r), *_times(times))
                 for c, n, b, r, *times in rows

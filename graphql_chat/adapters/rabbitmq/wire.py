@@ -11,8 +11,9 @@ the broker stores and replicates, so every byte is paid for several times):
 and, for a create sent with an idempotency key, `"k": [key hash, fingerprint, window]`.
 A traced event's context travels in the message's `traceparents` header (`traces`).
 
-A message holding a single event object (older publishers), events without `e` (before
-numbering epochs: epoch 0) and without `t` (before times: 0, the store's clock) are read too.
+The earlier shapes of this format are read too: a message holding a single event object,
+events without `e` (epoch 0: written before migration 0002's numbering epochs) and without
+`t` (0: the store's clock, as before migration 0005's times).
 """
 
 from __future__ import annotations
