@@ -149,11 +149,15 @@ def _chat(chat: Chat) -> dict[str, Any]:
 
 
 def _message(message: Message) -> dict[str, Any]:
+    created = iso(message.created_at)
     return {
         "number": message.number,
         "body": message.body,
-        "created_at": iso(message.created_at),
-        "updated_at": iso(message.updated_at),
+        "created_at": created,
+        # Never edited (one time, as the store reads it): its text is made once.
+        "updated_at": created
+        if message.updated_at is message.created_at
+        else iso(message.updated_at),
     }
 
 
