@@ -7,12 +7,15 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.error import GraphQLSyntaxError
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import StreamResult
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from graphql_chat import domain
 from graphql_chat.config import Settings
@@ -326,15 +329,32 @@ def coded(error: GraphQLError) -> GraphQLError:
     )
 
 
+# What a client's request caused: answered, never logged as ours (an operation of a type the
+# transport does not run, such as a subscription over HTTP, is the client's).
+_CLIENT_ERRORS = (ChatError, GraphQLError, InvalidOperationTypeError, CannotGetOperationTypeError)
+
+
 class ChatSchema(strawberry.Schema):
+    async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
+        """Any operation over a WebSocket, its errors coded as over HTTP."""
+        return _coded(await super().stream(*args, **kwargs))
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Log what is ours to fix; errors a client caused are answered, not logged."""
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, (ChatError, GraphQLError)):
+            if original is not None and not isinstance(original, _CLIENT_ERRORS):
                 log.error("unexpected error in %s", error.path, exc_info=original)
+
+
+async def _coded(results: StreamResult) -> StreamResult:
+    async with aclosing(results):
+        async for result in results:
+            if isinstance(result, ExecutionResult) and result.errors:
+                result.errors = [coded(error) for error in result.errors]
+            yield result
 
 
 def build_schema(settings: Settings, listed: dict[str, str] | None = None) -> strawberry.Schema:

@@ -21,12 +21,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from graphql_chat.bootstrap import Container
 from graphql_chat.graphql.context import Context
 from graphql_chat.graphql.persisted import PersistedQueries, Refused, load_manifest
+from graphql_chat.graphql.protocols import PREFERENCE, LegacyProtocol, TransportProtocol, preferred
 from graphql_chat.graphql.schema import build_schema, coded
 from graphql_chat.logs import note
 from graphql_chat.web.responses import JSONResponse
@@ -87,6 +87,8 @@ class GraphQLView(GraphQL[Context, None]):
     otherwise (200 for every well-formed request)."""
 
     websocket_adapter_class = _TextFrames
+    graphql_transport_ws_handler_class = TransportProtocol
+    graphql_ws_handler_class = LegacyProtocol
 
     def __init__(self, container: Container) -> None:
         settings = container.settings
@@ -98,7 +100,7 @@ class GraphQLView(GraphQL[Context, None]):
         super().__init__(
             build_schema(settings, listed),
             graphql_ide="graphiql",
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            subscription_protocols=PREFERENCE,
             connection_init_wait_timeout=timedelta(milliseconds=settings.live_init_timeout_ms),
             max_subscriptions_per_connection=settings.live_max_subscriptions,
             keep_alive=True,  # the legacy protocol's "ka"; graphql-transport-ws pings itself
@@ -108,6 +110,9 @@ class GraphQLView(GraphQL[Context, None]):
         self.container = container
         self.connections = 0  # open WebSockets
         self.persisted = PersistedQueries(max_bytes=_PERSISTED_BYTES, listed=listed)
+
+    async def pick_websocket_subprotocol(self, request: WebSocket) -> str | None:
+        return preferred(request.scope.get("subprotocols") or [])
 
     def parse_json(self, data: str | bytes) -> object:
         # orjson only: it refuses what the standard parser lets through (lone surrogates,
