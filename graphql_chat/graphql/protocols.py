@@ -8,12 +8,15 @@ Python's `gql`).
   subscriptions stream.
 - An operation over the connection's limit (LIVE_MAX_SUBSCRIPTIONS) is refused with
   `extensions.code` `LIMIT_EXCEEDED`, as every refusal of this server carries a code.
+- A legacy `start` or `stop` not of the protocol's shape (no string `id`, a payload that is not
+  an object, a query that is not text, variables that are not an object) closes its
+  connection with 4400, as a malformed message of `graphql-transport-ws` does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -27,6 +30,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     CompleteMessage,
     ErrorMessage,
+    OperationMessage,
     StartMessage,
 )
 from strawberry.types import ExecutionResult
@@ -42,6 +46,26 @@ _LIMIT: GraphQLFormattedError = {
 }
 
 
+def _full(limit: int | None, running: Collection[str], operation: str) -> bool:
+    """Whether a new operation `operation` is over the connection's limit."""
+    return limit is not None and operation not in running and len(running) >= limit
+
+
+def _well_formed(message: Mapping[str, Any]) -> bool:
+    """Whether a legacy `start` or `stop` has the protocol's shape."""
+    if not isinstance(message.get("id"), str):
+        return False
+    if message.get("type") != "start":
+        return True
+    payload = message.get("payload")
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("query"), str)
+        and isinstance(payload.get("variables") or {}, dict)
+        and isinstance(payload.get("operationName") or "", str)
+    )
+
+
 def preferred(offered: Sequence[str]) -> str | None:
     """The protocol to speak with a client that offered `offered`: ours in our order."""
     return next((protocol for protocol in PREFERENCE if protocol in offered), None)
@@ -49,12 +73,8 @@ def preferred(offered: Sequence[str]) -> str | None:
 
 class TransportProtocol(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_subscribe(self, message: transport.SubscribeMessage) -> None:
-        limit = self.max_subscriptions_per_connection
-        if (
-            self.connection_acknowledged
-            and message["id"] not in self.operations
-            and limit is not None
-            and len(self.operations) >= limit
+        if self.connection_acknowledged and _full(
+            self.max_subscriptions_per_connection, self.operations, message["id"]
         ):
             await self.send_message(
                 transport.ErrorMessage(id=message["id"], type="error", payload=[_LIMIT])
@@ -64,13 +84,15 @@ class TransportProtocol(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyProtocol(BaseGraphQLWSHandler[Context, None]):
+    async def handle_message(self, message: OperationMessage) -> None:
+        if message.get("type") in ("start", "stop") and not _well_formed(message):
+            await self.websocket.close(4400, f"a malformed {message['type']} message")
+            return
+        await super().handle_message(message)
+
     async def handle_start(self, message: StartMessage) -> None:
-        limit = self.max_subscriptions_per_connection
-        if (
-            self.connection_acknowledged
-            and message["id"] not in self.tasks
-            and limit is not None
-            and len(self.tasks) >= limit
+        if self.connection_acknowledged and _full(
+            self.max_subscriptions_per_connection, self.tasks, message["id"]
         ):
             await self.send_message(ErrorMessage(type="error", id=message["id"], payload=_LIMIT))
             return

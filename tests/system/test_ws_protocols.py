@@ -124,3 +124,50 @@ async def test_an_operation_over_the_connections_limit_is_refused_with_a_code_ei
         assert message["id"] == "2"
         assert message["payload"]["extensions"]["code"] == "LIMIT_EXCEEDED"
     _quiet(one_each)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"id": "1", "type": "start"},
+        {"id": "1", "type": "start", "payload": 7},
+        {"id": "1", "type": "start", "payload": {"query": 7}},
+        {"id": "1", "type": "start", "payload": {"query": "{ __typename }", "variables": [1]}},
+        {"id": "1", "type": "start", "payload": {"query": "{ a }", "operationName": 5}},
+        {"type": "start", "payload": {"query": "{ __typename }"}},
+        {"id": ["1"], "type": "stop"},
+        {"type": "stop"},
+    ],
+)
+async def test_a_malformed_legacy_message_closes_only_its_own_connection_quietly(
+    server: Server, frame: dict[str, object]
+) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+    from websockets.typing import Subprotocol
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        token = await new_chat(http, server.url)
+        bystander = await LiveClient.open(server.url)
+        try:
+            await bystander.messages(token, 1)
+            url, legacy = ws_url(server.url), [Subprotocol("graphql-ws")]
+            async with connect(url, subprotocols=legacy) as hostile:
+                await hostile.send(json.dumps({"type": "connection_init"}))
+                assert json.loads(await hostile.recv())["type"] == "connection_ack"
+                await hostile.send(json.dumps(frame))
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(10):
+                        while True:
+                            await hostile.recv()  # keep-alives until the close
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+            sent = await http.post(
+                f"{server.url}/api/v1/applications/{token}/chats/1/messages",
+                json={"body": "still served"},
+            )
+            assert sent.status_code == 201, sent.text
+            event = await bystander.receive()
+            assert event["payload"]["data"]["messageEvents"]["message"]["body"] == "still served"
+        finally:
+            await bystander.close()
+    _quiet(server)
