@@ -293,3 +293,19 @@ async def indexed(settings: Settings, expected: int, within: float = 60) -> None
             await asyncio.sleep(0.5)
     finally:
         await elastic.close()
+
+
+# A client socket of the test process (a WebSocket or HTTP client of a server process) that
+# the garbage collector closes late raises its ResourceWarning in whichever test runs then,
+# not in the one that left it: such a warning says nothing of the test it lands in, and the
+# servers under test are other processes. Only those two messages are let through.
+_LATE_SOCKETS = pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <(socket\.socket|function _SelectorTransport\.__del__)"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("system") is not None:
+            item.add_marker(_LATE_SOCKETS)
