@@ -147,7 +147,9 @@ def bootstrap(settings: Settings | None = None) -> Container:
     else:
         numbers = MemoryNumbers(store)
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
-    service = chat_service(settings, store, numbers, pipeline, search, hub, pages, reopening)
+    service = chat_service(
+        settings, store, numbers, pipeline, search, hub, store.users, pages, reopening
+    )
     return Container(
         settings, store, numbers, pipeline, search, feed, writer, service, hub, ledger, page_cache
     )

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     live_gap_wait_ms: int = Field(default=500, ge=1)
     page_cache_bytes: int = Field(default=33_554_432, ge=0)
     idempotency_window_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
+    user_token_max_lifetime_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    user_token_lifetime_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
+    signing_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    access_recheck_ms: int = Field(default=500, ge=10, le=500)
 
     batch_max_events: int = Field(default=1000, ge=1)
     worker_batch_ms: float = Field(default=50, ge=0)

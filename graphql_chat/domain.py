@@ -68,10 +68,15 @@ def parse_iso(text: str) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Application:
+    """`public_id` names it in its users' tokens (it reveals nothing); `users_manage_chats`:
+    whether its users may create chats and add members to theirs (else only its backend)."""
+
     id: int
     token: str
     name: str
     chats_count: int
+    public_id: str = ""
+    users_manage_chats: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,20 @@ class Chat:
     number: int
     messages_count: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person using an application, as a verified user token names them: the application
+    (its id, its token, by which the service names it inside, and its public id) and the
+    application's own id for the person. `manage_chats`: whether the application lets its
+    users create chats and add members to theirs."""
+
+    application_id: int
+    token: str
+    public_id: str
+    id: str
+    manage_chats: bool = True
 
 
 class ChatRef(NamedTuple):
@@ -103,6 +122,7 @@ class Message:
     body: str
     created_at: datetime
     updated_at: datetime
+    author: str | None = None  # the user who wrote it; None: the application's backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +206,7 @@ class MessageWritten:
     created: bool = False
     at: int = 0
     claim: Claim | None = None  # a create's idempotency key, as for `ChatCreated`
+    author: str | None = None  # a create's author (a user id; None: the backend)
     kind: Literal["message"] = "message"
 
 
@@ -196,6 +217,29 @@ def lag_ms(events: Sequence[Event]) -> float:
     """The longest wait, from acceptance to now, of the events (0 if none has a time)."""
     oldest = min((event.at for event in events if event.at), default=0)
     return round((now_micros() - oldest) / 1000, 1) if oldest else 0.0
+
+
+def new_public_id() -> str:
+    """An application's public id: 90 random bits, never taken for a token (which is a UUID)."""
+    return f"app_{secrets.token_urlsafe(15)}"
+
+
+def new_signing_secret() -> str:
+    """A secret to sign user tokens with (HS256): 256 random bits, base64url."""
+    return secrets.token_urlsafe(32)
+
+
+USER_ID_MAX_LENGTH = 255
+
+
+def clean_user_id(value: object, field: str = "userId") -> str:
+    """A user id as an application names its users: 1 to 255 printable characters (no
+    control characters, no lone surrogates)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string", field)
+    if not 1 <= len(value) <= USER_ID_MAX_LENGTH or not value.isprintable():
+        raise InvalidInput(f"{field} must be 1 to {USER_ID_MAX_LENGTH} printable characters", field)
+    return _unicode(value, field)
 
 
 def new_token() -> str:
@@ -282,7 +326,7 @@ def search_terms(query: object, max_length: int) -> list[str]:
 
 
 # Cursors are opaque to clients: a kind and a key, base64url-encoded.
-CursorKind = Literal["application", "chat", "message", "search"]
+CursorKind = Literal["application", "chat", "message", "search", "member"]
 
 
 def encode_cursor(kind: CursorKind, key: int) -> str:
@@ -332,6 +376,12 @@ _NODE_PARTS = {"Application": 0, "Chat": 1, "Message": 2}
 
 def _node_mac(token: str, payload: str) -> str:
     return hmac.new(token.encode(), payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def user_scope(token: str) -> str:
+    """What ids shown to an application's users are signed with instead of its token: such
+    an id names its object only to a user token of a member, never without one."""
+    return f"{token}\x00user"
 
 
 def global_id(kind: NodeKind, application_id: int, token: str, *numbers: int) -> str:

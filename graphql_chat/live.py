@@ -333,7 +333,7 @@ class Hub:
             found = (await store.list_messages([chat_id], after, limit))[chat_id]
             # A read has no revision: 0 lets any update told later through.
             return [
-                IndexedMessage(chat_id, m.number, m.body, 0, m.created_at, m.updated_at)
+                IndexedMessage(chat_id, m.number, m.body, 0, m.created_at, m.updated_at, m.author)
                 for m in found
             ]
 

@@ -24,6 +24,7 @@ class IndexedMessage:
     revision: int
     created_at: datetime
     updated_at: datetime
+    author: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,79 @@ class ApplicationRecords(Protocol):
         self, after_id: int | None, limit: int, backward: bool = False
     ) -> list[Application]:
         """Oldest first after `after_id`; `backward`: newest first before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeys:
+    """What verifies an application's user tokens: its secret, and the one it replaced while
+    that still verifies (until `previous_until`, microseconds since 1970)."""
+
+    application_id: int
+    token: str
+    public_id: str
+    secret: str
+    previous: str | None
+    previous_until: int | None
+    users_manage_chats: bool
+
+    def verifying(self, now_us: int) -> list[str]:
+        """The secrets a token may be signed with now."""
+        if self.previous and self.previous_until and self.previous_until > now_us:
+            return [self.secret, self.previous]
+        return [self.secret]
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user in a chat, since `joined_at` (microseconds since 1970); `id` orders them."""
+
+    id: int
+    chat_number: int
+    user_id: str
+    joined_at: int
+
+
+class UserRecords(Protocol):
+    """Users as the store keeps them: applications' signing secrets, chat membership, and
+    revoked tokens. The store is the authority: a process remembers none of it for long."""
+
+    async def signing_keys(self, public_id: str) -> SigningKeys | None: ...
+    async def signing_keys_of(self, application_id: int) -> SigningKeys | None: ...
+    async def rotate_secret(
+        self, application_id: int, secret: str, previous_until: int
+    ) -> SigningKeys | None: ...
+    async def set_users_manage_chats(self, application_id: int, allowed: bool) -> None: ...
+
+    async def revoke(self, application_id: int, user_id: str, issued_before: int) -> int:
+        """Refuse the user's tokens issued before `issued_before` (seconds since 1970, or the
+        later time already stored): returns the time that holds now."""
+
+    async def issued_before(self, application_id: int, user_id: str) -> int | None: ...
+
+    async def add_members(
+        self, application_id: int, chat_number: int, user_ids: Sequence[str], at: int
+    ) -> list[str]:
+        """Add the users to the chat: returns those who were not members yet."""
+
+    async def remove_members(
+        self, application_id: int, chat_number: int, user_ids: Sequence[str]
+    ) -> list[str]:
+        """Returns those who were members."""
+
+    async def member_of(
+        self, application_id: int, user_id: str, chat_numbers: Sequence[int]
+    ) -> set[int]:
+        """Which of these chats the user is a member of."""
+
+    async def list_members(
+        self, application_id: int, chat_number: int, after: int | None, limit: int, backward: bool
+    ) -> list[Membership]:
+        """A chat's members in the order they joined (`after`: a `Membership.id`)."""
+
+    async def list_memberships(
+        self, application_id: int, user_id: str, after: int | None, limit: int, backward: bool
+    ) -> list[Membership]:
+        """A user's chats in the order they joined them."""
 
 
 class ChatRecords(Protocol):

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    true,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -78,6 +80,16 @@ applications = Table(
     # The application's own numbering epoch on Redis Cluster (0: the global one alone);
     # workers set aside its draws of an epoch older than this and the global one.
     Column("epoch", BigInteger, nullable=False, server_default="0"),
+    # What names the application in its users' tokens and a user's REST paths (public), the
+    # secret its backend signs those tokens with, and the one it replaced, which verifies
+    # until `previous_secret_until` (microseconds since 1970; see alembic/versions/0008).
+    Column("public_id", String(32), nullable=True),
+    Column("signing_secret", String(64), nullable=True),
+    Column("previous_signing_secret", String(64), nullable=True),
+    Column("previous_secret_until", BigInteger, nullable=True),
+    # Whether users may create chats and add members to their chats (else the backend alone).
+    Column("users_manage_chats", Boolean, nullable=False, server_default=true()),
+    Index("uq_applications_public_id", "public_id", unique=True),
     **MYSQL_TABLE,
 )
 
@@ -109,6 +121,7 @@ messages = Table(
     Column("created_revision", BigInteger, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    Column("author", String(255), nullable=True),  # a user id; null: sent by the backend
     UniqueConstraint("chat_id", "number"),
     **MYSQL_TABLE,
 )
@@ -141,5 +154,36 @@ idempotency_keys = Table(
     Column("epoch", BigInteger, nullable=False),
     Column("at", BigInteger, nullable=False),
     Column("expires", BigInteger, nullable=False, index=True),
+    **MYSQL_TABLE,
+)
+
+# Who may read and write a chat with a user token. Keyed by the chat's number: a chat's first
+# member is there before a worker stores the chat. `id` orders a chat's members and a user's
+# chats by when they joined (`joined_at`, microseconds since 1970).
+chat_members = Table(
+    "chat_members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "application_id",
+        Id,
+        ForeignKey("applications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("chat_number", Integer, nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("joined_at", BigInteger, nullable=False),
+    UniqueConstraint("application_id", "chat_number", "user_id"),
+    Index("ix_chat_members_application_id_user_id", "application_id", "user_id"),
+    **MYSQL_TABLE,
+)
+
+# A user's tokens issued before `issued_before` (seconds since 1970, a JWT's `iat`) are refused.
+user_revocations = Table(
+    "user_revocations",
+    metadata,
+    Column("application_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", String(255), primary_key=True),
+    Column("issued_before", BigInteger, nullable=False),
     **MYSQL_TABLE,
 )

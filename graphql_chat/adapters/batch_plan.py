@@ -113,6 +113,7 @@ class StoredMessage(NamedTuple):
     created_revision: int | None
     created_at: datetime
     updated_at: datetime
+    author: str | None = None
 
 
 def message_keys(chat_ids: Mapping[Key, int], written: Iterable[MessageWritten]) -> list[Key]:
@@ -152,6 +153,7 @@ def plan_messages(
     set_aside: list[tuple[Event, str]] = []
     wanted: dict[Key, MessageWritten] = {}  # the write whose body each message will hold
     creators: dict[Key, tuple[int, int]] = {}  # the draw that owns each number, and its time
+    authors: dict[Key, str | None] = {}  # as its create says (an update does not say)
     for key, found in keyed.items():
         row = stored.get(key)
         owner = row.created_revision if row is not None else None
@@ -160,6 +162,7 @@ def plan_messages(
                 if owner is None:
                     owner = e.revision
                     creators[key] = (e.revision, e.at or now)
+                    authors[key] = e.author
                 elif owner != e.revision:
                     set_aside.append((e, f"message {e.number} already holds another draw's create"))
                     continue
@@ -183,9 +186,17 @@ def plan_messages(
         times[key] = (instant(creators[key][1]), times[key][1])
     changed = {*new, *newer}
 
+    def author(key: Key) -> str | None:
+        if key in authors:
+            return authors[key]
+        row = stored.get(key)
+        return row.author if row is not None else None
+
     def standing(key: Key) -> IndexedMessage:
         source = wanted[key] if key in changed else stored[key]
-        return IndexedMessage(key[0], key[1], source.body, source.revision, *times[key])
+        return IndexedMessage(
+            key[0], key[1], source.body, source.revision, *times[key], author(key)
+        )
 
     return MessagePlan(
         inserts=[
@@ -197,6 +208,7 @@ def plan_messages(
                 "created_revision": creators[(c, n)][0] if (c, n) in creators else None,
                 "created_at": times[(c, n)][0],
                 "updated_at": times[(c, n)][1],
+                "author": authors.get((c, n)),
             }
             for c, n in new
         ],
@@ -215,7 +227,13 @@ def plan_messages(
             for c, n in newer
         ],
         late=[
-            {"chat": c, "num": n, "owner": creators[(c, n)][0], "at": times[(c, n)][0]}
+            {
+                "chat": c,
+                "num": n,
+                "owner": creators[(c, n)][0],
+                "at": times[(c, n)][0],
+                "by": authors[(c, n)],
+            }
             for c, n in late
         ],
         set_aside=set_aside,

@@ -38,7 +38,7 @@ from graphql_chat.ports import Catalogue, IndexedMessage
 
 log = logging.getLogger(__name__)
 
-MAPPING_VERSION = 3
+MAPPING_VERSION = 4
 _GRAMS = {"type": "text", "analyzer": "whitespace", "norms": False}
 # Version 3 added the message's times (microseconds since 1970-01-01 UTC, only returned):
 # an index of version 2 takes them in place (documents indexed before lack them).
@@ -46,6 +46,11 @@ _TIMES: dict[str, Any] = {
     "created_at": {"type": "long", "index": False, "doc_values": False},
     "updated_at": {"type": "long", "index": False, "doc_values": False},
 }
+# Version 4 added the message's author (a user id; absent: the application's backend), only
+# returned: an index of version 2 or 3 takes it in place.
+_AUTHOR: dict[str, Any] = {"author": {"type": "keyword", "index": False, "doc_values": False}}
+# What an index of each older version takes in place to be of this one.
+_ADDED: dict[int, dict[str, Any]] = {2: {**_TIMES, **_AUTHOR}, 3: _AUTHOR}
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "_meta": {"version": MAPPING_VERSION},
@@ -55,6 +60,7 @@ MAPPING: dict[str, Any] = {
         "number": {"type": "long"},
         "body": {"type": "text", "index": False},
         **_TIMES,
+        **_AUTHOR,
         "grams3": {**_GRAMS, "index_options": "positions"},
         "grams2": {**_GRAMS, "index_options": "docs"},
         "grams1": {**_GRAMS, "index_options": "docs"},
@@ -137,10 +143,10 @@ class ElasticSearch:
             else:
                 for name, index in found.items():
                     version = index.get("mappings", {}).get("_meta", {}).get("version", 1)
-                    if version == 2:
+                    if version in _ADDED:
                         await self._client.indices.put_mapping(
                             index=name,
-                            properties=_TIMES,
+                            properties=_ADDED[version],
                             meta={"version": MAPPING_VERSION},
                         )
                     elif version < MAPPING_VERSION:
@@ -209,6 +215,7 @@ class ElasticSearch:
                     "body": m.body,
                     "created_at": micros(m.created_at),
                     "updated_at": micros(m.updated_at),
+                    **({} if m.author is None else {"author": m.author}),
                     **grams(m.body),
                 },
             }
@@ -234,7 +241,7 @@ class ElasticSearch:
                 "query": {"bool": {"filter": [{"term": {"chat_id": chat_id}}, *common]}},
                 "sort": [{"number": "asc" if backward else "desc"}],
                 "size": limit,
-                "_source": ["number", "body", "created_at", "updated_at"],
+                "_source": ["number", "body", "created_at", "updated_at", "author"],
                 "track_total_hits": False,
             }
             for chat_id in wanted
@@ -337,6 +344,7 @@ def _hit(source: dict[str, Any]) -> Message:
         body=source["body"],
         created_at=UNKNOWN_TIME if created is None else instant(created),
         updated_at=UNKNOWN_TIME if updated is None else instant(updated),
+        author=source.get("author"),
     )
 
 

@@ -42,11 +42,17 @@ _MATCHING_UP = text(
 )
 _BODIES = (
     text(
-        "SELECT number, body, created_at, updated_at FROM messages "
+        "SELECT number, body, created_at, updated_at, author FROM messages "
         "WHERE chat_id = :chat AND number IN :numbers"
     )
     .bindparams(bindparam("numbers", expanding=True))
-    .columns(number=Integer(), body=Text(), created_at=Timestamp(), updated_at=Timestamp())
+    .columns(
+        number=Integer(),
+        body=Text(),
+        created_at=Timestamp(),
+        updated_at=Timestamp(),
+        author=Text(),
+    )
 )
 _VERSION = text("SELECT grams, unicode FROM message_grams_version")
 _EMPTY = text("INSERT INTO message_grams(message_grams) VALUES ('delete-all')")
@@ -91,7 +97,13 @@ def _search_chat(
     rows = conn.execute(_BODIES, {"chat": chat_id, "numbers": numbers})
     found = {r.number: r for r in rows}
     return [
-        Message(number=n, body=r.body, created_at=r.created_at, updated_at=r.updated_at)
+        Message(
+            number=n,
+            body=r.body,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            author=r.author,
+        )
         for n in numbers
         if (r := found.get(n)) is not None and all(term in r.body.lower() for term in lowered)
     ]

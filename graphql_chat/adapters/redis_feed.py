@@ -56,6 +56,7 @@ def encode(changes: Changes) -> Iterator[bytes]:
                     m.body,
                     micros(m.created_at),
                     micros(m.updated_at),
+                    m.author,
                 ],
                 len(m.body),
             )
@@ -77,10 +78,13 @@ def decode(data: bytes) -> Changes:
     now = now_micros()
 
     def messages(key: str) -> list[IndexedMessage]:
+        # Entries of an older publisher lack the author, or the times too.
         return [
-            IndexedMessage(c, n, b, r, instant(times[0]), instant(times[1]))
-            for c, n, r, b, *times in part.get(key, ())
-            for times in (times or [now, now],)
+            IndexedMessage(
+                c, n, b, r, instant(rest[0]), instant(rest[1]), rest[2] if len(rest) > 2 else None
+            )
+            for c, n, r, b, *rest in part.get(key, ())
+            for rest in (rest or [now, now],)
         ]
 
     return Changes(

@@ -125,7 +125,11 @@ def apply_batch(conn: Connection, events: Sequence[Event], locking: bool, purge:
         conn.execute(
             update(messages)
             .where(messages.c.chat_id == bindparam("chat"), messages.c.number == bindparam("num"))
-            .values(created_revision=bindparam("owner"), created_at=bindparam("at")),
+            .values(
+                created_revision=bindparam("owner"),
+                created_at=bindparam("at"),
+                author=bindparam("by"),
+            ),
             plan.late,
         )
     set_aside += plan.set_aside
@@ -166,6 +170,7 @@ def _stored_messages(conn: Connection, keys: list[Key]) -> dict[Key, StoredMessa
         messages.c.created_revision,
         messages.c.created_at,
         messages.c.updated_at,
+        messages.c.author,
     ).where(tuple_(messages.c.chat_id, messages.c.number).in_(keys))
     return {(r.chat_id, r.number): StoredMessage(*r) for r in conn.execute(query)}
 

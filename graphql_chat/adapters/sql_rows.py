@@ -27,6 +27,7 @@ MESSAGE_COLUMNS = (
     messages.c.body,
     messages.c.created_at,
     messages.c.updated_at,
+    messages.c.author,
 )
 
 
@@ -45,7 +46,14 @@ def claimed_row(row: Any) -> Claimed:
 
 
 def application_row(row: Row[Any]) -> Application:
-    return Application(id=row.id, token=row.token, name=row.name, chats_count=row.chats_count)
+    return Application(
+        id=row.id,
+        token=row.token,
+        name=row.name,
+        chats_count=row.chats_count,
+        public_id=row.public_id or "",
+        users_manage_chats=bool(row.users_manage_chats),
+    )
 
 
 def utc(value: datetime | str) -> datetime:
@@ -73,11 +81,11 @@ def message_row(row: Any) -> Message:
     if type(created_at) is not str:  # MySQL's
         created = utc(created_at)
         updated = created if updated_at == created_at else utc(updated_at)
-        return Message(row[1], row[2], created, updated)
+        return Message(row[1], row[2], created, updated, row[5])
     created = _from_iso(created_at + "+00:00")
     if updated_at == created_at:  # never edited: parsed once
-        return Message(row[1], row[2], created, created)
-    return Message(row[1], row[2], created, _from_iso(updated_at + "+00:00"))
+        return Message(row[1], row[2], created, created, row[5])
+    return Message(row[1], row[2], created, _from_iso(updated_at + "+00:00"), row[5])
 
 
 _from_iso = datetime.fromisoformat

@@ -25,8 +25,17 @@ from graphql_chat.adapters.sql_rows import (
     claimed_row,
     message_row,
 )
+from graphql_chat.adapters.sql_users import SqlUsers
 from graphql_chat.adapters.sqlite_database import SqliteDatabase
-from graphql_chat.domain import Application, Chat, Event, Message, now_micros
+from graphql_chat.domain import (
+    Application,
+    Chat,
+    Event,
+    Message,
+    new_public_id,
+    new_signing_secret,
+    now_micros,
+)
 from graphql_chat.errors import TokenClash
 from graphql_chat.ports import Applied, Claimed, IndexedMessage
 from graphql_chat.tables import applications, chats, idempotency_keys, messages, numbering
@@ -47,6 +56,7 @@ class SqlStore:
         self._db = open_database(url, synchronous)
         self.is_sqlite = self._db.is_sqlite
         self.batches = SqlBatches(self._db)  # the writer's part, which it may hold alone
+        self.users = SqlUsers(self._db)  # signing secrets, membership, revoked tokens
 
     def on_statement(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Have `callback` hear the SQL of every statement run from now on, on any connection
@@ -74,9 +84,17 @@ class SqlStore:
     # -- applications --------------------------------------------------------------------------
 
     async def insert_application(self, token: str, name: str) -> Application:
+        public_id = new_public_id()
+
         def insert(conn: Connection) -> int:
             result = conn.execute(
-                applications.insert().values(token=token, name=name, chats_count=0)
+                applications.insert().values(
+                    token=token,
+                    name=name,
+                    chats_count=0,
+                    public_id=public_id,
+                    signing_secret=new_signing_secret(),
+                )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -86,7 +104,7 @@ class SqlStore:
             if self._db.is_unique_violation(error):
                 raise TokenClash() from error
             raise
-        return Application(id=app_id, token=token, name=name, chats_count=0)
+        return Application(id=app_id, token=token, name=name, chats_count=0, public_id=public_id)
 
     async def rename_application(self, token: str, name: str) -> Application | None:
         def rename(conn: Connection) -> Application | None:
@@ -231,6 +249,7 @@ class SqlStore:
                     messages.c.revision,
                     messages.c.created_at,
                     messages.c.updated_at,
+                    messages.c.author,
                 )
                 .where(messages.c.id > last_id)
                 .order_by(messages.c.id)
@@ -243,7 +262,9 @@ class SqlStore:
                 return
             last_id = rows[-1].id
             yield [
-                IndexedMessage(r.chat_id, r.number, r.body, r.revision, r.created_at, r.updated_at)
+                IndexedMessage(
+                    r.chat_id, r.number, r.body, r.revision, r.created_at, r.updated_at, r.author
+                )
                 for r in rows
             ]
 

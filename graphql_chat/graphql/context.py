@@ -12,7 +12,8 @@ from starlette.websockets import WebSocket, WebSocketState
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from graphql_chat.domain import Application, Chat, ChatRef, Message
+from graphql_chat.domain import Application, Chat, ChatRef, Message, User
+from graphql_chat.errors import Unauthenticated
 from graphql_chat.paging import Page, PageRequest
 from graphql_chat.usecases import ChatService
 
@@ -97,6 +98,39 @@ class Context:
         self.authorization = authorization  # the request's Authorization header
         self.websocket = websocket
         self.connection_params: object = None  # graphql-transport-ws connection_init payload
+        self._user: tuple[User | None] | None = None
+
+    async def user(self) -> User | None:
+        """The user the request's user token names (over a WebSocket, the `authorization`
+        of `connection_init`'s payload), or None without one; `Unauthenticated` when the
+        token does not hold. Checked once per request, or per operation over a socket."""
+        if self._user is None or self.websocket is not None:
+            self._user = (await self.service.users.authenticate(self._authorization()),)
+        return self._user[0]
+
+    def _authorization(self) -> str | None:
+        if self.websocket is None:
+            return self.authorization
+        params = self.connection_params
+        if isinstance(params, dict):
+            for name in ("authorization", "Authorization"):
+                value = params.get(name)
+                if isinstance(value, str):
+                    return value
+        return self.authorization
+
+    async def caller(self, application_token: str | None) -> tuple[str, User | None]:
+        """Who a write or a subscription is for: the application's backend (its token
+        given), or the user of the request's user token."""
+        if application_token is not None:
+            return application_token, None
+        user = await self.user()
+        if user is None:
+            raise Unauthenticated(
+                "give applicationToken (the application's backend) or send a user token "
+                "(Authorization: Bearer <token>)"
+            )
+        return user.token, user
 
     def fresh(self) -> None:
         """Forget what the loaders hold: the next event reads the store as it is now."""

@@ -4,26 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphql_chat.domain import Application, Chat, Message, parse_global_id
+from graphql_chat.domain import (
+    Application,
+    Chat,
+    Message,
+    NodeId,
+    User,
+    parse_global_id,
+    user_scope,
+)
 from graphql_chat.usecases import ChatService
 
 # A node as found: its application, and the application, a chat, or a chat's message.
 Node = tuple[Application, Application | Chat | tuple[Chat, Message]]
 
 
-async def find_nodes(service: ChatService, ids: Sequence[object]) -> list[Node | None]:
+async def find_nodes(
+    service: ChatService, ids: Sequence[object], user: User | None = None
+) -> list[Node | None]:
     """The objects these ids name, in order; None for an id that is not one, was not signed
-    with its application's token, or names nothing stored."""
+    with its application's token, or names nothing stored. For a `user`, only ids of their
+    application, signed with its token or as shown to its users (`user_scope`); the caller
+    keeps what their chats hold."""
     parsed = [parse_global_id(value) for value in ids]
+    if user is not None:
+        parsed = [p if p and p.application_id == user.application_id else None for p in parsed]
     apps = await service.applications.by_ids(
         sorted({p.application_id for p in parsed if p is not None})
     )
-    valid = [
-        p
-        if p is not None and p.application_id in apps and p.signed_by(apps[p.application_id].token)
-        else None
-        for p in parsed
-    ]
+
+    def signed(p: NodeId | None) -> bool:
+        if p is None or p.application_id not in apps:
+            return False
+        token = apps[p.application_id].token
+        return p.signed_by(token) or (user is not None and p.signed_by(user_scope(token)))
+
+    valid = [p if signed(p) else None for p in parsed]
     chat_keys = [(p.application_id, p.numbers[0]) for p in valid if p and p.kind != "Application"]
     chats = await service.directory.chats(chat_keys) if chat_keys else {}
     message_keys = [

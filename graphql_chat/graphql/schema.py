@@ -35,6 +35,7 @@ from graphql_chat.graphql.types import (
     Message,
     MessageEvent,
     Node,
+    Viewer,
     connection,
 )
 from graphql_chat.web.paging import page_request
@@ -82,6 +83,15 @@ class Query:
             )
         return await _nodes(info, ids)
 
+    @strawberry.field(
+        description="The person the request's user token names (Authorization: Bearer "
+        "<user token>; over a WebSocket, `authorization` in connection_init's payload), or "
+        "null without one."
+    )
+    async def viewer(self, info: Info) -> Viewer | None:
+        user = await info.context.user()
+        return None if user is None else Viewer(user=user)
+
     @strawberry.field(description="The application with this token, or null when unknown.")
     async def application(self, info: Info, token: str) -> Application | None:
         try:  # tokens never change: a known one is found without the store
@@ -92,19 +102,36 @@ class Query:
 
 
 async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    user = await info.context.user()
+    service = info.context.service
+    found_nodes = await find_nodes(service, list(ids), user)
+    if user is not None:  # only what the user's chats hold
+        numbers = [
+            item.number if isinstance(item, domain.Chat) else item[0].number
+            for found in found_nodes
+            if found is not None
+            for item in (found[1],)
+            if not isinstance(item, domain.Application)
+        ]
+        allowed = await service.members.member_of(user, numbers)
     shaped: list[Node | None] = []
-    for found in await find_nodes(info.context.service, list(ids)):
+    for found in found_nodes:
         if found is None:
             shaped.append(None)
             continue
         app, item = found
+        scoped = user is not None
         if isinstance(item, domain.Application):
-            shaped.append(Application.of(item))
+            shaped.append(None if scoped else Application.of(item))
         elif isinstance(item, domain.Chat):
-            shaped.append(Chat.of(item, app.token))
+            visible = not scoped or item.number in allowed
+            shaped.append(Chat.of(item, app.token, scoped) if visible else None)
         else:
             chat, message = item
-            shaped.append(Message.of(message, (app.id, app.token), chat.number))
+            visible = not scoped or chat.number in allowed
+            shaped.append(
+                Message.of(message, (app.id, app.token), chat.number, scoped) if visible else None
+            )
     return shaped
 
 
@@ -116,12 +143,25 @@ class CreateApplicationInput:
 @strawberry.input
 class UpdateApplicationInput:
     token: str
-    name: str
+    name: str | None = strawberry.field(
+        default=None, description="The new name (leave out to keep it)."
+    )
+    users_manage_chats: bool | None = strawberry.field(
+        default=None,
+        description="Whether the application's users may create chats and add members to "
+        "the chats they are in (leave out to keep it).",
+    )
+
+
+_CALLER = (
+    "The application's token (its backend); leave out when sending a user token "
+    "(Authorization: Bearer <user token>): the write is then that user's."
+)
 
 
 @strawberry.input
 class CreateChatInput:
-    application_token: str
+    application_token: str | None = strawberry.field(default=None, description=_CALLER)
     idempotency_key: str | None = strawberry.field(
         description="Makes retries safe: within the window (24 hours by default) a create "
         "with the same key in the same application answers what the first one made and "
@@ -132,7 +172,6 @@ class CreateChatInput:
 
 @strawberry.input
 class CreateMessageInput:
-    application_token: str
     chat_number: int
     body: str
     idempotency_key: str | None = strawberry.field(
@@ -141,14 +180,82 @@ class CreateMessageInput:
         "creates nothing more; the same key with another create is a CONFLICT error. Any "
         "text of 1 to 255 printable characters, for example a UUID made by the client."
     )
+    application_token: str | None = strawberry.field(default=None, description=_CALLER)
 
 
 @strawberry.input
 class UpdateMessageInput:
-    application_token: str
     chat_number: int
     number: int
     body: str
+    application_token: str | None = strawberry.field(default=None, description=_CALLER)
+
+
+@strawberry.input
+class ChatMembersInput:
+    chat_number: int
+    user_ids: list[str] = strawberry.field(description="1 to 100 user ids.")
+    application_token: str | None = strawberry.field(default=None, description=_CALLER)
+
+
+@strawberry.type
+class ChatMembersPayload:
+    chat_number: int
+    user_ids: list[str] = strawberry.field(
+        description="Those this call changed: added (not members before), or removed."
+    )
+
+
+@strawberry.input
+class CreateUserTokenInput:
+    application_token: str
+    user_id: str = strawberry.field(
+        description="The application's own id for the person: 1 to 255 printable characters."
+    )
+    expires_in: int | None = strawberry.field(
+        default=None,
+        description="Seconds until it expires (USER_TOKEN_LIFETIME_SECONDS by default, at most "
+        "USER_TOKEN_MAX_LIFETIME_SECONDS).",
+    )
+
+
+@strawberry.type
+class CreateUserTokenPayload:
+    token: str = strawberry.field(description="A JWT (HS256) to send as Authorization: Bearer.")
+    user_id: str
+    expires_at: datetime
+
+
+@strawberry.input
+class RotateSigningSecretInput:
+    token: str = strawberry.field(description="The application's token.")
+    previous_valid_for: int | None = strawberry.field(
+        default=None,
+        description="Seconds the replaced secret still verifies tokens "
+        "(SIGNING_SECRET_OVERLAP_SECONDS by default; 0 ends it at once, as after a leak).",
+    )
+
+
+@strawberry.type
+class RotateSigningSecretPayload:
+    application: Application
+
+
+@strawberry.input
+class RevokeUserTokensInput:
+    application_token: str
+    user_id: str
+    issued_before: datetime | None = strawberry.field(
+        default=None, description="Refuse the user's tokens issued before this (now by default)."
+    )
+
+
+@strawberry.type
+class RevokeUserTokensPayload:
+    user_id: str
+    issued_before: datetime = strawberry.field(
+        description="The user's tokens issued before this are refused."
+    )
 
 
 @strawberry.type
@@ -185,18 +292,26 @@ class Mutation:
         created = await info.context.service.applications.create(input.name)
         return CreateApplicationPayload(application=Application.of(created))
 
-    @strawberry.mutation(description="Rename an application.")
+    @strawberry.mutation(
+        description="Rename an application, or set whether its users manage chats."
+    )
     async def update_application(
         self, info: Info, input: UpdateApplicationInput
     ) -> UpdateApplicationPayload:
-        updated = await info.context.service.applications.update(input.token, input.name)
+        updated = await info.context.service.applications.update(
+            input.token, input.name, input.users_manage_chats
+        )
         return UpdateApplicationPayload(application=Application.of(updated))
 
-    @strawberry.mutation(description="Create a chat; returns its number in the application.")
+    @strawberry.mutation(
+        description="Create a chat; returns its number in the application. A user who "
+        "creates one is its first member."
+    )
     async def create_chat(self, info: Info, input: CreateChatInput) -> CreateChatPayload:
         service = info.context.service
-        app_id = await service.directory.application_id(input.application_token)
-        created = await service.chats.create(input.application_token, input.idempotency_key)
+        token, user = await info.context.caller(input.application_token)
+        app_id = await service.directory.application_id(token)
+        created = await service.chats.create(token, input.idempotency_key, user)
         return CreateChatPayload(
             chat=Chat(
                 number=created.number,
@@ -204,33 +319,95 @@ class Mutation:
                 created_at=created.created_at,
                 application_id=app_id,
                 db_id=None,
-                token=input.application_token,
+                token=token,
+                scoped=user is not None,
             )
         )
 
     @strawberry.mutation(description="Create a message; returns its number in the chat.")
     async def create_message(self, info: Info, input: CreateMessageInput) -> CreateMessagePayload:
         service = info.context.service
+        token, user = await info.context.caller(input.application_token)
         created = await service.messages.create(
-            input.application_token, input.chat_number, input.body, input.idempotency_key
+            token, input.chat_number, input.body, input.idempotency_key, user
         )
-        owner = (
-            await service.directory.application_id(input.application_token),
-            input.application_token,
+        owner = (await service.directory.application_id(token), token)
+        return CreateMessagePayload(
+            message=Message.of(created, owner, input.chat_number, user is not None)
         )
-        return CreateMessagePayload(message=Message.of(created, owner, input.chat_number))
 
-    @strawberry.mutation(description="Replace a message's body; the last accepted update wins.")
+    @strawberry.mutation(
+        description="Replace a message's body; the last accepted update wins. A user edits "
+        "only their own messages."
+    )
     async def update_message(self, info: Info, input: UpdateMessageInput) -> UpdateMessagePayload:
         service = info.context.service
+        token, user = await info.context.caller(input.application_token)
         updated = await service.messages.update(
-            input.application_token, input.chat_number, input.number, input.body
+            token, input.chat_number, input.number, input.body, user
         )
-        owner = (
-            await service.directory.application_id(input.application_token),
-            input.application_token,
+        owner = (await service.directory.application_id(token), token)
+        return UpdateMessagePayload(
+            message=Message.of(updated, owner, input.chat_number, user is not None)
         )
-        return UpdateMessagePayload(message=Message.of(updated, owner, input.chat_number))
+
+    @strawberry.mutation(
+        description="Add users to a chat (idempotent: members stay as they are). The "
+        "backend adds anyone; a member adds others unless the application lets only its "
+        "backend (usersManageChats)."
+    )
+    async def add_chat_members(self, info: Info, input: ChatMembersInput) -> ChatMembersPayload:
+        token, user = await info.context.caller(input.application_token)
+        added = await info.context.service.members.add(
+            token, input.chat_number, input.user_ids, user
+        )
+        return ChatMembersPayload(chat_number=input.chat_number, user_ids=added)
+
+    @strawberry.mutation(
+        description="Remove users from a chat (idempotent); their open subscriptions to it "
+        "end. A user may remove only themselves (leave)."
+    )
+    async def remove_chat_members(self, info: Info, input: ChatMembersInput) -> ChatMembersPayload:
+        token, user = await info.context.caller(input.application_token)
+        removed = await info.context.service.members.remove(
+            token, input.chat_number, input.user_ids, user
+        )
+        return ChatMembersPayload(chat_number=input.chat_number, user_ids=removed)
+
+    @strawberry.mutation(
+        description="A user token for one of the application's users (the backend may also "
+        "sign one itself with the signing secret, without asking)."
+    )
+    async def create_user_token(
+        self, info: Info, input: CreateUserTokenInput
+    ) -> CreateUserTokenPayload:
+        minted = await info.context.service.users.mint(
+            input.application_token, input.user_id, input.expires_in
+        )
+        return CreateUserTokenPayload(
+            token=minted.token, user_id=minted.user_id, expires_at=minted.expires_at
+        )
+
+    @strawberry.mutation(
+        description="A new signing secret; tokens signed with the replaced one still verify "
+        "for previousValidFor seconds, so rotating logs no one out at once."
+    )
+    async def rotate_signing_secret(
+        self, info: Info, input: RotateSigningSecretInput
+    ) -> RotateSigningSecretPayload:
+        service = info.context.service
+        await service.users.rotate(input.token, input.previous_valid_for)
+        application = await service.directory.require_application(input.token)
+        return RotateSigningSecretPayload(application=Application.of(application))
+
+    @strawberry.mutation(description="Refuse one user's tokens issued before a time.")
+    async def revoke_user_tokens(
+        self, info: Info, input: RevokeUserTokensInput
+    ) -> RevokeUserTokensPayload:
+        held = await info.context.service.users.revoke(
+            input.application_token, input.user_id, input.issued_before
+        )
+        return RevokeUserTokensPayload(user_id=input.user_id, issued_before=held)
 
 
 @strawberry.type
@@ -243,30 +420,36 @@ class Subscription:
     async def message_events(
         self,
         info: Info,
-        application_token: str,
         chat_number: int,
         after_number: int | None = None,
+        application_token: str | None = None,
     ) -> AsyncGenerator[MessageEvent, None]:
         context = info.context
-        events = await context.service.subscriptions.message_events(
-            application_token, chat_number, after_number, context.slow
+        token, user = await context.caller(application_token)
+        service = context.service
+        events = await service.subscriptions.message_events(
+            token,
+            chat_number,
+            after_number,
+            context.slow,
+            user,
+            service.settings.access_recheck_ms / 1000,
         )
-        # Every subscriber of a chat gave its application's token: one owner for the views.
-        owner = (
-            await context.service.directory.application_id(application_token),
-            application_token,
-        )
+        # Every subscriber of a chat is of its application: one owner for the views, one
+        # view for its backend's subscribers and one for its users'.
+        owner = (await service.directory.application_id(token), token)
+        scoped = user is not None
         async with aclosing(events):
             async for event in events:
                 context.fresh()
-                view = _MESSAGE_EVENTS.get(event, None)
+                view = _MESSAGE_EVENTS.get(event, scoped)
                 if view is None:
                     view = _MESSAGE_EVENTS.keep(
                         event,
-                        None,
+                        scoped,
                         MessageEvent(
                             kind=event.kind,
-                            message=Message.of(event.item, owner, chat_number),
+                            message=Message.of(event.item, owner, chat_number, scoped),
                             shared=event.shared,
                         ),
                     )

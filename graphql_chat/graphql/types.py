@@ -98,6 +98,18 @@ class Node:
 Owner = tuple[int, str]
 
 
+@strawberry.type(
+    name="User",
+    description="A person using an application, by the application's own id for them.",
+)
+class UserView:
+    id: str = strawberry.field(description="The application's id for the person.")
+
+
+def _signer(token: str, scoped: bool) -> str:
+    return domain.user_scope(token) if scoped else token
+
+
 class Shown(Protocol):
     """What a message is shown from: a stored message, or one a subscription is told of."""
 
@@ -109,6 +121,8 @@ class Shown(Protocol):
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def author(self) -> str | None: ...
 
 
 @strawberry.type(description="A message of a chat; numbers start at 1 in each chat.")
@@ -119,9 +133,11 @@ class Message(Node):
     chat_number: strawberry.Private[int]
     created: strawberry.Private[datetime]
     updated: strawberry.Private[datetime]
+    author_id: strawberry.Private[str | None] = None
+    scoped: strawberry.Private[bool] = False  # shown to a user: its id is a user-scope one
 
     @classmethod
-    def of(cls, message: Shown, owner: Owner, chat_number: int) -> Message:
+    def of(cls, message: Shown, owner: Owner, chat_number: int, scoped: bool = False) -> Message:
         return cls(
             number=message.number,
             body=message.body,
@@ -129,7 +145,16 @@ class Message(Node):
             chat_number=chat_number,
             created=message.created_at,
             updated=message.updated_at,
+            author_id=message.author,
+            scoped=scoped,
         )
+
+    @strawberry.field(
+        description="Who wrote it; null for a message the application's backend sent with "
+        "its token."
+    )
+    def author(self) -> UserView | None:
+        return None if self.author_id is None else UserView(id=self.author_id)
 
     @strawberry.field(
         description="When its create was accepted: times and numbers agree within a chat."
@@ -154,7 +179,9 @@ class Message(Node):
     def id(self) -> strawberry.ID:
         app_id, token = self.owner
         return strawberry.ID(
-            domain.global_id("Message", app_id, token, self.chat_number, self.number)
+            domain.global_id(
+                "Message", app_id, _signer(token, self.scoped), self.chat_number, self.number
+            )
         )
 
 
@@ -166,9 +193,10 @@ class Chat(Node):
     application_id: strawberry.Private[int]
     db_id: strawberry.Private[int | None]
     token: strawberry.Private[str]
+    scoped: strawberry.Private[bool] = False  # shown to a user: ids are user-scope ones
 
     @classmethod
-    def of(cls, chat: domain.Chat, token: str) -> Chat:
+    def of(cls, chat: domain.Chat, token: str, scoped: bool = False) -> Chat:
         return cls(
             number=chat.number,
             messages_count=chat.messages_count,
@@ -176,14 +204,33 @@ class Chat(Node):
             application_id=chat.application_id,
             db_id=chat.id,
             token=token,
+            scoped=scoped,
         )
 
     @strawberry.field(description="The chat's global id (opaque).")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(domain.global_id("Chat", self.application_id, self.token, self.number))
+        signer = _signer(self.token, self.scoped)
+        return strawberry.ID(domain.global_id("Chat", self.application_id, signer, self.number))
 
     def _message(self, message: domain.Message) -> Message:
-        return Message.of(message, (self.application_id, self.token), self.number)
+        return Message.of(message, (self.application_id, self.token), self.number, self.scoped)
+
+    @strawberry.field(
+        description="The chat's members, in the order they joined: `first` after `after`, "
+        "or the `last` before `before`."
+    )
+    async def members(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[UserView]:
+        service = info.context.service
+        request = page_request(service.settings, "member", PAGING, first, after, last, before)
+        page = await service.members.page(self.application_id, self.number, request)
+        return connection(page, lambda member: UserView(id=member.user_id))
 
     async def _chat_id(self, info: Info) -> int | None:
         if self.db_id is None:
@@ -280,6 +327,42 @@ class Application(Node):
                 raise NotFound("application not found")
         return getattr(self.found, field)
 
+    @strawberry.field(
+        description="Names the application in its users' tokens (their `iss` claim) and in "
+        "the REST paths a user calls; reveals nothing."
+    )
+    async def public_id(self, info: Info) -> str:
+        return str(await self._stored(info, "public_id"))
+
+    @strawberry.field(
+        description="Whether the application's users may create chats and add members to "
+        "the chats they are in (else only its backend may)."
+    )
+    async def users_manage_chats(self, info: Info) -> bool:
+        return bool(await self._stored(info, "users_manage_chats"))
+
+    @strawberry.field(
+        description="The secret the application's backend signs its users' tokens with "
+        "(HS256). Keep it on the backend, as the token."
+    )
+    async def signing_secret(self, info: Info) -> str:
+        return (await info.context.service.users.signing_keys(self.token)).secret
+
+    @strawberry.field(
+        description="The secret the last rotation replaced, while tokens signed with it "
+        "still verify (until previousSigningSecretValidUntil); else null."
+    )
+    async def previous_signing_secret(self, info: Info) -> str | None:
+        keys = await info.context.service.users.signing_keys(self.token)
+        return keys.previous if len(keys.verifying(domain.now_micros())) > 1 else None
+
+    @strawberry.field(description="Until when the previous signing secret verifies, or null.")
+    async def previous_signing_secret_valid_until(self, info: Info) -> datetime | None:
+        keys = await info.context.service.users.signing_keys(self.token)
+        if len(keys.verifying(domain.now_micros())) < 2 or keys.previous_until is None:
+            return None
+        return domain.instant(keys.previous_until)
+
     @strawberry.field(description="The application's global id (opaque).")
     def id(self) -> strawberry.ID:
         return strawberry.ID(domain.global_id("Application", self.db_id, self.token))
@@ -332,3 +415,38 @@ class ChatEvent:
     kind: EventKind
     chat: Chat
     shared: strawberry.Private[bool] = False
+
+
+@strawberry.type(description="The person the request's user token names, and what they may reach.")
+class Viewer:
+    user: strawberry.Private[domain.User]
+
+    @strawberry.field(description="The application's id for the person.")
+    def id(self) -> str:
+        return self.user.id
+
+    @strawberry.field(
+        description="The chats the person is a member of, in the order they joined them."
+    )
+    async def chats(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Chat]:
+        service = info.context.service
+        request = page_request(service.settings, "member", PAGING, first, after, last, before)
+        page = await service.members.chats(self.user, request)
+        return connection(page, lambda chat: Chat.of(chat, self.user.token, scoped=True))
+
+    @strawberry.field(
+        description="The chat with this number, or null (also for a chat the "
+        "person is not a member of)."
+    )
+    async def chat(self, info: Info, number: int) -> Chat | None:
+        if not await info.context.service.members.is_member(self.user, number):
+            return None
+        found = await info.context.chats.load((self.user.application_id, number))
+        return Chat.of(found, self.user.token, scoped=True) if found else None

@@ -19,16 +19,23 @@ from graphql_chat.domain import (
     Chat,
     CursorKind,
     Message,
+    User,
+    instant,
     iso,
+    now_micros,
+    parse_iso,
 )
 from graphql_chat.errors import (
+    Forbidden,
     InvalidInput,
     MalformedRequest,
     NotFound,
+    Unauthenticated,
     Unavailable,
     UnsupportedMediaType,
 )
 from graphql_chat.paging import Page, PageRequest
+from graphql_chat.ports import Membership, SigningKeys
 from graphql_chat.usecases import ChatService
 from graphql_chat.web.paging import Paging, page_request
 from graphql_chat.web.renderings import Renderings
@@ -137,7 +144,13 @@ def _beside(request: Request, dropped: tuple[str, ...], **paging: object) -> str
 
 
 def _application(app: Application) -> dict[str, Any]:
-    return {"name": app.name, "token": app.token, "chats_count": app.chats_count}
+    return {
+        "name": app.name,
+        "token": app.token,
+        "chats_count": app.chats_count,
+        "public_id": app.public_id,
+        "users_manage_chats": app.users_manage_chats,
+    }
 
 
 def _chat(chat: Chat) -> dict[str, Any]:
@@ -158,7 +171,47 @@ def _message(message: Message) -> dict[str, Any]:
         "updated_at": created
         if message.updated_at is message.created_at
         else iso(message.updated_at),
+        "author": message.author,
     }
+
+
+def _member(member: Membership) -> dict[str, Any]:
+    return {"user_id": member.user_id, "joined_at": iso(instant(member.joined_at))}
+
+
+PUBLIC_ID_PREFIX = "app_"
+
+
+async def _caller(request: Request) -> tuple[str, User | None]:
+    """Who calls: the application's backend (its token in the path), or a user (the
+    application's public id in the path, and the user's token in `Authorization`)."""
+    named = request.path_params["token"]
+    if not named.startswith(PUBLIC_ID_PREFIX):
+        return named, None
+    user = await _service(request).users.authenticate(request.headers.get("authorization"))
+    if user is None:
+        raise Unauthenticated(
+            "a path with an application's public id needs Authorization: Bearer <user token>"
+        )
+    if user.public_id != named:
+        raise NotFound("application not found")
+    return user.token, user
+
+
+async def _backend(request: Request) -> str:
+    """The application token of a call only the application's backend may make."""
+    token, user = await _caller(request)
+    if user is not None:
+        raise Forbidden("this needs the application's token, not a user token")
+    return token
+
+
+async def _chat_number(request: Request, user: User | None) -> object:
+    """The path's chat number, if the caller may reach the chat (a user: a member)."""
+    number = request.path_params["chat"]
+    if user is not None:
+        return await _service(request).members.require(user, number)
+    return number
 
 
 # -- applications ------------------------------------------------------------------------------
@@ -178,14 +231,97 @@ async def list_applications(request: Request) -> Response:
 
 
 async def get_application(request: Request) -> Response:
-    app = await _service(request).directory.require_application(request.path_params["token"])
+    app = await _service(request).directory.require_application(await _backend(request))
     return JSONResponse(_application(app))
 
 
 async def update_application(request: Request) -> Response:
     data = await _json_object(request)
-    await _service(request).applications.update(request.path_params["token"], data.get("name"))
+    await _service(request).applications.update(
+        await _backend(request), data.get("name"), data.get("users_manage_chats")
+    )
     return JSONResponse({"success": "ok"})
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+async def create_user_token(request: Request) -> Response:
+    data = await _json_object(request)
+    minted = await _service(request).users.mint(
+        await _backend(request), data.get("user_id"), data.get("expires_in")
+    )
+    return JSONResponse(
+        {"token": minted.token, "user_id": minted.user_id, "expires_at": iso(minted.expires_at)},
+        status_code=201,
+    )
+
+
+def _keys(keys: SigningKeys) -> dict[str, Any]:
+    now = now_micros()
+    overlapping = len(keys.verifying(now)) > 1 and keys.previous_until is not None
+    return {
+        "public_id": keys.public_id,
+        "signing_secret": keys.secret,
+        "previous_signing_secret": keys.previous if overlapping else None,
+        "previous_valid_until": iso(instant(keys.previous_until or 0)) if overlapping else None,
+    }
+
+
+async def get_signing_secret(request: Request) -> Response:
+    keys = await _service(request).users.signing_keys(await _backend(request))
+    return JSONResponse(_keys(keys))
+
+
+async def rotate_signing_secret(request: Request) -> Response:
+    data = await _json_object(request, required=False)
+    keys = await _service(request).users.rotate(
+        await _backend(request), data.get("previous_valid_for")
+    )
+    return JSONResponse(_keys(keys))
+
+
+async def revoke_user_tokens(request: Request) -> Response:
+    data = await _json_object(request)
+    before = data.get("issued_before")
+    if before is not None:
+        try:
+            before = parse_iso(before) if isinstance(before, str) else None
+        except ValueError:
+            before = None
+        if before is None:
+            raise InvalidInput("issued_before must be an RFC 3339 time", "issued_before")
+    held = await _service(request).users.revoke(
+        await _backend(request), data.get("user_id"), before
+    )
+    return JSONResponse({"user_id": data.get("user_id"), "issued_before": iso(held)})
+
+
+async def list_members(request: Request) -> Response:
+    service = _service(request)
+    token, user = await _caller(request)
+    number = await _chat_number(request, user)
+    page_request = _page_request(request, "member")
+    chat = await service.directory.require_chat(token, number)
+    page = await service.members.page(chat.application_id, chat.number, page_request)
+    return _list(request, page, _member)
+
+
+async def change_members(request: Request) -> Response:
+    """{"add": [user ids], "remove": [user ids]}: either or both."""
+    data = await _json_object(request)
+    token, user = await _caller(request)
+    members = _service(request).members
+    number = request.path_params["chat"]
+    if data.get("add") is None and data.get("remove") is None:
+        raise InvalidInput("give add or remove: lists of user ids", "add")
+    added = [] if data.get("add") is None else await members.add(token, number, data["add"], user)
+    removed = (
+        []
+        if data.get("remove") is None
+        else await members.remove(token, number, data["remove"], user)
+    )
+    return JSONResponse({"added": added, "removed": removed})
 
 
 # -- chats -------------------------------------------------------------------------------------
@@ -193,8 +329,9 @@ async def update_application(request: Request) -> Response:
 
 async def create_chat(request: Request) -> Response:
     await _json_object(request, required=False)
+    token, user = await _caller(request)
     created = await _service(request).chats.create(
-        request.path_params["token"], request.headers.get("idempotency-key")
+        token, request.headers.get("idempotency-key"), user
     )
     return JSONResponse(
         {"number": created.number, "created_at": iso(created.created_at)}, status_code=201
@@ -202,16 +339,23 @@ async def create_chat(request: Request) -> Response:
 
 
 async def list_chats(request: Request) -> Response:
+    """Every chat of the application; for a user, the chats they are a member of, in the
+    order they joined them."""
     service = _service(request)
+    token, user = await _caller(request)
+    if user is not None:
+        page = await service.members.chats(user, _page_request(request, "member"))
+        return _list(request, page, _chat)
     page_request = _page_request(request, "chat")
-    app_id = await service.directory.application_id(request.path_params["token"])
+    app_id = await service.directory.application_id(token)
     pages = await service.chats.pages([app_id], page_request)
     return _list(request, pages[app_id], _chat)
 
 
 async def get_chat(request: Request) -> Response:
-    params = request.path_params
-    chat = await _service(request).directory.require_chat(params["token"], params["chat"])
+    token, user = await _caller(request)
+    number = await _chat_number(request, user)
+    chat = await _service(request).directory.require_chat(token, number)
     return JSONResponse(_chat(chat))
 
 
@@ -220,9 +364,13 @@ async def get_chat(request: Request) -> Response:
 
 async def create_message(request: Request) -> Response:
     data = await _json_object(request)
-    params = request.path_params
+    token, user = await _caller(request)
     message = await _service(request).messages.create(
-        params["token"], params["chat"], data.get("body"), request.headers.get("idempotency-key")
+        token,
+        request.path_params["chat"],
+        data.get("body"),
+        request.headers.get("idempotency-key"),
+        user,
     )
     return JSONResponse(
         {"number": message.number, "created_at": iso(message.created_at)}, status_code=201
@@ -233,15 +381,16 @@ async def update_message(request: Request) -> Response:
     data = await _json_object(request)
     params = request.path_params
     service = _service(request)
+    token, user = await _caller(request)
     message = await service.messages.update(
-        params["token"], params["chat"], params["number"], data.get("body")
+        token, params["chat"], params["number"], data.get("body"), user
     )
     answer = _message(message)
     # The update is accepted: when its create was is the store's to say, and null if it
     # cannot yet (the create still queued, or the store unavailable).
     try:
         answer["created_at"] = iso(
-            await service.messages.created_at(params["token"], params["chat"], message.number)
+            await service.messages.created_at(token, params["chat"], message.number)
         )
     except (NotFound, Unavailable):
         answer["created_at"] = None
@@ -250,25 +399,26 @@ async def update_message(request: Request) -> Response:
 
 async def list_messages(request: Request) -> Response:
     service = _service(request)
-    params = request.path_params
+    token, user = await _caller(request)
+    number = await _chat_number(request, user)
     page_request = _page_request(request, "message")
-    chat = await service.directory.chat_ref(params["token"], params["chat"])
+    chat = await service.directory.chat_ref(token, number)
     pages = await service.reads.message_pages([chat], page_request)
     return _list(request, pages[chat.id], _message)
 
 
 async def get_message(request: Request) -> Response:
-    params = request.path_params
-    message = await _service(request).messages.require(
-        params["token"], params["chat"], params["number"]
-    )
+    token, user = await _caller(request)
+    number = await _chat_number(request, user)
+    message = await _service(request).messages.require(token, number, request.path_params["number"])
     return JSONResponse(_message(message))
 
 
 async def search_messages(request: Request) -> Response:
     """POST with {"body": "..."} as in the seed, or GET with ?q=..."""
     service = _service(request)
-    params = request.path_params
+    token, user = await _caller(request)
+    number = await _chat_number(request, user)
     if request.method == "POST":
         data = await _json_object(request)
         if "body" not in data:
@@ -279,7 +429,7 @@ async def search_messages(request: Request) -> Response:
         if query is None:
             raise InvalidInput("q is required: the text to search for", "q")
     page_request = _page_request(request, "search")
-    chat_id = await service.directory.chat_id(params["token"], params["chat"])
+    chat_id = await service.directory.chat_id(token, number)
     page = await service.reads.search(chat_id, query, page_request)
     return _list(request, page, _message)
 
@@ -301,4 +451,10 @@ routes: list[BaseRoute] = [
     Route(_APP, list_applications, methods=["GET"]),
     Route(_APP + "/{token}", get_application, methods=["GET"]),
     Route(_APP + "/{token}", update_application, methods=["PUT"]),
+    Route(_APP + "/{token}/user_tokens", create_user_token, methods=["POST"]),
+    Route(_APP + "/{token}/signing_secret", get_signing_secret, methods=["GET"]),
+    Route(_APP + "/{token}/signing_secret", rotate_signing_secret, methods=["POST"]),
+    Route(_APP + "/{token}/revocations", revoke_user_tokens, methods=["POST"]),
+    Route(_CHAT + "/members", list_members, methods=["GET"]),
+    Route(_CHAT + "/members", change_members, methods=["POST"]),
 ]

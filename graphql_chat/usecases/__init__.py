@@ -8,6 +8,8 @@ nothing below them. `ChatService` is what an interface holds: the use cases of o
   was acknowledged, waited for until stored
 - `reads`: pages of messages, searches, reindexing
 - `subscriptions`: messages and chats as they are stored
+- `users`: user tokens (minted, verified, revoked) and the applications' signing secrets
+- `members`: chat membership, and what a user may reach by it
 - `admin`: what only an operator may do
 """
 
@@ -19,15 +21,17 @@ from graphql_chat.config import Settings
 from graphql_chat.live import Hub
 from graphql_chat.numbering.ports import Reopening
 from graphql_chat.paging import MessagePages, StoredPages
-from graphql_chat.ports import Numbers, Pipeline, Search, Store
+from graphql_chat.ports import Numbers, Pipeline, Search, Store, UserRecords
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.admin import Admin
 from graphql_chat.usecases.applications import Applications
 from graphql_chat.usecases.chats import Chats
 from graphql_chat.usecases.directory import Directory
+from graphql_chat.usecases.members import Members
 from graphql_chat.usecases.messages import Messages
 from graphql_chat.usecases.reads import Reads
 from graphql_chat.usecases.subscriptions import Subscriptions
+from graphql_chat.usecases.users import Users
 
 
 @dataclass
@@ -40,6 +44,8 @@ class ChatService:
     acceptance: Acceptance
     reads: Reads
     subscriptions: Subscriptions
+    users: Users
+    members: Members
     admin: Admin
 
 
@@ -50,6 +56,7 @@ def chat_service(
     pipeline: Pipeline,
     search: Search,
     hub: Hub,
+    users: UserRecords,
     pages: MessagePages | None = None,
     reopening: Reopening | None = None,
 ) -> ChatService:
@@ -59,14 +66,17 @@ def chat_service(
     embedded mode)."""
     directory = Directory(store, numbers)
     acceptance = Acceptance(store, numbers, pipeline, reopening, settings.distributed)
+    members = Members(settings, users, store, directory, acceptance)
     return ChatService(
         settings,
         directory,
-        Applications(settings, store, numbers, directory),
-        Chats(settings, store, numbers, directory, acceptance),
-        Messages(settings, store, numbers, directory, acceptance),
+        Applications(settings, store, numbers, directory, users),
+        Chats(settings, store, numbers, directory, acceptance, members),
+        Messages(settings, store, numbers, directory, acceptance, members),
         acceptance,
         Reads(settings, store, search, pages or StoredPages(store)),
-        Subscriptions(hub, directory, acceptance),
+        Subscriptions(hub, directory, acceptance, members),
+        Users(settings, users, directory),
+        members,
         Admin(settings),
     )

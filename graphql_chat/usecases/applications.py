@@ -7,9 +7,9 @@ from contextlib import suppress
 
 from graphql_chat.config import Settings
 from graphql_chat.domain import Application, clean_name, clean_token, new_token
-from graphql_chat.errors import NotFound, TokenClash, Unavailable
+from graphql_chat.errors import InvalidInput, NotFound, TokenClash, Unavailable
 from graphql_chat.paging import Page, PageRequest, make_page
-from graphql_chat.ports import ApplicationRecords, Numbers
+from graphql_chat.ports import ApplicationRecords, Numbers, UserRecords
 from graphql_chat.usecases.directory import Directory
 
 _TOKEN_TRIES = 5
@@ -17,12 +17,18 @@ _TOKEN_TRIES = 5
 
 class Applications:
     def __init__(
-        self, settings: Settings, store: ApplicationRecords, numbers: Numbers, directory: Directory
+        self,
+        settings: Settings,
+        store: ApplicationRecords,
+        numbers: Numbers,
+        directory: Directory,
+        users: UserRecords,
     ) -> None:
         self._settings = settings
         self._store = store
         self._numbers = numbers
         self._directory = directory
+        self._users = users
 
     async def create(self, name: object) -> Application:
         name = clean_name(name, self._settings.max_name_length)
@@ -38,10 +44,24 @@ class Applications:
             return application
         raise Unavailable("could not allocate a unique token; retry")
 
-    async def update(self, token: str, name: object) -> Application:
-        name = clean_name(name, self._settings.max_name_length)
+    async def update(
+        self, token: str, name: object, users_manage_chats: object = None
+    ) -> Application:
+        """Rename an application, or set whether its users may create chats and add
+        members (`users_manage_chats`); either may be left out (None), not both."""
+        if name is None and users_manage_chats is None:
+            raise InvalidInput("name is required", "name")
+        if users_manage_chats is not None and not isinstance(users_manage_chats, bool):
+            raise InvalidInput("usersManageChats must be true or false", "usersManageChats")
+        if name is not None:
+            name = clean_name(name, self._settings.max_name_length)
         if clean_token(token) is None:
             raise NotFound("application not found")
+        if users_manage_chats is not None:
+            app_id = await self._directory.application_id(token)
+            await self._users.set_users_manage_chats(app_id, users_manage_chats)
+        if name is None:
+            return await self._directory.require_application(token)
         application = await self._store.rename_application(token, name)
         if application is None:
             raise NotFound("application not found")

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from graphql_chat.config import Settings
-from graphql_chat.domain import Chat, ChatCreated, claim, instant
+from graphql_chat.domain import Chat, ChatCreated, User, claim, instant
+from graphql_chat.errors import Forbidden
 from graphql_chat.paging import Page, PageRequest, make_page
 from graphql_chat.ports import ChatRecords, Numbers
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.directory import Directory
+from graphql_chat.usecases.members import Members
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +32,30 @@ class Chats:
         numbers: Numbers,
         directory: Directory,
         acceptance: Acceptance,
+        members: Members,
     ) -> None:
         self._settings = settings
         self._store = store
         self._numbers = numbers
         self._directory = directory
         self._acceptance = acceptance
+        self._members = members
 
-    async def create(self, token: str, idempotency_key: object = None) -> NewChat:
+    async def create(
+        self, token: str, idempotency_key: object = None, user: User | None = None
+    ) -> NewChat:
         """A new chat. With an idempotency key, a retry within the window answers the chat
-        the key's first create made, and makes nothing more."""
+        the key's first create made, and makes nothing more. A user who creates a chat is
+        its first member (unless the application lets only its backend create chats)."""
+        if user is not None and not user.manage_chats:
+            raise Forbidden("this application lets only its backend create chats")
         window = self._settings.idempotency_window_seconds
-        claimed = None if idempotency_key is None else claim(idempotency_key, window, "chat")
+        meaning = ("chat",) if user is None else ("chat", user.id)
+        claimed = None if idempotency_key is None else claim(idempotency_key, window, *meaning)
         app_id = await self._directory.application_id(token)
         drawn = await self._numbers.next_chat(app_id, claimed)
+        if user is not None:  # a member before anyone learns the number
+            await self._members.join_created(user, drawn.number)
         event = ChatCreated(app_id, drawn.number, drawn.epoch, drawn.at, claimed)
         if not drawn.durable:  # a retry of a write maybe not stored yet: it is, once this is
             await self._acceptance.accept(event, drawn)

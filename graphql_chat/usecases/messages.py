@@ -10,15 +10,17 @@ from graphql_chat.domain import (
     UNKNOWN_TIME,
     Message,
     MessageWritten,
+    User,
     claim,
     clean_body,
     instant,
     parse_number,
 )
-from graphql_chat.errors import NotFound
+from graphql_chat.errors import Forbidden, NotFound
 from graphql_chat.ports import ChatRecords, Numbers
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.directory import Directory
+from graphql_chat.usecases.members import Members
 
 
 class Messages:
@@ -29,26 +31,37 @@ class Messages:
         numbers: Numbers,
         directory: Directory,
         acceptance: Acceptance,
+        members: Members,
     ) -> None:
         self._settings = settings
         self._store = store
         self._numbers = numbers
         self._directory = directory
         self._acceptance = acceptance
+        self._members = members
 
     async def create(
-        self, token: str, chat_number: object, body: object, idempotency_key: object = None
+        self,
+        token: str,
+        chat_number: object,
+        body: object,
+        idempotency_key: object = None,
+        user: User | None = None,
     ) -> Message:
         """A new message. With an idempotency key, a retry within the window (the same chat
         and body) answers the message the key's first create made, and makes nothing more;
-        the same key with another chat or body is a `Conflict`."""
+        the same key with another chat or body is a `Conflict`. A user writes only in the
+        chats they are a member of, and is the message's author."""
         number_in = parse_number(chat_number, "chat number")
         body = clean_body(body, self._settings.max_body_length)
+        if user is not None:
+            await self._members.require(user, number_in)
+        author = None if user is None else user.id
         window = self._settings.idempotency_window_seconds
         claimed = (
             None
             if idempotency_key is None
-            else claim(idempotency_key, window, "message", number_in, body)
+            else claim(idempotency_key, window, "message", number_in, body, author)
         )
         app_id = await self._directory.application_id(token)
         drawn = await self._numbers.draw_message(app_id, number_in, claimed)
@@ -62,18 +75,32 @@ class Messages:
             created=True,
             at=drawn.at,
             claim=claimed,
+            author=author,
         )
         if not drawn.durable:
             await self._acceptance.accept(event, drawn)
         at = instant(drawn.at)
-        return Message(number=drawn.number, body=body, created_at=at, updated_at=at)
+        return Message(number=drawn.number, body=body, created_at=at, updated_at=at, author=author)
 
     async def update(
-        self, token: str, chat_number: object, number: object, body: object
+        self,
+        token: str,
+        chat_number: object,
+        number: object,
+        body: object,
+        user: User | None = None,
     ) -> Message:
+        """A message's new body. A user edits only their own messages (the backend any)."""
         chat_in = parse_number(chat_number, "chat number")
         number_in = parse_number(number, "message number")
         body = clean_body(body, self._settings.max_body_length)
+        author = None
+        if user is not None:
+            await self._members.require(user, chat_in)
+            stored = await self._acceptance.stored(lambda: self.require(token, chat_in, number_in))
+            if stored.author != user.id:
+                raise Forbidden("a user may edit only their own messages")
+            author = user.id
         app_id = await self._directory.application_id(token)
         drawn = await self._numbers.revise_message(app_id, chat_in, number_in)
         event = MessageWritten(
@@ -82,7 +109,11 @@ class Messages:
         await self._acceptance.accept(event, drawn)
         # When its create was accepted is the store's to say (`created_at`).
         return Message(
-            number=number_in, body=body, created_at=UNKNOWN_TIME, updated_at=instant(drawn.at)
+            number=number_in,
+            body=body,
+            created_at=UNKNOWN_TIME,
+            updated_at=instant(drawn.at),
+            author=author,
         )
 
     async def created_at(self, token: str, chat_number: object, number: object) -> datetime:

@@ -19,9 +19,14 @@ NOW = T + 60_000_000
 
 
 def _message(
-    number: int, body: str, revision: int, at: int, created: bool = False
+    number: int,
+    body: str,
+    revision: int,
+    at: int,
+    created: bool = False,
+    author: str | None = None,
 ) -> MessageWritten:
-    return MessageWritten(APP, 1, number, body, revision, created=created, at=at)
+    return MessageWritten(APP, 1, number, body, revision, created=created, at=at, author=author)
 
 
 def test_draws_of_a_retired_epoch_are_set_aside_and_writes_without_an_epoch_never_are() -> None:
@@ -108,7 +113,7 @@ def test_a_newer_body_updates_the_row_and_keeps_its_creation_time() -> None:
 def test_a_create_after_its_update_was_stored_sets_the_owner_and_creation_time() -> None:
     stored = {(10, 1): StoredMessage(10, 1, 4, "new", None, instant(T + 40), instant(T + 40))}
     plan = plan_messages({(APP, 1): 10}, [_message(1, "one", 1, T + 10, created=True)], stored, NOW)
-    assert plan.late == [{"chat": 10, "num": 1, "owner": 1, "at": instant(T + 10)}]
+    assert plan.late == [{"chat": 10, "num": 1, "owner": 1, "at": instant(T + 10), "by": None}]
     assert plan.inserts == plan.updates == []
     [standing] = plan.indexed
     assert (standing.body, standing.created_at, standing.updated_at) == (
@@ -136,3 +141,23 @@ def test_claims_are_kept_for_creates_with_a_key_that_were_not_refused() -> None:
     rows = claim_rows([chat, message, refused, plain], [refused], NOW)
     assert [(r["chat_number"], r["number"], r["revision"]) for r in rows] == [(0, 4, 0), (4, 2, 7)]
     assert rows[0]["expires"] == T + 60_000_000 and rows[0]["epoch"] == 3
+
+
+def test_a_message_s_author_is_its_create_s_in_whichever_order_the_writes_arrive() -> None:
+    create = _message(1, "one", 1, T + 10, created=True, author="ada")
+    update = _message(1, "two", 4, T + 40)  # an update says no author
+    for order in ([create, update], [update, create]):
+        plan = plan_messages({(APP, 1): 10}, order, {}, NOW)
+        assert [row["author"] for row in plan.inserts] == ["ada"]
+        assert [m.author for m in plan.indexed] == ["ada"]
+    # The update was stored first, without an author: the late create sets it.
+    stored = {(10, 1): StoredMessage(10, 1, 4, "two", None, instant(T + 40), instant(T + 40))}
+    plan = plan_messages({(APP, 1): 10}, [create], stored, NOW)
+    assert [row["by"] for row in plan.late] == ["ada"]
+    assert [m.author for m in plan.indexed] == ["ada"]
+    # A replayed update of a stored message keeps the stored author.
+    stored = {
+        (10, 1): StoredMessage(10, 1, 1, "one", 1, instant(T + 10), instant(T + 10), "ada")
+    }
+    plan = plan_messages({(APP, 1): 10}, [update], stored, NOW)
+    assert [m.author for m in plan.indexed] == ["ada"]

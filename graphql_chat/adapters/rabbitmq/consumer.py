@@ -367,7 +367,15 @@ class Consumer:
         """Search is unavailable: the stored messages wait in the search queue, which the
         second consumer indexes once search answers again."""
         payload = [
-            [m.chat_id, m.number, m.body, m.revision, micros(m.created_at), micros(m.updated_at)]
+            [
+                m.chat_id,
+                m.number,
+                m.body,
+                m.revision,
+                micros(m.created_at),
+                micros(m.updated_at),
+                m.author,
+            ]
             for m in changed
         ]
         await self._publish(queues.search(self._queue_name), {"messages": payload})
@@ -379,10 +387,11 @@ class Consumer:
     async def _reindex(self, message: AbstractIncomingMessage) -> None:
         try:
             rows = orjson.loads(message.body)["messages"]
-            # Rows without times (a publisher before `t`): the store has them for searches.
+            # Rows without times (a publisher before `t`): the store has them for searches;
+            # without an author (before authors): the backend's.
             changed = [
-                IndexedMessage(int(c), int(n), str(b), int(r), *_times(times))
-                for c, n, b, r, *times in rows
+                IndexedMessage(int(c), int(n), str(b), int(r), *_times(rest[:2]), _author(rest[2:]))
+                for c, n, b, r, *rest in rows
             ]
         except UNDECODABLE:
             log.error("dead-lettering undecodable search message %r", message.body[:200])
@@ -396,6 +405,10 @@ class Consumer:
             await message.nack(requeue=True)
             return
         await message.ack()
+
+
+def _author(rest: list[object]) -> str | None:
+    return None if not rest or rest[0] is None else str(rest[0])
 
 
 def _times(times: list[object]) -> tuple[datetime, datetime]:

@@ -8,7 +8,8 @@ the broker stores and replicates, so every byte is paid for several times):
     {"kind": "message", "a": ..., "c": ..., "n": message number, "b": body, "r": revision,
      "e": epoch, "new": true for a create, "t": accepted at}
 
-and, for a create sent with an idempotency key, `"k": [key hash, fingerprint, window]`.
+and, for a create sent with an idempotency key, `"k": [key hash, fingerprint, window]`; for
+a create by a user (a user token), `"u": the user's id`.
 A traced event's context travels in the message's `traceparents` header (`traces`).
 
 The earlier shapes of this format are read too: a message holding a single event object,
@@ -37,6 +38,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     found = _event_dict(event)
     if event.claim is not None:
         found["k"] = [event.claim.key, event.claim.fingerprint, event.claim.window]
+    if isinstance(event, MessageWritten) and event.author is not None:
+        found["u"] = event.author
     return found
 
 
@@ -81,6 +84,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             bool(data.get("new", False)),
             at,
             claim,
+            None if data.get("u") is None else str(data["u"]),
         )
     raise ValueError(f"unknown event kind {data['kind']!r}")
 
