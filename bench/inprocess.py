@@ -5,7 +5,8 @@
 Creates messages one after another through the ASGI app (httpx's ASGI transport) on a fresh
 SQLite file with `SQLITE_SYNCHRONOUS=OFF`, over REST and over GraphQL, then reads pages of
 them (20 from the start, the newest 50) the same ways, with the page cache and without it
-(what a page costs when its chat was just written to), and prints the mean
+(what a page costs when its chat was just written to), and the creates and the first page
+again as a user of the application (a user token, a member of the chat), and prints the mean
 microseconds per call: of CPU (all the process's threads; what bounds throughput) and of
 wall-clock time (mostly the hops to the writer thread and back). Run it on two commits
 to compare what a change costs a request.
@@ -31,6 +32,10 @@ JSON = {"content-type": "application/json"}
 MUTATION = """mutation($t: String!, $b: String!) {
   createMessage(input: {applicationToken: $t, chatNumber: 1, body: $b}) { message { number } }
 }"""
+USER_MUTATION = """mutation($b: String!) {
+  createMessage(input: {chatNumber: 1, body: $b}) { message { number } }
+}"""
+USER_PAGE = """{ viewer { chat(number: 1) { messages(first: 20) { nodes { number body } } } } }"""
 
 
 async def _measure(calls: int) -> dict[str, tuple[float, float]]:
@@ -38,7 +43,7 @@ async def _measure(calls: int) -> dict[str, tuple[float, float]]:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         await migrations.upgrade_async(url)
         figures: dict[str, tuple[float, float]] = {}
-        token = ""
+        token = user = ""
         # The same database twice: with the page cache (the default), then without it (what a
         # page costs when its chat was just written to).
         for cache in (True, False):
@@ -55,14 +60,40 @@ async def _measure(calls: int) -> dict[str, tuple[float, float]]:
                     answer = await http.post("/api/v1/applications", json={"name": "b"})
                     token = answer.json()["token"]
                     await http.post(f"/api/v1/applications/{token}/chats", headers=JSON, json={})
-                figures.update(await _scenarios(http, token, calls, cache))
+                    minted = await http.post(
+                        f"/api/v1/applications/{token}/user_tokens",
+                        json={"user_id": "ada", "expires_in": 3600},
+                    )
+                    user = minted.json()["token"]
+                    await http.post(
+                        f"/api/v1/applications/{token}/chats/1/members", json={"add": ["ada"]}
+                    )
+                figures.update(await _scenarios(http, token, user, calls, cache))
         return figures
 
 
 async def _scenarios(
-    http: httpx.AsyncClient, token: str, calls: int, cache: bool
+    http: httpx.AsyncClient, token: str, user: str, calls: int, cache: bool
 ) -> dict[str, tuple[float, float]]:
     rest = f"/api/v1/applications/{token}/chats/1/messages"
+    as_user = {"authorization": f"Bearer {user}"}
+    public = (await http.get(f"/api/v1/applications/{token}")).json().get("public_id")
+    user_rest = f"/api/v1/applications/{public}/chats/1/messages"
+
+    def user_over_rest(i: int) -> Awaitable[httpx.Response]:
+        return http.post(user_rest, json={"body": f"m {i}"}, headers=as_user)
+
+    def user_over_graphql(i: int) -> Awaitable[httpx.Response]:
+        variables = {"b": f"m {i}"}
+        return http.post(
+            "/graphql", json={"query": USER_MUTATION, "variables": variables}, headers=as_user
+        )
+
+    def user_page_rest(i: int) -> Awaitable[httpx.Response]:
+        return http.get(f"{user_rest}?limit=20", headers=as_user)
+
+    def user_page_graphql(i: int) -> Awaitable[httpx.Response]:
+        return http.post("/graphql", json={"query": USER_PAGE}, headers=as_user)
 
     def over_rest(i: int) -> Awaitable[httpx.Response]:
         return http.post(rest, json={"body": f"m {i}"})
@@ -94,6 +125,10 @@ async def _scenarios(
             ("REST createMessage", over_rest),
             ("GraphQL createMessage", over_graphql),
             *reads,
+            ("REST createMessage, user token", user_over_rest),
+            ("GraphQL createMessage, user token", user_over_graphql),
+            ("REST messages page (20), user token", user_page_rest),
+            ("GraphQL messages page (20), user token", user_page_graphql),
         ]
     else:
         scenarios = [(f"{name}, page cache off", call) for name, call in reads]

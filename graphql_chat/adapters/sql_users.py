@@ -68,13 +68,14 @@ class SqlUsers:
         self, application_id: int, secret: str, previous_until: int
     ) -> SigningKeys | None:
         def rotate(conn: Connection) -> SigningKeys | None:
+            # In this order: MySQL assigns left to right, each from the row as assigned so far.
             conn.execute(
                 update(applications)
                 .where(applications.c.id == application_id)
-                .values(
-                    previous_signing_secret=applications.c.signing_secret,
-                    previous_secret_until=previous_until,
-                    signing_secret=secret,
+                .ordered_values(
+                    (applications.c.previous_signing_secret, applications.c.signing_secret),
+                    (applications.c.previous_secret_until, previous_until),
+                    (applications.c.signing_secret, secret),
                 )
             )
             return _keys(conn.execute(_KEYS.where(applications.c.id == application_id)).first())

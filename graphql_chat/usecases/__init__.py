@@ -67,16 +67,17 @@ def chat_service(
     directory = Directory(store, numbers)
     acceptance = Acceptance(store, numbers, pipeline, reopening, settings.distributed)
     members = Members(settings, users, store, directory, acceptance)
+    people = Users(settings, users, directory)
     return ChatService(
         settings,
         directory,
-        Applications(settings, store, numbers, directory, users),
+        Applications(settings, store, numbers, directory, people),
         Chats(settings, store, numbers, directory, acceptance, members),
         Messages(settings, store, numbers, directory, acceptance, members),
         acceptance,
         Reads(settings, store, search, pages or StoredPages(store)),
         Subscriptions(hub, directory, acceptance, members),
-        Users(settings, users, directory),
+        people,
         members,
         Admin(settings),
     )

@@ -9,8 +9,9 @@ from graphql_chat.config import Settings
 from graphql_chat.domain import Application, clean_name, clean_token, new_token
 from graphql_chat.errors import InvalidInput, NotFound, TokenClash, Unavailable
 from graphql_chat.paging import Page, PageRequest, make_page
-from graphql_chat.ports import ApplicationRecords, Numbers, UserRecords
+from graphql_chat.ports import ApplicationRecords, Numbers
 from graphql_chat.usecases.directory import Directory
+from graphql_chat.usecases.users import Users
 
 _TOKEN_TRIES = 5
 
@@ -22,7 +23,7 @@ class Applications:
         store: ApplicationRecords,
         numbers: Numbers,
         directory: Directory,
-        users: UserRecords,
+        users: Users,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -58,8 +59,7 @@ class Applications:
         if clean_token(token) is None:
             raise NotFound("application not found")
         if users_manage_chats is not None:
-            app_id = await self._directory.application_id(token)
-            await self._users.set_users_manage_chats(app_id, users_manage_chats)
+            await self._users.let_users_manage_chats(token, users_manage_chats)
         if name is None:
             return await self._directory.require_application(token)
         application = await self._store.rename_application(token, name)

@@ -138,6 +138,13 @@ class Users:
         self._keys.forget(keys.public_id)
         return keys
 
+    async def let_users_manage_chats(self, token: str, allowed: bool) -> None:
+        """Whether the application's users may create chats and add members (every process
+        holds the change within ACCESS_RECHECK_MS)."""
+        keys = await self.signing_keys(token)
+        await self._records.set_users_manage_chats(keys.application_id, allowed)
+        self._keys.forget(keys.public_id)
+
     async def revoke(self, token: str, user_id: object, issued_before: datetime | None) -> datetime:
         """Refuse the user's tokens issued before `issued_before` (now by default; a token's
         `iat` is in whole seconds, so "now" refuses those of this second too). Returns the
