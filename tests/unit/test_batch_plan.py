@@ -156,8 +156,6 @@ def test_a_message_s_author_is_its_create_s_in_whichever_order_the_writes_arrive
     assert [row["by"] for row in plan.late] == ["ada"]
     assert [m.author for m in plan.indexed] == ["ada"]
     # A replayed update of a stored message keeps the stored author.
-    stored = {
-        (10, 1): StoredMessage(10, 1, 1, "one", 1, instant(T + 10), instant(T + 10), "ada")
-    }
+    stored = {(10, 1): StoredMessage(10, 1, 1, "one", 1, instant(T + 10), instant(T + 10), "ada")}
     plan = plan_messages({(APP, 1): 10}, [update], stored, NOW)
     assert [m.author for m in plan.indexed] == ["ada"]

@@ -47,9 +47,13 @@ from .exceptions import (
     GraphQLClientInvalidResponseError,
 )
 from .input_types import (
+    ChatMembersInput,
     CreateApplicationInput,
     CreateChatInput,
     CreateMessageInput,
+    CreateUserTokenInput,
+    RevokeUserTokensInput,
+    RotateSigningSecretInput,
     UpdateApplicationInput,
     UpdateMessageInput,
 )
@@ -107,6 +111,7 @@ __all__ = [
     "ChatEvents",
     "ChatEventsChatEvents",
     "ChatEventsChatEventsChat",
+    "ChatMembersInput",
     "ChatMessages",
     "ChatMessagesApplication",
     "ChatMessagesApplicationChat",
@@ -126,6 +131,7 @@ __all__ = [
     "CreateMessageCreateMessage",
     "CreateMessageCreateMessageMessage",
     "CreateMessageInput",
+    "CreateUserTokenInput",
     "EventKind",
     "GraphQLChatClient",
     "GraphQLClientError",
@@ -146,6 +152,8 @@ __all__ = [
     "NewestMessagesApplicationChatMessages",
     "NewestMessagesApplicationChatMessagesNodes",
     "NewestMessagesApplicationChatMessagesPageInfo",
+    "RevokeUserTokensInput",
+    "RotateSigningSecretInput",
     "SearchMessages",
     "SearchMessagesApplication",
     "SearchMessagesApplicationChat",
