@@ -117,6 +117,20 @@ class Collector:
         await self.client.close()
 
 
+async def member_token(http: httpx.AsyncClient, base: str, token: str, user: str = "ada") -> str:
+    """A user token for `user`, a member of chat 1 of the application `token`."""
+    minted = await http.post(
+        f"{base}/api/v1/applications/{token}/user_tokens", json={"user_id": user}
+    )
+    assert minted.status_code == 201, minted.text
+    added = await http.post(
+        f"{base}/api/v1/applications/{token}/chats/1/members", json={"add": [user]}
+    )
+    assert added.status_code == 200, added.text
+    user_token: str = minted.json()["token"]
+    return user_token
+
+
 async def new_chat(http: httpx.AsyncClient, base: str) -> str:
     """A new application with chat 1; its token."""
     response = await http.post(f"{base}/api/v1/applications", json={"name": "live"})

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.system.conftest import Server, free_port
-from tests.system.live_client import LiveClient, new_chat
+from tests.system.live_client import LiveClient, member_token, new_chat
 from tests.system.test_http_audit import AUDIT
 
 pytestmark = pytest.mark.system
@@ -58,6 +58,9 @@ async def test_only_the_listed_operations_run(tmp_path: Path) -> None:
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             token = await new_chat(http, server.url)
+            # The frontend's documents are a user's: they run with a user token.
+            user = await member_token(http, server.url, token)
+            as_user = {"authorization": f"Bearer {user}"}
             graphql = f"{server.url}/graphql"
 
             def persisted(name: str) -> dict[str, object]:
@@ -67,16 +70,19 @@ async def test_only_the_listed_operations_run(tmp_path: Path) -> None:
             sent = await http.post(
                 graphql,
                 json={
-                    "variables": {"token": token, "chat": 1, "body": "hello", "key": "send-1"},
+                    "variables": {"chat": 1, "body": "hello", "key": "send-1"},
                     "extensions": persisted("Send"),
                 },
+                headers=as_user,
             )
-            assert sent.json()["data"]["createMessage"]["message"]["number"] == 1
+            message = sent.json()["data"]["createMessage"]["message"]
+            assert (message["number"], message["author"]["id"]) == (1, "ada")
             page = await http.post(
                 graphql,
-                json={"query": bodies["ChatPage"], "variables": {"token": token, "chat": 1}},
+                json={"query": bodies["ChatPage"], "variables": {"chat": 1}},
+                headers=as_user,
             )
-            assert page.json()["data"]["application"]["chat"]["messagesCount"] == 1
+            assert page.json()["data"]["viewer"]["chat"]["messagesCount"] == 1
 
             # Anything else: refused, and nothing runs.
             for request in (
@@ -97,8 +103,12 @@ async def test_only_the_listed_operations_run(tmp_path: Path) -> None:
                 assert error["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST", request
 
         # Over WebSocket too.
-        client = await LiveClient.open(server.url)
-        listed = await client.subscribe(bodies["Follow"], {"token": token, "chat": 1, "after": 0})
+        client = await LiveClient.open(server.url, init=False)
+        await client.send(
+            {"type": "connection_init", "payload": {"authorization": f"Bearer {user}"}}
+        )
+        assert (await client.receive())["type"] == "connection_ack"
+        listed = await client.subscribe(bodies["Follow"], {"chat": 1, "after": 0})
         event = await client.receive()
         assert event["id"] == listed and event["type"] == "next"
         assert event["payload"]["data"]["messageEvents"]["message"]["body"] == "hello"

@@ -1,59 +1,85 @@
-// What a chat screen does with the API, typed by the client graphql-codegen generates from
-// schema.graphql and documents/: open a chat on its newest page, scroll back, send with a
-// retry, follow it live. `tsc --noEmit` checks it against each generation: a schema change
-// that breaks a frontend fails the build.
+// What a chat screen does with the API as the person using it, typed by the client
+// graphql-codegen generates from schema.graphql and documents/: list their chats, open one on
+// its newest page, scroll back, send with a retry, follow it live. The browser holds the
+// person's user token (which the application's backend gave it), never the application's
+// token. `tsc --noEmit` checks it against each generation: a schema change that breaks a
+// frontend fails the build.
 import { ApolloClient, HttpLink, InMemoryCache } from "@apollo/client";
 import { createClient } from "graphql-ws";
 import { print } from "graphql";
 import {
   ChatPageDocument,
   FollowDocument,
+  InboxDocument,
   ScrollBackDocument,
   SendDocument,
   type EventKind,
   type FollowSubscription,
 } from "./generated/graphql";
 
+// Asked for from the application's own backend (which signs it, or asks the chat server).
+let userToken = "";
+
+export function signIn(token: string): void {
+  userToken = token;
+}
+
 const apollo = new ApolloClient({
-  link: new HttpLink({ uri: "http://localhost:3000/graphql" }),
+  link: new HttpLink({
+    uri: "http://localhost:3000/graphql",
+    fetch: (input, init) =>
+      fetch(input, {
+        ...init,
+        headers: { ...(init?.headers ?? {}), authorization: `Bearer ${userToken}` },
+      }),
+  }),
   cache: new InMemoryCache(),
 });
 
-export async function openChat(token: string, chat: number): Promise<number> {
-  const { data } = await apollo.query({ query: ChatPageDocument, variables: { token, chat } });
-  const page = data?.application?.chat?.messages;
-  const shown: { number: number; body: string; createdAt: string }[] = page?.nodes ?? [];
+type Line = { number: number; body: string; createdAt: string; author?: { id: string } | null };
+
+function byline(message: Line): string {
+  // A message the application's backend sent has no author.
+  return message.author ? message.author.id : "(the app)";
+}
+
+export async function inbox(after: string | null): Promise<{ chats: number[]; next: string | null }> {
+  const { data } = await apollo.query({ query: InboxDocument, variables: { after } });
+  const chats = data?.viewer?.chats;
+  return {
+    chats: (chats?.nodes ?? []).map((chat) => chat.number),
+    next: chats?.pageInfo.hasNextPage ? (chats.pageInfo.endCursor ?? null) : null,
+  };
+}
+
+export async function openChat(chat: number): Promise<number> {
+  const { data } = await apollo.query({ query: ChatPageDocument, variables: { chat } });
+  const page = data?.viewer?.chat?.messages;
+  const shown: Line[] = page?.nodes ?? [];
   // Follow from the highest number on screen: nothing missed, nothing twice.
   return shown.reduce((top, message) => Math.max(top, message.number), 0);
 }
 
 // Scroll back: the 50 before the oldest on screen, ascending; where the next scroll starts.
 export async function scrollBack(
-  token: string,
   chat: number,
   before: string,
 ): Promise<{ shown: string[]; next: string | null }> {
-  const { data } = await apollo.query({
-    query: ScrollBackDocument,
-    variables: { token, chat, before },
-  });
-  const page = data?.application?.chat?.messages;
+  const { data } = await apollo.query({ query: ScrollBackDocument, variables: { chat, before } });
+  const page = data?.viewer?.chat?.messages;
   const shown = (page?.nodes ?? []).map(
-    (message) => `${new Date(message.createdAt).toLocaleTimeString()} ${message.number}: ${message.body}`,
+    (message) =>
+      `${new Date(message.createdAt).toLocaleTimeString()} ${byline(message)} ${message.number}: ${message.body}`,
   );
   return { shown, next: page?.pageInfo.hasPreviousPage ? (page.pageInfo.startCursor ?? null) : null };
 }
 
-export async function send(
-  token: string,
-  chat: number,
-  body: string,
-): Promise<{ number: number; sentAt: Date }> {
+export async function send(chat: number, body: string): Promise<{ number: number; sentAt: Date }> {
   // One key for every attempt: a retry of a send that did go through answers the same message.
   const key = crypto.randomUUID();
   for (let attempt = 0; ; attempt++) {
     try {
-      const { data } = await apollo.mutate({ mutation: SendDocument, variables: { token, chat, body, key } });
+      const { data } = await apollo.mutate({ mutation: SendDocument, variables: { chat, body, key } });
       const message = data?.createMessage.message;
       if (message === undefined) throw new Error("no message");
       return { number: message.number, sentAt: new Date(message.createdAt) };
@@ -64,20 +90,22 @@ export async function send(
 }
 
 export function follow(
-  token: string,
   chat: number,
   after: number,
-  show: (kind: EventKind, number: number, body: string, at: Date) => void,
+  show: (kind: EventKind, number: number, who: string, body: string, at: Date) => void,
 ): () => void {
-  const ws = createClient({ url: "ws://localhost:3000/graphql" });
+  const ws = createClient({
+    url: "ws://localhost:3000/graphql",
+    connectionParams: () => ({ authorization: `Bearer ${userToken}` }),
+  });
   return ws.subscribe<FollowSubscription>(
-    { query: print(FollowDocument), variables: { token, chat, after } },
+    { query: print(FollowDocument), variables: { chat, after } },
     {
       next: ({ data }) => {
         if (!data) return;
         const { kind, message } = data.messageEvents;
         const seen: EventKind = kind === "CREATED" ? "CREATED" : "UPDATED";
-        show(seen, message.number, message.body, new Date(message.updatedAt));
+        show(seen, message.number, byline(message), message.body, new Date(message.updatedAt));
       },
       error: () => undefined,
       complete: () => undefined,
