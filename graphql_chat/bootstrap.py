@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from graphql_chat.adapters.elastic_search import ElasticSearch
 from graphql_chat.adapters.fts5_search import Fts5Search
@@ -14,6 +15,7 @@ from graphql_chat.adapters.memory_pipeline import MemoryPipeline
 from graphql_chat.adapters.rabbitmq import queues as rabbitmq_queues
 from graphql_chat.adapters.rabbitmq.consumer import Consumer
 from graphql_chat.adapters.rabbitmq.publisher import RabbitPipeline
+from graphql_chat.adapters.rate_storage import rate_storage
 from graphql_chat.adapters.redis_feed import RedisFeed
 from graphql_chat.adapters.redis_numbers import RedisNumbers
 from graphql_chat.adapters.redis_registry import RedisRegistry
@@ -148,7 +150,16 @@ def bootstrap(settings: Settings | None = None) -> Container:
         numbers = MemoryNumbers(store)
     hub = Hub(store, settings.live_gap_wait_ms / 1000, settings.live_queue_size)
     service = chat_service(
-        settings, store, numbers, pipeline, search, hub, store.users, pages, reopening
+        settings,
+        store,
+        numbers,
+        pipeline,
+        search,
+        hub,
+        store.users,
+        pages,
+        reopening,
+        partial(rate_storage, settings),
     )
     return Container(
         settings, store, numbers, pipeline, search, feed, writer, service, hub, ledger, page_cache

@@ -87,6 +87,7 @@ def serve(
             access_log=False,
             timeout_graceful_shutdown=10,
             **_websocket_options(settings),
+            **_proxy_options(settings),
         )
     else:
         uvicorn.run(
@@ -98,7 +99,16 @@ def serve(
             access_log=False,
             timeout_graceful_shutdown=10,
             **_websocket_options(settings),
+            **_proxy_options(settings),
         )
+
+
+def _proxy_options(settings: Settings) -> dict[str, Any]:
+    """X-Forwarded-For is believed from TRUSTED_PROXIES only, and from no one when it is
+    unset (uvicorn would otherwise believe it from 127.0.0.1, or FORWARDED_ALLOW_IPS): a
+    client's address is what the per-address rate limit counts."""
+    trusted = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
 
 
 def _websocket_options(settings: Settings) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from functools import cached_property
 from ipaddress import ip_address
 from urllib.parse import unquote, urlsplit
 
+from limits import parse_many
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -60,6 +61,13 @@ class Settings(BaseSettings):
     user_token_lifetime_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
     signing_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     access_recheck_ms: int = Field(default=500, ge=10, le=500)
+    # Rate limits, in the `limits` library's notation ("20/second;300/minute"); "" turns one
+    # off. Counted in Redis when REDIS_URL is set (across API processes), else in memory.
+    rate_limit_anonymous: str = "60/minute"  # per client address: creating applications
+    rate_limit_application: str = "5000/second"  # per application token, reads and writes
+    rate_limit_user_writes: str = "20/second;300/minute"  # per user of an application
+    rate_limit_user_reads: str = "50/second;1500/minute"
+    trusted_proxies: str = ""  # addresses (or networks) whose X-Forwarded-For is believed
 
     batch_max_events: int = Field(default=1000, ge=1)
     worker_batch_ms: float = Field(default=50, ge=0)
@@ -78,6 +86,24 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator(
+        "rate_limit_anonymous",
+        "rate_limit_application",
+        "rate_limit_user_writes",
+        "rate_limit_user_reads",
+    )
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError as error:
+                raise ValueError(
+                    f"{value!r} is not a rate limit such as 20/second or 20/second;300/minute "
+                    f"({error})"
+                ) from None
+        return value
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -86,6 +86,37 @@ class KeyReused(Conflict):
         )
 
 
+class RateLimited(ChatError):
+    """Over one of the rate limits: the policy's name, what it allows (`quota` per `window`
+    seconds), and when a retry may succeed (`retry_after` seconds)."""
+
+    code = "RATE_LIMITED"
+    status = 429
+
+    def __init__(self, policy: str, quota: int, window: int, retry_after: int) -> None:
+        super().__init__(
+            f"too many requests: at most {quota} per {window} s ({policy}); "
+            f"retry after {retry_after} s"
+        )
+        self.policy = policy
+        self.quota = quota
+        self.window = window
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """`Retry-After` and the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
+        return {
+            "Retry-After": str(self.retry_after),
+            "RateLimit-Policy": f'"{self.policy}";q={self.quota};w={self.window}',
+            "RateLimit": f'"{self.policy}";r=0;t={self.retry_after}',
+        }
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "retryAfter": self.retry_after}
+
+
 class Unavailable(ChatError):
     code = "UNAVAILABLE"
     status = 503

@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
 from graphql_chat.domain import Application, Chat, ChatRef, Message, User
-from graphql_chat.errors import Unauthenticated
+from graphql_chat.errors import RateLimited, Unauthenticated
 from graphql_chat.paging import Page, PageRequest
 from graphql_chat.usecases import ChatService
 
@@ -93,10 +93,14 @@ class Context:
         service: ChatService,
         authorization: str | None = None,
         websocket: WebSocket | None = None,
+        address: str = "unknown",
     ) -> None:
         self.service = service
         self.authorization = authorization  # the request's Authorization header
         self.websocket = websocket
+        self.address = address  # the client's (see TRUSTED_PROXIES)
+        self.refused: RateLimited | None = None  # the rate limit a field of the request hit
+        self._read_counted = False
         self.connection_params: object = None  # graphql-transport-ws connection_init payload
         self._user: tuple[User | None] | None = None
 
@@ -119,18 +123,49 @@ class Context:
                     return value
         return self.authorization
 
-    async def caller(self, application_token: str | None) -> tuple[str, User | None]:
+    async def caller(
+        self, application_token: str | None, writes: bool = True
+    ) -> tuple[str, User | None]:
         """Who a write or a subscription is for: the application's backend (its token
-        given), or the user of the request's user token."""
+        given), or the user of the request's user token; counted against their rate limit."""
         if application_token is not None:
-            return application_token, None
+            return await self.backend(application_token), None
         user = await self.user()
         if user is None:
             raise Unauthenticated(
                 "give applicationToken (the application's backend) or send a user token "
                 "(Authorization: Bearer <token>)"
             )
+        if writes:
+            await self.limited(self.service.throttle.user(user, writes=True))
+        else:
+            await self.reading(user)
         return user.token, user
+
+    async def backend(self, application_token: str) -> str:
+        """A call with an application's token, counted against its rate limit."""
+        app_id = await self.service.directory.application_id(application_token)
+        await self.limited(self.service.throttle.application(app_id))
+        return application_token
+
+    async def reading(self, user: User) -> None:
+        """A user's read, counted once per request (per operation over a WebSocket)."""
+        if self._read_counted and self.websocket is None:
+            return
+        self._read_counted = True
+        await self.limited(self.service.throttle.user(user, writes=False))
+
+    async def anonymous(self) -> None:
+        """A call with no credential, counted against its address's rate limit."""
+        await self.limited(self.service.throttle.anonymous(self.address))
+
+    async def limited(self, hit: Awaitable[None]) -> None:
+        """Count a hit; a refusal is also kept for the HTTP answer's status and headers."""
+        try:
+            await hit
+        except RateLimited as refused:
+            self.refused = refused
+            raise
 
     def fresh(self) -> None:
         """Forget what the loaders hold: the next event reads the store as it is now."""

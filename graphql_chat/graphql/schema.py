@@ -90,7 +90,10 @@ class Query:
     )
     async def viewer(self, info: Info) -> Viewer | None:
         user = await info.context.user()
-        return None if user is None else Viewer(user=user)
+        if user is None:
+            return None
+        await info.context.reading(user)
+        return Viewer(user=user)
 
     @strawberry.field(description="The application with this token, or null when unknown.")
     async def application(self, info: Info, token: str) -> Application | None:
@@ -98,11 +101,14 @@ class Query:
             app_id = await info.context.service.directory.application_id(token)
         except NotFound:
             return None
+        await info.context.limited(info.context.service.throttle.application(app_id))
         return Application.lazy(app_id, token)
 
 
 async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
     user = await info.context.user()
+    if user is not None:
+        await info.context.reading(user)
     service = info.context.service
     found_nodes = await find_nodes(service, list(ids), user)
     if user is not None:  # only what the user's chats hold
@@ -289,6 +295,7 @@ class Mutation:
     async def create_application(
         self, info: Info, input: CreateApplicationInput
     ) -> CreateApplicationPayload:
+        await info.context.anonymous()
         created = await info.context.service.applications.create(input.name)
         return CreateApplicationPayload(application=Application.of(created))
 
@@ -299,7 +306,7 @@ class Mutation:
         self, info: Info, input: UpdateApplicationInput
     ) -> UpdateApplicationPayload:
         updated = await info.context.service.applications.update(
-            input.token, input.name, input.users_manage_chats
+            await info.context.backend(input.token), input.name, input.users_manage_chats
         )
         return UpdateApplicationPayload(application=Application.of(updated))
 
@@ -382,7 +389,7 @@ class Mutation:
         self, info: Info, input: CreateUserTokenInput
     ) -> CreateUserTokenPayload:
         minted = await info.context.service.users.mint(
-            input.application_token, input.user_id, input.expires_in
+            await info.context.backend(input.application_token), input.user_id, input.expires_in
         )
         return CreateUserTokenPayload(
             token=minted.token, user_id=minted.user_id, expires_at=minted.expires_at
@@ -396,7 +403,9 @@ class Mutation:
         self, info: Info, input: RotateSigningSecretInput
     ) -> RotateSigningSecretPayload:
         service = info.context.service
-        await service.users.rotate(input.token, input.previous_valid_for)
+        await service.users.rotate(
+            await info.context.backend(input.token), input.previous_valid_for
+        )
         application = await service.directory.require_application(input.token)
         return RotateSigningSecretPayload(application=Application.of(application))
 
@@ -405,7 +414,7 @@ class Mutation:
         self, info: Info, input: RevokeUserTokensInput
     ) -> RevokeUserTokensPayload:
         held = await info.context.service.users.revoke(
-            input.application_token, input.user_id, input.issued_before
+            await info.context.backend(input.application_token), input.user_id, input.issued_before
         )
         return RevokeUserTokensPayload(user_id=input.user_id, issued_before=held)
 
@@ -425,7 +434,7 @@ class Subscription:
         application_token: str | None = None,
     ) -> AsyncGenerator[MessageEvent, None]:
         context = info.context
-        token, user = await context.caller(application_token)
+        token, user = await context.caller(application_token, writes=False)
         service = context.service
         events = await service.subscriptions.message_events(
             token,
@@ -460,6 +469,7 @@ class Subscription:
         self, info: Info, application_token: str
     ) -> AsyncGenerator[ChatEvent, None]:
         context = info.context
+        await context.backend(application_token)
         events = await context.service.subscriptions.chat_events(application_token, context.slow)
         async with aclosing(events):
             async for event in events:

@@ -141,7 +141,16 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:
         websocket = request if isinstance(request, WebSocket) else None
-        return Context(self.container.service, request.headers.get("authorization"), websocket)
+        client = request.client
+        context = Context(
+            self.container.service,
+            request.headers.get("authorization"),
+            websocket,
+            client.host if client else "unknown",
+        )
+        if websocket is None:
+            request.state.context = context
+        return context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -165,6 +174,11 @@ class GraphQLView(GraphQL[Context, None]):
         if request.method == "GET" and response.media_type != "text/html":
             response.headers["cache-control"] = self._cache_control(request, response)
             response.headers["vary"] = "Accept, Authorization"
+        context = getattr(request.state, "context", None)
+        if context is not None and context.refused is not None:
+            # Over a rate limit: the status and fields any HTTP client understands.
+            response.status_code = 429
+            response.headers.update(context.refused.headers)
         if response.media_type != "text/html" and wants_graphql_response(
             request.headers.get("accept", "")
         ):

@@ -182,19 +182,27 @@ def _member(member: Membership) -> dict[str, Any]:
 PUBLIC_ID_PREFIX = "app_"
 
 
+def client_address(request: Request) -> str:
+    """The client's address: the peer's, or the one a trusted proxy (TRUSTED_PROXIES) names."""
+    return request.client.host if request.client else "unknown"
+
+
 async def _caller(request: Request) -> tuple[str, User | None]:
     """Who calls: the application's backend (its token in the path), or a user (the
     application's public id in the path, and the user's token in `Authorization`)."""
     named = request.path_params["token"]
+    service = _service(request)
     if not named.startswith(PUBLIC_ID_PREFIX):
+        await service.throttle.application(await service.directory.application_id(named))
         return named, None
-    user = await _service(request).users.authenticate(request.headers.get("authorization"))
+    user = await service.users.authenticate(request.headers.get("authorization"))
     if user is None:
         raise Unauthenticated(
             "a path with an application's public id needs Authorization: Bearer <user token>"
         )
     if user.public_id != named:
         raise NotFound("application not found")
+    await service.throttle.user(user, writes=request.method != "GET")
     return user.token, user
 
 
@@ -219,6 +227,7 @@ async def _chat_number(request: Request, user: User | None) -> object:
 
 async def create_application(request: Request) -> Response:
     data = await _json_object(request)
+    await _service(request).throttle.anonymous(client_address(request))
     app = await _service(request).applications.create(data.get("name"))
     return JSONResponse(_application(app), status_code=201)
 

@@ -10,12 +10,16 @@ nothing below them. `ChatService` is what an interface holds: the use cases of o
 - `subscriptions`: messages and chats as they are stored
 - `users`: user tokens (minted, verified, revoked) and the applications' signing secrets
 - `members`: chat membership, and what a user may reach by it
+- `throttle`: rate limits per client address, application and user
 - `admin`: what only an operator may do
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from limits.aio.storage import MemoryStorage, Storage
 
 from graphql_chat.config import Settings
 from graphql_chat.live import Hub
@@ -31,6 +35,7 @@ from graphql_chat.usecases.members import Members
 from graphql_chat.usecases.messages import Messages
 from graphql_chat.usecases.reads import Reads
 from graphql_chat.usecases.subscriptions import Subscriptions
+from graphql_chat.usecases.throttle import Throttle
 from graphql_chat.usecases.users import Users
 
 
@@ -46,6 +51,7 @@ class ChatService:
     subscriptions: Subscriptions
     users: Users
     members: Members
+    throttle: Throttle
     admin: Admin
 
 
@@ -59,11 +65,13 @@ def chat_service(
     users: UserRecords,
     pages: MessagePages | None = None,
     reopening: Reopening | None = None,
+    rate_storage: Callable[[], Storage] = MemoryStorage,
 ) -> ChatService:
     """`pages`: the page reads of messages (None: the store's; the embedded mode's page cache
     is `pages.CachedPages` over them); `reopening`: where a write overtaken by a numbering
     reset learns when numbering is open again (None: numbering is never reset, as in the
-    embedded mode)."""
+    embedded mode); `rate_storage`: makes where rate limits are counted (memory by default;
+    Redis in the distributed mode)."""
     directory = Directory(store, numbers)
     acceptance = Acceptance(store, numbers, pipeline, reopening, settings.distributed)
     members = Members(settings, users, store, directory, acceptance)
@@ -79,5 +87,6 @@ def chat_service(
         Subscriptions(hub, directory, acceptance, members),
         people,
         members,
+        Throttle(settings, rate_storage),
         Admin(settings),
     )

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from graphql_chat.errors import ChatError, TooLarge, Unavailable
+from graphql_chat.errors import ChatError, RateLimited, TooLarge, Unavailable
 
 
 class JSONResponse(Response):
@@ -35,4 +35,6 @@ def error_response(error: ChatError) -> JSONResponse:
     response = JSONResponse({"error": body}, status_code=error.status)
     if isinstance(error, Unavailable):
         response.headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, RateLimited):
+        response.headers.update(error.headers)
     return response
