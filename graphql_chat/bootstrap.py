@@ -90,6 +90,7 @@ class Container:
         return await self.readiness.report()
 
     async def close(self) -> None:
+        await self.service.throttle.close()
         await self.pipeline.close()
         await self.feed.close()
         await self.numbers.close()

@@ -8,7 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeAlias
+
+from limits.aio.storage import Storage
 
 from graphql_chat.domain import Application, Chat, Claim, Event, Message
 from graphql_chat.errors import ChatError, Conflict
@@ -203,6 +205,10 @@ class Membership:
     chat_number: int
     user_id: str
     joined_at: int
+
+
+# Where rate limits are counted (a `limits` storage: memory, or Redis), and what closes it.
+RateCounters: TypeAlias = tuple[Storage, Callable[[], Awaitable[None]]]
 
 
 class UserRecords(Protocol):

@@ -168,6 +168,12 @@ _CALLER = (
 @strawberry.input
 class CreateChatInput:
     application_token: str | None = strawberry.field(default=None, description=_CALLER)
+    members: list[str] | None = strawberry.field(
+        default=None,
+        description="Users who are members from the start (up to 100; a user who creates "
+        "the chat is one anyway). Unlike addChatMembers, this needs no worker to have stored "
+        "the chat: the members can act as soon as the chat's number comes back.",
+    )
     idempotency_key: str | None = strawberry.field(
         description="Makes retries safe: within the window (24 hours by default) a create "
         "with the same key in the same application answers what the first one made and "
@@ -318,7 +324,7 @@ class Mutation:
         service = info.context.service
         token, user = await info.context.caller(input.application_token)
         app_id = await service.directory.application_id(token)
-        created = await service.chats.create(token, input.idempotency_key, user)
+        created = await service.chats.create(token, input.idempotency_key, user, input.members)
         return CreateChatPayload(
             chat=Chat(
                 number=created.number,

@@ -337,10 +337,11 @@ async def change_members(request: Request) -> Response:
 
 
 async def create_chat(request: Request) -> Response:
-    await _json_object(request, required=False)
+    """An optional body `{"members": [user ids]}`: members from the start."""
+    data = await _json_object(request, required=False)
     token, user = await _caller(request)
     created = await _service(request).chats.create(
-        token, request.headers.get("idempotency-key"), user
+        token, request.headers.get("idempotency-key"), user, data.get("members")
     )
     return JSONResponse(
         {"number": created.number, "created_at": iso(created.created_at)}, status_code=201

@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage
 
 from graphql_chat.config import Settings
 from graphql_chat.live import Hub
 from graphql_chat.numbering.ports import Reopening
 from graphql_chat.paging import MessagePages, StoredPages
-from graphql_chat.ports import Numbers, Pipeline, Search, Store, UserRecords
+from graphql_chat.ports import Numbers, Pipeline, RateCounters, Search, Store, UserRecords
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.admin import Admin
 from graphql_chat.usecases.applications import Applications
@@ -65,12 +65,12 @@ def chat_service(
     users: UserRecords,
     pages: MessagePages | None = None,
     reopening: Reopening | None = None,
-    rate_storage: Callable[[], Storage] = MemoryStorage,
+    rate_counters: Callable[[], RateCounters] | None = None,
 ) -> ChatService:
     """`pages`: the page reads of messages (None: the store's; the embedded mode's page cache
     is `pages.CachedPages` over them); `reopening`: where a write overtaken by a numbering
     reset learns when numbering is open again (None: numbering is never reset, as in the
-    embedded mode); `rate_storage`: makes where rate limits are counted (memory by default;
+    embedded mode); `rate_counters`: makes where rate limits are counted (memory by default;
     Redis in the distributed mode)."""
     directory = Directory(store, numbers)
     acceptance = Acceptance(store, numbers, pipeline, reopening, settings.distributed)
@@ -87,6 +87,13 @@ def chat_service(
         Subscriptions(hub, directory, acceptance, members),
         people,
         members,
-        Throttle(settings, rate_storage),
+        Throttle(settings, rate_counters or _memory_counters),
         Admin(settings),
     )
+
+
+def _memory_counters() -> RateCounters:
+    async def nothing() -> None:
+        return None
+
+    return MemoryStorage(), nothing

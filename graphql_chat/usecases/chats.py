@@ -42,20 +42,28 @@ class Chats:
         self._members = members
 
     async def create(
-        self, token: str, idempotency_key: object = None, user: User | None = None
+        self,
+        token: str,
+        idempotency_key: object = None,
+        user: User | None = None,
+        members: object = None,
     ) -> NewChat:
         """A new chat. With an idempotency key, a retry within the window answers the chat
         the key's first create made, and makes nothing more. A user who creates a chat is
-        its first member (unless the application lets only its backend create chats)."""
+        its first member (unless the application lets only its backend create chats);
+        `members`: user ids who are members from the start, as the creator is."""
         if user is not None and not user.manage_chats:
             raise Forbidden("this application lets only its backend create chats")
+        others = [] if members is None else self._members.user_ids(members, "members")
         window = self._settings.idempotency_window_seconds
         meaning = ("chat",) if user is None else ("chat", user.id)
+        if others:  # (a create without members means what it meant before members)
+            meaning = (*meaning, "members", *others)
         claimed = None if idempotency_key is None else claim(idempotency_key, window, *meaning)
         app_id = await self._directory.application_id(token)
         drawn = await self._numbers.next_chat(app_id, claimed)
-        if user is not None:  # a member before anyone learns the number
-            await self._members.join_created(user, drawn.number)
+        if user is not None or others:  # members before anyone learns the number
+            await self._members.join_created(app_id, drawn.number, user, others)
         event = ChatCreated(app_id, drawn.number, drawn.epoch, drawn.at, claimed)
         if not drawn.durable:  # a retry of a write maybe not stored yet: it is, once this is
             await self._acceptance.accept(event, drawn)

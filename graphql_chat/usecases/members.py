@@ -82,8 +82,10 @@ class Members:
         if by is not None:
             if not by.manage_chats:
                 raise Forbidden("this application lets only its backend add members to chats")
-            await self.require(by, number)
-        app_id = await self._existing_chat(token, number)
+            await self.require(by, number)  # a member's chat exists, stored or still queued
+            app_id = by.application_id
+        else:
+            app_id = await self._existing_chat(token, number)
         return await self._records.add_members(app_id, number, users, now_micros())
 
     async def remove(
@@ -97,16 +99,28 @@ class Members:
             await self.require(by, number)
             if any(user != by.id for user in users):
                 raise Forbidden("a user may remove only themselves from a chat")
-        app_id = await self._existing_chat(token, number)
+            app_id = by.application_id
+        else:
+            app_id = await self._existing_chat(token, number)
         removed = await self._records.remove_members(app_id, number, users)
         for user in removed:
             self._known.forget((app_id, user, number))
         return removed
 
-    async def join_created(self, user: User, number: int) -> None:
-        """A chat a user created: they are its first member (before it is acknowledged)."""
-        await self._records.add_members(user.application_id, number, [user.id], now_micros())
-        self._known.put((user.application_id, user.id, number), True)
+    async def join_created(
+        self, application_id: int, number: int, creator: User | None, others: Sequence[str]
+    ) -> None:
+        """The members of a chat just drawn, before it is acknowledged (so before any
+        worker stores it): the user who created it, if a user did, and those it named."""
+        users = ([creator.id] if creator is not None else []) + list(others)
+        if users:
+            await self._records.add_members(application_id, number, users, now_micros())
+        if creator is not None:
+            self._known.put((application_id, creator.id, number), True)
+
+    def user_ids(self, value: object, field: str) -> list[str]:
+        """Up to 100 user ids, checked (InvalidInput naming `field` otherwise)."""
+        return _user_ids(value, field)
 
     async def _existing_chat(self, token: str, number: int) -> int:
         app_id = await self._directory.application_id(token)
@@ -146,9 +160,9 @@ class Members:
         return Page(items, cursors, joined.has_next, joined.has_previous, "member")
 
 
-def _user_ids(value: object) -> list[str]:
+def _user_ids(value: object, field: str = "userIds") -> list[str]:
     if not isinstance(value, list) or not value:
-        raise InvalidInput("userIds must be a list of 1 or more user ids", "userIds")
+        raise InvalidInput(f"{field} must be a list of 1 or more user ids", field)
     if len(value) > MAX_USERS_AT_ONCE:
-        raise InvalidInput(f"at most {MAX_USERS_AT_ONCE} user ids at once", "userIds")
-    return list(dict.fromkeys(clean_user_id(user, "userIds") for user in value))
+        raise InvalidInput(f"at most {MAX_USERS_AT_ONCE} user ids at once", field)
+    return list(dict.fromkeys(clean_user_id(user, field) for user in value))

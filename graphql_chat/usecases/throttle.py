@@ -13,17 +13,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 
 from graphql_chat.config import Settings
 from graphql_chat.domain import User
 from graphql_chat.errors import RateLimited
+from graphql_chat.ports import RateCounters
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,11 @@ _WARN_EVERY = 10.0  # seconds between warnings that limits cannot be counted
 
 
 class Throttle:
-    def __init__(self, settings: Settings, storage: Callable[[], Storage]) -> None:
-        """`storage`: makes the storage, on the first hit (the memory storage needs the
+    def __init__(self, settings: Settings, counters: Callable[[], RateCounters]) -> None:
+        """`counters`: makes the storage, on the first hit (the memory storage needs the
         running event loop)."""
-        self._storage = storage
+        self._counters = counters
+        self._close: Callable[[], Awaitable[None]] | None = None
         self._limiter: FixedWindowRateLimiter | None = None
         self._limits: dict[Policy, list[RateLimitItem]] = {
             policy: parse_many(text) if (text := getattr(settings, f"rate_limit_{policy}")) else []
@@ -66,7 +67,8 @@ class Throttle:
         if not limits:
             return
         if self._limiter is None:
-            self._limiter = FixedWindowRateLimiter(self._storage())
+            storage, self._close = self._counters()
+            self._limiter = FixedWindowRateLimiter(storage)
         for item in limits:
             try:
                 if await self._limiter.hit(item, policy, caller):
@@ -78,6 +80,11 @@ class Throttle:
             window = item.get_expiry()
             retry_after = max(1, min(window, math.ceil(stats.reset_time - time.time())))
             raise RateLimited(policy, item.amount, window, retry_after)
+
+    async def close(self) -> None:
+        if self._close is not None:
+            close, self._close, self._limiter = self._close, None, None
+            await close()
 
     def _warn(self, error: Exception) -> None:
         now = time.monotonic()

@@ -53,7 +53,7 @@ SEND = """mutation($chat: Int!, $body: String!) {
 }"""
 READ = """query($chat: Int!) { viewer { id chat(number: $chat) {
   number messages { nodes { number body author { id } } }
-  searchMessages(query: "hello") { nodes { number } }
+  searchMessages(query: "hello") { nodes { number author { id } } }
   members { nodes { id } }
 } } }"""
 
@@ -93,7 +93,12 @@ async def test_a_user_creates_a_chat_adds_a_friend_and_they_talk(http: httpx.Asy
         ("hello ada", {"id": "bob"}),
         ("hello from the backend", None),
     ]
-    assert [m["number"] for m in seen["chat"]["searchMessages"]["nodes"]] == [3, 2, 1]
+    found = seen["chat"]["searchMessages"]["nodes"]
+    assert [(m["number"], m["author"]) for m in found] == [
+        (3, None),
+        (2, {"id": "bob"}),
+        (1, {"id": "ada"}),
+    ]
     assert [m["id"] for m in seen["chat"]["members"]["nodes"]] == ["ada", "bob"]
     chats = await _gql(http, "{ viewer { chats { nodes { number } } } }", bob)
     assert chats["data"]["viewer"]["chats"]["nodes"] == [{"number": 1}]
@@ -273,3 +278,38 @@ async def test_rotation_keeps_old_tokens_for_the_overlap_and_revocation_ends_the
         iat=int(time.time()) + 2,
     )
     assert (await _gql(http, "{ viewer { id } }", later))["data"]["viewer"] == {"id": "ada"}
+
+
+async def test_a_chat_created_with_members_is_theirs_from_the_start(
+    http: httpx.AsyncClient,
+) -> None:
+    app = await _application(http)
+    token, ada, bob = app["token"], _sign(app, "ada"), _sign(app, "bob")
+    made = await http.post(
+        f"/api/v1/applications/{token}/chats", json={"members": ["ada", "bob"]}, headers=JSON
+    )
+    assert made.status_code == 201
+    number = made.json()["number"]
+    for user in (ada, bob):
+        sent = await _gql(http, SEND, user, chat=number, body="here")
+        assert "errors" not in sent, sent
+    created = await _gql(
+        http,
+        'mutation($t: String!) { createChat(input: {applicationToken: $t, members: ["bob"]}) '
+        "{ chat { number } } }",
+        t=token,
+    )
+    other = created["data"]["createChat"]["chat"]["number"]
+    assert _codes(await _gql(http, SEND, ada, chat=other, body="x")) == ["NOT_FOUND"]
+    # A user's own create names others too (the application lets users manage chats).
+    mine = await _gql(
+        http, 'mutation { createChat(input: {members: ["bob"]}) { chat { number } } }', ada
+    )
+    theirs = mine["data"]["createChat"]["chat"]["number"]
+    listed = await http.get(f"/api/v1/applications/{token}/chats/{theirs}/members")
+    assert [m["user_id"] for m in listed.json()] == ["ada", "bob"]
+    bad = await http.post(
+        f"/api/v1/applications/{token}/chats", json={"members": ["ok", "bad\x00"]}, headers=JSON
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "members"

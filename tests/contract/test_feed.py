@@ -67,6 +67,7 @@ def _message(number: int, body: str = "hello") -> IndexedMessage:
         revision=number,
         created_at=AT,
         updated_at=AT + timedelta(microseconds=number),
+        author=f"user {number}" if number % 2 else None,  # a user's, or the backend's
     )
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import Connection, text
 
 from graphql_chat import migrations
@@ -74,3 +75,71 @@ async def test_rows_written_before_times_get_them_from_their_revisions(at_0004: 
         assert abs(chats[(1, 2)].created_at - datetime.now(UTC)) < timedelta(minutes=1)
     finally:
         await store.close()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+async def at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database at migration 0007, before users."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        await asyncio.to_thread(migrations.upgrade, url, "0007")
+        yield url
+        return
+    async with mysql_database("0007") as url:
+        yield url
+
+
+async def test_users_come_to_existing_applications_and_go_back_down(at_0007: str) -> None:
+    def write(conn: Connection) -> None:
+        conn.execute(
+            text("INSERT INTO applications(id, token, name) VALUES (1, 't1', 'a'), (2, 't2', 'b')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO chats(id, application_id, number, created_at) "
+                "VALUES (7, 1, 1, '2026-11-29 23:26:01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages(chat_id, number, body, revision, created_at, updated_at) "
+                "VALUES (7, 1, 'old', 1, '2026-11-29 23:26:01', '2026-11-29 23:26:01')"
+            )
+        )
+
+    old = SqlStore(at_0007, "NORMAL")
+    await old.start()
+    await old.write(write)
+    await old.close()
+    await asyncio.to_thread(migrations.upgrade, at_0007)
+
+    store = SqlStore(at_0007, "NORMAL")
+    await store.start()
+    try:
+        apps = await store.applications_by_id([1, 2])
+        keys = [await store.users.signing_keys_of(app_id) for app_id in (1, 2)]
+        assert all(k is not None for k in keys)
+        public = {apps[1].public_id, apps[2].public_id}
+        secrets = {k.secret for k in keys if k is not None}
+        assert len(public) == len(secrets) == 2 and all(p.startswith("app_") for p in public)
+        assert all(len(s) >= 43 for s in secrets)
+        assert apps[1].users_manage_chats
+        [message] = (await store.list_messages([7], None, 10))[7]
+        assert (message.body, message.author) == ("old", None)  # the backend's, as it was
+        found = await store.users.signing_keys(apps[1].public_id)
+        assert found is not None and found.application_id == 1
+        await store.users.add_members(1, 1, ["ada"], 0)
+    finally:
+        await store.close()
+
+    # And back down to 0007, then up again: the history runs both ways on both engines.
+    await asyncio.to_thread(command.downgrade, migrations.alembic_config(at_0007), "0007")
+    await asyncio.to_thread(migrations.upgrade, at_0007)
+    again = SqlStore(at_0007, "NORMAL")
+    await again.start()
+    try:
+        assert await again.users.member_of(1, "ada", [1]) == set()  # membership went down
+        [message] = (await again.list_messages([7], None, 10))[7]
+        assert message.body == "old"
+    finally:
+        await again.close()

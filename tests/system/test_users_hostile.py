@@ -393,3 +393,61 @@ async def test_membership_changes_hold_on_every_api_process(cluster: Cluster) ->
             assert time.monotonic() < deadline, "not stored in time"
             await asyncio.sleep(0.2)
         assert {n: stored[n] for n in expected} == expected
+
+
+async def test_membership_needs_no_worker_and_waits_for_none(cluster: Cluster) -> None:
+    """With every worker stalled (SIGSTOP), a user creates a chat on one API process and adds
+    a friend, the backend creates one with a member, and each member writes on the other
+    process at once: membership is never queued. Every write is stored, with its author,
+    once the workers resume."""
+    one, two = (api.url for api in cluster.apis)
+    send = """mutation($c: Int!, $b: String!) { createMessage(input: {chatNumber: $c, body: $b})
+        { message { author { id } } } }"""
+    async with httpx.AsyncClient(timeout=30) as http:
+        app = await _application(http, one)
+        ada, bob, cy = _sign(app, "ada"), _sign(app, "bob"), _sign(app, "cy")
+        for worker in cluster.workers:
+            worker.pause()
+        try:
+            made = await _gql(
+                http, one, "mutation { createChat(input: {}) { chat { number } } }", ada
+            )
+            mine = made["data"]["createChat"]["chat"]["number"]
+            added = await _gql(
+                http,
+                one,
+                'mutation($c: Int!) { addChatMembers(input: {chatNumber: $c, userIds: ["bob"]}) '
+                "{ userIds } }",
+                ada,
+                c=mine,
+            )
+            assert added["data"]["addChatMembers"]["userIds"] == ["bob"], added
+            backend = await _gql(
+                http,
+                one,
+                'mutation($t: String!) { createChat(input: {applicationToken: $t, members: ["cy"]})'
+                " { chat { number } } }",
+                t=app["token"],
+            )
+            theirs = backend["data"]["createChat"]["chat"]["number"]
+            writes = [(ada, mine, "hi"), (bob, mine, "hey"), (cy, theirs, "yo")]
+            for token, chat, body in writes:
+                sent = await _gql(http, two, send, token, c=chat, b=body)
+                assert "errors" not in sent, sent
+            # Bob is not in the backend's chat: refused, as for an unknown chat.
+            assert _codes(await _gql(http, two, send, bob, c=theirs, b="no")) == ["NOT_FOUND"]
+        finally:
+            for worker in cluster.workers:
+                worker.resume()
+        expected = {mine: [("hi", "ada"), ("hey", "bob")], theirs: [("yo", "cy")]}
+        deadline = time.monotonic() + 60
+        for chat, messages in expected.items():
+            while True:
+                page = await http.get(
+                    f"{one}/api/v1/applications/{app['token']}/chats/{chat}/messages"
+                )
+                found = [(m["body"], m["author"]) for m in page.json()] if page.is_success else []
+                if found == messages:
+                    break
+                assert time.monotonic() < deadline, (chat, page.text)
+                await asyncio.sleep(0.2)

@@ -75,5 +75,11 @@ def test_tokens_are_random_v4_uuids() -> None:
 
 
 def test_events_survive_serialisation() -> None:
-    for event in (ChatCreated(3, 4), MessageWritten(1, 2, 3, "héllo", 99)):
+    for event in (
+        ChatCreated(3, 4),
+        MessageWritten(1, 2, 3, "héllo", 99),
+        MessageWritten(1, 2, 3, "hi", 99, created=True, author="ada 😀"),
+    ):
         assert event_from_dict(event_to_dict(event)) == event
+    # A message without an author says nothing of one on the wire (as before authors).
+    assert "u" not in event_to_dict(MessageWritten(1, 2, 3, "héllo", 99))

@@ -24,6 +24,8 @@ class CreateApplicationInput(BaseModel):
 class CreateChatInput(BaseModel):
     application_token: Optional[str] = Field(alias="applicationToken", default=None)
     "The application's token (its backend); leave out when sending a user token (Authorization: Bearer <user token>): the write is then that user's."
+    members: Optional[list[str]] = None
+    "Users who are members from the start (up to 100; a user who creates the chat is one anyway). Unlike addChatMembers, this needs no worker to have stored the chat: the members can act as soon as the chat's number comes back."
     idempotency_key: Optional[str] = Field(alias="idempotencyKey", default=None)
     "Makes retries safe: within the window (24 hours by default) a create with the same key in the same application answers what the first one made and creates nothing more; the same key with another create is a CONFLICT error. Any text of 1 to 255 printable characters, for example a UUID made by the client."
 
