@@ -27,6 +27,7 @@ from bench.load import NEWEST, PAGE
 from graphql_chat import migrations
 from graphql_chat.app import create_app
 from graphql_chat.config import Settings
+from graphql_chat.usecases import ChatService
 
 JSON = {"content-type": "application/json"}
 MUTATION = """mutation($t: String!, $b: String!) {
@@ -47,7 +48,16 @@ async def _measure(calls: int) -> dict[str, tuple[float, float]]:
         # The same database twice: with the page cache (the default), then without it (what a
         # page costs when its chat was just written to).
         for cache in (True, False):
-            settings = Settings(database_url=url, sqlite_synchronous="OFF")
+            # Every call is counted against its rate limit, set high enough to refuse none.
+            unrefused = "1000000/second"
+            settings = Settings(
+                database_url=url,
+                sqlite_synchronous="OFF",
+                rate_limit_anonymous=unrefused,
+                rate_limit_application=unrefused,
+                rate_limit_user_writes=unrefused,
+                rate_limit_user_reads=unrefused,
+            )
             if not cache:
                 settings = settings.model_copy(update={"page_cache_bytes": 0})
             app = create_app(settings, migrate=False)
@@ -69,6 +79,9 @@ async def _measure(calls: int) -> dict[str, tuple[float, float]]:
                         f"/api/v1/applications/{token}/chats/1/members", json={"add": ["ada"]}
                     )
                 figures.update(await _scenarios(http, token, user, calls, cache))
+                if cache:
+                    service = app.state.container.service
+                    figures.update(await _checks(service, token, user, calls))
         return figures
 
 
@@ -140,6 +153,44 @@ async def _scenarios(
         for i in range(calls):
             response = await call(i)
             assert response.status_code in (200, 201), response.text
+        figures[name] = (
+            (time.process_time() - cpu) / calls * 1e6,
+            (time.perf_counter() - started) / calls * 1e6,
+        )
+    return figures
+
+
+async def _checks(
+    service: ChatService, token: str, user_token: str, calls: int
+) -> dict[str, tuple[float, float]]:
+    """What a user's call adds before its use case, alone (the end-to-end figures above move
+    by more than it from run to run): verifying the token, the membership, the rate limit,
+    each as a warm process does it (what it remembered for ACCESS_RECHECK_MS)."""
+    authorization = f"Bearer {user_token}"
+
+    async def check() -> None:
+        user = await service.users.authenticate(authorization)
+        assert user is not None
+        await service.members.require(user, 1)
+        await service.throttle.user(user, writes=True)
+
+    async def cold() -> None:  # a token's first call on a process: its JWT parsed and verified
+        minted = await service.users.mint(token, "ada", 3600)  # (a new one each time)
+        user = await service.users.authenticate(f"Bearer {minted.token}")
+        assert user is not None
+        await service.members.require(user, 1)
+        await service.throttle.user(user, writes=True)
+
+    figures: dict[str, tuple[float, float]] = {}
+    for name, call in (
+        ("user token, membership and rate limit checked", check),
+        ("the same, the token not seen lately", cold),
+    ):
+        for _ in range(200):
+            await call()
+        started, cpu = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            await call()
         figures[name] = (
             (time.process_time() - cpu) / calls * 1e6,
             (time.perf_counter() - started) / calls * 1e6,

@@ -28,6 +28,7 @@ class UserClaims:
     user: str
     issued_at: int  # seconds since 1970
     expires: int
+    secret: str  # the one of the secrets given that verified it
 
 
 def issuer(token: str) -> str:
@@ -35,10 +36,10 @@ def issuer(token: str) -> str:
     if len(token) > MAX_TOKEN_LENGTH:
         raise Unauthenticated(f"the user token is longer than {MAX_TOKEN_LENGTH} characters")
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
+        unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise Unauthenticated("the user token is not a JSON Web Token") from None
+    header, claims = unverified["header"], unverified["payload"]
     if header.get("alg") != ALGORITHM:
         raise Unauthenticated(f"a user token must be signed with {ALGORITHM}")
     named = claims.get("iss")
@@ -86,7 +87,7 @@ def verify(
         user = clean_user_id(claims["sub"], "sub")
     except InvalidInput as error:
         raise Unauthenticated(f"the user token's subject is not a user id: {error}") from None
-    return UserClaims(public_id, user, issued_at, expires)
+    return UserClaims(public_id, user, issued_at, expires, secret)
 
 
 def mint(secret: str, public_id: str, user: str, lifetime: int, now: int) -> str:

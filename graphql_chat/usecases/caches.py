@@ -50,3 +50,6 @@ class ExpiringCache(Generic[K, V]):
 
     def forget(self, key: K) -> None:
         self._values.pop(key, None)
+
+    def clear(self) -> None:
+        self._values.clear()

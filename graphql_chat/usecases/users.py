@@ -15,7 +15,7 @@ from graphql_chat.config import Settings
 from graphql_chat.domain import User, clean_user_id, instant, new_signing_secret, now_micros
 from graphql_chat.errors import InvalidInput, NotFound, Unauthenticated
 from graphql_chat.ports import SigningKeys, UserRecords
-from graphql_chat.usecases.caches import ExpiringCache
+from graphql_chat.usecases.caches import BoundedCache, ExpiringCache
 from graphql_chat.usecases.directory import Directory
 
 _CACHE_SIZE = 100_000
@@ -37,6 +37,10 @@ class Users:
         ttl = settings.access_recheck_ms / 1000
         self._keys: ExpiringCache[str, SigningKeys] = ExpiringCache(_CACHE_SIZE, ttl)
         self._revoked: ExpiringCache[tuple[int, str], int] = ExpiringCache(_CACHE_SIZE, ttl)
+        # Tokens verified before, with their claims: a token never changes, so one seen again
+        # is checked against what may have changed since (its expiry; whether the secret that
+        # signed it still verifies; a revocation) without parsing it again (~130 µs a token).
+        self._verified: BoundedCache[str, user_tokens.UserClaims] = BoundedCache(_CACHE_SIZE)
 
     # -- who calls -----------------------------------------------------------------------------
 
@@ -53,18 +57,27 @@ class Users:
         return await self.verify(credential)
 
     async def verify(self, token: str) -> User:
-        public_id = user_tokens.issuer(token)
-        keys = await self._signing_keys(public_id)
-        if keys is None:
-            raise Unauthenticated("the user token's application (iss) is unknown")
         now = now_micros()
-        claims = user_tokens.verify(
-            token,
-            keys.verifying(now),
-            public_id,
-            self._settings.user_token_max_lifetime_seconds,
-            now // 1_000_000,
-        )
+        claims = self._verified.get(token)
+        keys = None if claims is None else await self._signing_keys(claims.issuer)
+        if (
+            claims is None
+            or keys is None
+            or claims.secret not in keys.verifying(now)
+            or claims.expires + user_tokens.LEEWAY_SECONDS <= now // 1_000_000
+        ):
+            public_id = user_tokens.issuer(token)
+            keys = await self._signing_keys(public_id)
+            if keys is None:
+                raise Unauthenticated("the user token's application (iss) is unknown")
+            claims = user_tokens.verify(
+                token,
+                keys.verifying(now),
+                public_id,
+                self._settings.user_token_max_lifetime_seconds,
+                now // 1_000_000,
+            )
+            self._verified.put(token, claims)
         revoked = await self._issued_before(keys.application_id, claims.user)
         if revoked is not None and claims.issued_at < revoked:
             raise Unauthenticated("the user token has been revoked")
@@ -135,7 +148,7 @@ class Users:
         keys = await self._records.rotate_secret(app_id, new_signing_secret(), until)
         if keys is None:
             raise NotFound("application not found")
-        self._keys.forget(keys.public_id)
+        self._keys.forget(keys.public_id)  # (this process holds the change at once)
         return keys
 
     async def let_users_manage_chats(self, token: str, allowed: bool) -> None:
