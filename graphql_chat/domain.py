@@ -100,6 +100,7 @@ class User:
     public_id: str
     id: str
     manage_chats: bool = True
+    expires: int = 0  # when the token expires (seconds since 1970; 0: not said)
 
 
 class ChatRef(NamedTuple):

@@ -324,11 +324,15 @@ async def change_members(request: Request) -> Response:
     number = request.path_params["chat"]
     if data.get("add") is None and data.get("remove") is None:
         raise InvalidInput("give add or remove: lists of user ids", "add")
-    added = [] if data.get("add") is None else await members.add(token, number, data["add"], user)
+    added = (
+        []
+        if data.get("add") is None
+        else await members.add(token, number, data["add"], user, "add")
+    )
     removed = (
         []
         if data.get("remove") is None
-        else await members.remove(token, number, data["remove"], user)
+        else await members.remove(token, number, data["remove"], user, "remove")
     )
     return JSONResponse({"added": added, "removed": removed})
 

@@ -73,12 +73,18 @@ class Members:
     # -- changes -------------------------------------------------------------------------------
 
     async def add(
-        self, token: str, chat_number: object, user_ids: object, by: User | None = None
+        self,
+        token: str,
+        chat_number: object,
+        user_ids: object,
+        by: User | None = None,
+        field: str = "userIds",
     ) -> list[str]:
         """Add users to a chat (those already in it stay as they are): returns those added
-        now. `by`: the user asking, else the application's backend."""
+        now. `by`: the user asking, else the application's backend; `field`: what the
+        interface calls the list, for its errors."""
         number = parse_number(chat_number, "chat number")
-        users = _user_ids(user_ids)
+        users = _user_ids(user_ids, field)
         if by is not None:
             if not by.manage_chats:
                 raise Forbidden("this application lets only its backend add members to chats")
@@ -89,12 +95,17 @@ class Members:
         return await self._records.add_members(app_id, number, users, now_micros())
 
     async def remove(
-        self, token: str, chat_number: object, user_ids: object, by: User | None = None
+        self,
+        token: str,
+        chat_number: object,
+        user_ids: object,
+        by: User | None = None,
+        field: str = "userIds",
     ) -> list[str]:
         """Remove users from a chat: returns those who were members. A user may remove only
         themselves (leave the chat)."""
         number = parse_number(chat_number, "chat number")
-        users = _user_ids(user_ids)
+        users = _user_ids(user_ids, field)
         if by is not None:
             await self.require(by, number)
             if any(user != by.id for user in users):

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from graphql_chat.domain import Chat, User
-from graphql_chat.errors import Forbidden, InvalidInput
+from graphql_chat.errors import Forbidden, InvalidInput, Unauthenticated
 from graphql_chat.live import Hub, LiveEvent
 from graphql_chat.ports import IndexedMessage, StoredChat
 from graphql_chat.usecases.acceptance import Acceptance
@@ -37,7 +37,7 @@ class Subscriptions:
         Raises `NotFound` at once for an unknown application or chat (a chat just created
         is waited for a little: see `Acceptance.stored`), or one the user is not a member
         of. A user's stream ends with `Forbidden` within `recheck` seconds of their removal
-        from the chat."""
+        from the chat, and with `Unauthenticated` when their token expires."""
         if user is not None:
             await self._members.require(user, chat_number)
         if after is not None and (
@@ -72,6 +72,8 @@ class Subscriptions:
                     pending = asyncio.ensure_future(anext(source))
                 done, _ = await asyncio.wait({pending}, timeout=recheck)
                 if time.monotonic() - checked >= recheck or not done:
+                    if user.expires and time.time() > user.expires:
+                        raise Unauthenticated("the user token has expired: connect with a new one")
                     if not await self._members.is_member(user, number):
                         raise Forbidden(f"you are no longer a member of chat {number}")
                     checked = time.monotonic()

@@ -82,7 +82,12 @@ class Users:
         if revoked is not None and claims.issued_at < revoked:
             raise Unauthenticated("the user token has been revoked")
         return User(
-            keys.application_id, keys.token, keys.public_id, claims.user, keys.users_manage_chats
+            keys.application_id,
+            keys.token,
+            keys.public_id,
+            claims.user,
+            keys.users_manage_chats,
+            claims.expires,
         )
 
     async def _signing_keys(self, public_id: str) -> SigningKeys | None:

@@ -121,6 +121,13 @@ async def test_forged_stale_and_malformed_user_tokens_are_refused_and_change_not
             assert rest.status_code == 401, (why, rest.text)
             assert rest.json()["error"]["code"] == "UNAUTHENTICATED"
         assert (await _gql(http, server.url, VIEWER, good))["data"]["viewer"] == {"id": "ada"}
+        # A revoked user: the token that held a moment ago no longer does.
+        revoked = await http.post(
+            f"{server.url}/api/v1/applications/{app['token']}/revocations",
+            json={"user_id": "ada"},
+        )
+        assert revoked.status_code == 200, revoked.text
+        assert _codes(await _gql(http, server.url, VIEWER, good)) == ["UNAUTHENTICATED"]
         # Nothing was made by any of them.
         chats = await http.get(f"{server.url}/api/v1/applications/{app['token']}/chats")
         assert chats.json() == []
@@ -451,3 +458,24 @@ async def test_membership_needs_no_worker_and_waits_for_none(cluster: Cluster) -
                     break
                 assert time.monotonic() < deadline, (chat, page.text)
                 await asyncio.sleep(0.2)
+
+
+async def test_a_subscription_ends_when_its_user_token_expires(server: Server) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = server.url
+        app = await _application(http, url)
+        ada = _sign(app, "ada")
+        await _gql(http, url, "mutation { createChat(input: {}) { chat { number } } }", ada)
+        short = _sign(app, "ada", exp=int(time.time()) + 2)
+        live = await LiveClient.open(url, init=False)
+        try:
+            await live.send(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {short}"}}
+            )
+            assert (await live.receive())["type"] == "connection_ack"
+            await live.subscribe("subscription { messageEvents(chatNumber: 1) { kind } }", {})
+            ended = await live.receive(within=10)
+            assert ended["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            assert (await live.receive())["type"] == "complete"
+        finally:
+            await live.close()
