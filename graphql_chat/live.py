@@ -123,6 +123,8 @@ class _Sequence(Generic[T]):
         self.skipped: OrderedDict[int, None] = OrderedDict()
         self._revisions: OrderedDict[int, int] = OrderedDict()
         self._filling: asyncio.Task[None] | None = None
+        self._gap_at = -1  # the `upto` whose next number is waited for, since `_gap_since`
+        self._gap_since = 0.0
         self.subscribers: set[_Subscriber[T]] = set()
         self.ready: asyncio.Task[None] | None = None
 
@@ -180,22 +182,37 @@ class _Sequence(Generic[T]):
         while (item := self._pending.pop(self.upto + 1, None)) is not None:
             self.upto += 1
             self._emit(EventKind.CREATED, item)
-        if self._pending and self._filling is None:
+        self._watch_gap()
+
+    def _watch_gap(self) -> None:
+        """Something waits above `upto`: note when this gap opened (each gap is held open for
+        the whole `gap_wait` from then, however long earlier ones took), and watch it."""
+        if not self._pending:
+            self._gap_at = -1
+            return
+        if self._gap_at != self.upto:
+            self._gap_at, self._gap_since = self.upto, asyncio.get_running_loop().time()
+        if self._filling is None:
             self._filling = asyncio.create_task(self._fill())
 
     async def _fill(self) -> None:
         """A gap stayed open: read it from the store, then skip what is still missing."""
+        loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                await asyncio.sleep(self._gap_wait)
-                if not self._pending:
-                    break
+                left = self._gap_since + self._gap_wait - loop.time()
+                if left > 0:
+                    await asyncio.sleep(left)
+                    continue
                 low, high = self.upto, min(self._pending)
                 try:
                     found = await self.source.read(low, high - low - 1)
                 except ChatError as error:
                     log.warning("live: could not read a gap from the store: %s", error)
+                    self._gap_since = loop.time()  # try again after another wait
                     continue
+                if self.upto != low:
+                    continue  # the gap closed while the store was read
                 for item in found:
                     if item.number > self.upto and item.number not in self._pending:
                         self._pending[item.number] = item
@@ -209,6 +226,7 @@ class _Sequence(Generic[T]):
                 while (next_item := self._pending.pop(self.upto + 1, None)) is not None:
                     self.upto += 1
                     self._emit(EventKind.CREATED, next_item)
+                self._watch_gap()
         finally:
             self._filling = None
 

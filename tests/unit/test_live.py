@@ -254,3 +254,25 @@ async def test_commits_told_while_the_first_subscriber_starts_its_sequence_come_
     await _settle(GAP * 2)
     assert client.numbers() == list(range(11, 131))
     await client.close()
+
+
+async def test_each_gap_is_held_open_for_the_whole_wait_from_when_it_opened() -> None:
+    """A gap that opens just before the wait for an earlier one runs out is not skipped then:
+    under a steady stream, gaps open and close all the time."""
+    wait = 1.0
+    store = _Store(range(1, 2))
+    hub = Hub(store, gap_wait=wait)  # type: ignore[arg-type]
+    client = _Client(hub)
+    await _settle()
+    store.bodies[3] = "m3"
+    _tell(hub, created=[_message(3)])  # 2 is late: the wait starts
+    await asyncio.sleep(0.7)
+    for number in (2, 5):
+        store.bodies[number] = f"m{number}"
+    _tell(hub, created=[_message(2), _message(5)])  # 2 closes its gap; 5 opens one at 4
+    await asyncio.sleep(0.5)  # past the first gap's wait, well inside the second's
+    store.bodies[4] = "m4"
+    _tell(hub, created=[_message(4)])
+    await _settle()
+    assert client.numbers() == [2, 3, 4, 5]
+    await client.close()
