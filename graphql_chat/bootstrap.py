@@ -158,6 +158,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         search,
         hub,
         store.users,
+        store.reading,
         pages,
         reopening,
         partial(rate_storage, settings),

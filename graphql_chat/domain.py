@@ -211,7 +211,26 @@ class MessageWritten:
     kind: Literal["message"] = "message"
 
 
-Event: TypeAlias = ChatCreated | MessageWritten
+@dataclass(frozen=True, slots=True)
+class ReadMarked:
+    """A member moved their read marker in a chat: forward to `number` (a mark lower than the
+    stored marker changes nothing), or, with `back`, to `number` exactly (mark unread). `at`
+    (microseconds since 1970) orders a mark against a later move back: a mark accepted before
+    a move back changes nothing once that is stored, whatever order the two reach the writer
+    in. Marks draw no number: `epoch` is always 0 and `claim` None."""
+
+    application_id: int
+    chat_number: int
+    user: str
+    number: int
+    at: int
+    back: bool = False
+    epoch: int = 0
+    claim: None = None
+    kind: Literal["read"] = "read"
+
+
+Event: TypeAlias = ChatCreated | MessageWritten | ReadMarked
 
 
 def lag_ms(events: Sequence[Event]) -> float:
@@ -327,7 +346,7 @@ def search_terms(query: object, max_length: int) -> list[str]:
 
 
 # Cursors are opaque to clients: a kind and a key, base64url-encoded.
-CursorKind = Literal["application", "chat", "message", "search", "member"]
+CursorKind = Literal["application", "chat", "message", "search", "member", "inbox"]
 
 
 def encode_cursor(kind: CursorKind, key: int) -> str:
@@ -335,6 +354,8 @@ def encode_cursor(kind: CursorKind, key: int) -> str:
 
 
 MAX_KEY = 2**63 - 1  # the largest id or number a store holds (a signed 64-bit integer)
+# An inbox cursor carries a time and a row id in one key (`ports.Membership.inbox_key`).
+_MAX_KEYS: dict[CursorKind, int] = {"inbox": 2**127 - 1}
 
 
 def decode_cursor(kind: CursorKind, cursor: str | None, name: str = "cursor") -> int | None:
@@ -343,14 +364,14 @@ def decode_cursor(kind: CursorKind, cursor: str | None, name: str = "cursor") ->
     if cursor is None:
         return None
     try:
-        if len(cursor) <= 40:
+        if len(cursor) <= 64:
             padded = cursor + "=" * (-len(cursor) % 4)
             found, _, key = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
             if (
                 found == kind
                 and key.isascii()
                 and key.isdigit()
-                and int(key) <= MAX_KEY
+                and int(key) <= _MAX_KEYS.get(kind, MAX_KEY)
                 and encode_cursor(kind, int(key)) == cursor
             ):
                 return int(key)

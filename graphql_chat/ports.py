@@ -5,7 +5,7 @@ embedded and a distributed adapter in `adapters/`; the pipelines drive the write
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeAlias
@@ -199,12 +199,23 @@ class SigningKeys:
 
 @dataclass(frozen=True, slots=True)
 class Membership:
-    """A user in a chat, since `joined_at` (microseconds since 1970); `id` orders them."""
+    """A user in a chat, since `joined_at` (microseconds since 1970); `id` orders them. Their
+    read marker (`last_read_number`, moved at `read_at`), and the chat's latest activity for
+    them (`active_at`, microseconds) and highest stored number (`top_number`)."""
 
     id: int
     chat_number: int
     user_id: str
     joined_at: int
+    last_read_number: int = 0
+    read_at: int | None = None
+    active_at: int = 0
+    top_number: int = 0
+
+    @property
+    def inbox_key(self) -> int:
+        """Where it stands in its user's chats by activity (newest first): one integer."""
+        return (self.active_at << 64) | self.id
 
 
 # Where rate limits are counted (a `limits` storage: memory, or Redis), and what closes it.
@@ -252,6 +263,30 @@ class UserRecords(Protocol):
         self, application_id: int, user_id: str, after: int | None, limit: int, backward: bool
     ) -> list[Membership]:
         """A user's chats in the order they joined them."""
+
+
+class ReadingRecords(Protocol):
+    """What users have read, and their chats by activity, as the store keeps them (written by
+    the batch that stores messages and read marks)."""
+
+    async def inbox(
+        self, application_id: int, user_id: str, after: int | None, limit: int, backward: bool
+    ) -> list[Membership]:
+        """A user's chats, latest activity first (`after`: a `Membership.inbox_key`)."""
+
+    async def memberships(
+        self, application_id: int, user_id: str, chat_numbers: Sequence[int]
+    ) -> dict[int, Membership]:
+        """The user's membership of each of these chats they are in, by chat number."""
+
+    async def unread_counts(
+        self, application_id: int, user_id: str, markers: Mapping[int, int]
+    ) -> dict[int, int]:
+        """By chat number: the stored messages above the marker given that others wrote."""
+
+    async def unread_totals(self, application_id: int, user_id: str, cap: int) -> tuple[int, int]:
+        """How many of the user's chats have unread messages, and how many unread messages
+        they hold in all (counted up to `cap`)."""
 
 
 class ChatRecords(Protocol):

@@ -173,8 +173,17 @@ chat_members = Table(
     Column("chat_number", Integer, nullable=False),
     Column("user_id", String(255), nullable=False),
     Column("joined_at", BigInteger, nullable=False),
+    # The member's read marker, when it moved, and when it was last moved back on request;
+    # the chat's latest activity for them and its highest stored number, kept by the batch
+    # that stores its messages (see alembic/versions/0009).
+    Column("last_read_number", Integer, nullable=False, server_default="0"),
+    Column("read_at", BigInteger, nullable=True),
+    Column("unread_at", BigInteger, nullable=False, server_default="0"),
+    Column("active_at", BigInteger, nullable=False, server_default="0"),
+    Column("top_number", Integer, nullable=False, server_default="0"),
     UniqueConstraint("application_id", "chat_number", "user_id"),
     Index("ix_chat_members_application_id_user_id", "application_id", "user_id"),
+    Index("ix_chat_members_inbox", "application_id", "user_id", "active_at", "id"),
     **MYSQL_TABLE,
 )
 

@@ -14,6 +14,11 @@ The rules live here, where a unit test can reach every case:
   overwriting it; `created_at` is the create's time (an update's, until a late create sets
   it), `updated_at` the time of the write whose body it holds (`plan_messages`).
 - Counts grow by the rows inserted, never by a replay.
+- Each member's row of a chat follows the chat's newest stored message (its time orders the
+  user's chats, its number bounds read markers) (`plan_activity`); a read marker moves forward
+  only, except when moved back on request, and a mark accepted before a move back changes
+  nothing, whatever order they arrive in; a message's author has read up to it
+  (`plan_marks`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from graphql_chat.domain import ChatCreated, Event, MessageWritten, instant
+from graphql_chat.domain import ChatCreated, Event, MessageWritten, ReadMarked, instant, micros
 from graphql_chat.ports import IndexedMessage, StoredChat
 
 Key = tuple[int, int]  # a chat's (application id, number), or a message's (chat id, number)
+MemberKey = tuple[int, int, str]  # a member's (application id, chat number, user id)
 Params = list[dict[str, Any]]  # the parameters of one statement, a row each
 
 
@@ -270,3 +276,81 @@ def claim_rows(events: Iterable[Event], refused: Iterable[Event], now: int) -> P
             }
         )
     return rows
+
+
+def plan_activity(inserts: Params, chat_keys: Mapping[int, Key]) -> Params:
+    """For each chat the batch inserted messages in (`inserts`: the message rows; `chat_keys`:
+    chats' keys by id), its newest message's time and its highest number, to raise its
+    members' `active_at` and `top_number` to."""
+    newest: dict[int, tuple[datetime, int]] = {}
+    for row in inserts:
+        at, top = newest.get(row["chat_id"], (row["created_at"], row["number"]))
+        newest[row["chat_id"]] = (max(at, row["created_at"]), max(top, row["number"]))
+    return [
+        {
+            "app": chat_keys[chat_id][0],
+            "chat_number": chat_keys[chat_id][1],
+            "active": micros(at),
+            "top": top,
+        }
+        for chat_id, (at, top) in sorted(newest.items(), key=lambda item: chat_keys[item[0]])
+    ]
+
+
+def marks_of(
+    accepted: Iterable[Event], inserts: Params, chat_keys: Mapping[int, Key]
+) -> dict[MemberKey, list[ReadMarked]]:
+    """The batch's read marks by member: those sent, and one for each inserted message's
+    author, at their message."""
+    found: dict[MemberKey, list[ReadMarked]] = {}
+    for e in accepted:
+        if isinstance(e, ReadMarked):
+            found.setdefault((e.application_id, e.chat_number, e.user), []).append(e)
+    for row in inserts:
+        if row["author"] is not None:
+            app_id, chat_number = chat_keys[row["chat_id"]]
+            mark = ReadMarked(
+                app_id, chat_number, row["author"], row["number"], micros(row["created_at"])
+            )
+            found.setdefault((app_id, chat_number, row["author"]), []).append(mark)
+    return found
+
+
+class MemberRow(NamedTuple):
+    """A member's reading state as the batch reads it before writing."""
+
+    id: int
+    application_id: int
+    chat_number: int
+    user_id: str
+    last_read_number: int
+    unread_at: int
+    top_number: int
+
+
+def plan_marks(
+    marks: Mapping[MemberKey, Sequence[ReadMarked]], rows: Mapping[MemberKey, MemberRow]
+) -> Params:
+    """The markers the batch's marks leave, one write per member however many marks: each
+    mark in the order it was accepted, bounded by the chat's highest stored number; a mark
+    accepted at or before the stored move back is ignored (a mark of someone no longer a
+    member, too)."""
+    params: Params = []
+    for key in sorted(marks):
+        row = rows.get(key)
+        if row is None:
+            continue
+        marker, unread_at, moved = row.last_read_number, row.unread_at, 0
+        for mark in sorted(marks[key], key=lambda m: m.at):
+            if mark.at <= unread_at:
+                continue
+            number = max(min(mark.number, row.top_number), 0)
+            if mark.back:
+                marker, unread_at, moved = number, mark.at, mark.at
+            elif number > marker:
+                marker, moved = number, mark.at
+        if moved:
+            params.append(
+                {"member": row.id, "marker": marker, "unread_since": unread_at, "moved": moved}
+            )
+    return params

@@ -8,23 +8,36 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, select, tuple_, update
 from sqlalchemy.exc import StatementError
 
 from graphql_chat.adapters.batch_plan import (
     Key,
+    MemberKey,
+    MemberRow,
+    Params,
     StoredMessage,
     claim_rows,
+    marks_of,
     message_keys,
+    plan_activity,
     plan_chats,
+    plan_marks,
     plan_messages,
     screen,
 )
 from graphql_chat.adapters.sql_database import Database
-from graphql_chat.domain import Event, MessageWritten, now_micros
+from graphql_chat.domain import Event, MessageWritten, ReadMarked, now_micros
 from graphql_chat.errors import Unstorable
 from graphql_chat.ports import Applied
-from graphql_chat.tables import applications, chats, idempotency_keys, messages, numbering
+from graphql_chat.tables import (
+    applications,
+    chat_members,
+    chats,
+    idempotency_keys,
+    messages,
+    numbering,
+)
 
 
 class SqlBatches:
@@ -79,6 +92,8 @@ def apply_batch(conn: Connection, events: Sequence[Event], locking: bool, purge:
     if locking and app_ids:  # not locked above (writes that carry no epoch)
         _application_epochs(conn, app_ids, locking)
 
+    marking = [e for e in accepted if isinstance(e, ReadMarked)]
+    accepted = [e for e in accepted if not isinstance(e, ReadMarked)]
     ids = _chat_ids(conn, {(e.application_id, e.chat_number) for e in accepted})
     chat_plan = plan_chats(accepted, ids, now)
     if chat_plan.late:
@@ -133,6 +148,13 @@ def apply_batch(conn: Connection, events: Sequence[Event], locking: bool, purge:
             plan.late,
         )
     set_aside += plan.set_aside
+    chat_keys = {chat_id: key for key, chat_id in ids.items()}
+    _keep_reading(
+        conn,
+        plan_activity(plan.inserts, chat_keys),
+        marks_of(marking, plan.inserts, chat_keys),
+        locking,
+    )
 
     _keep_claims(conn, claim_rows(accepted, (e for e, _ in set_aside), now), now, purge)
     if set_aside:
@@ -148,6 +170,63 @@ def apply_batch(conn: Connection, events: Sequence[Event], locking: bool, purge:
         updated=plan.updated,
         chats=chat_plan.inserted(ids),
     )
+
+
+def _keep_reading(
+    conn: Connection, activity: Params, marks: dict[MemberKey, list[ReadMarked]], locking: bool
+) -> None:
+    """Members' rows follow their chats' new messages, then take the batch's read marks."""
+    if activity:
+        conn.execute(
+            update(chat_members)
+            .where(
+                chat_members.c.application_id == bindparam("app"),
+                chat_members.c.chat_number == bindparam("chat_number"),
+            )
+            .values(
+                active_at=case(
+                    (chat_members.c.active_at < bindparam("active"), bindparam("active")),
+                    else_=chat_members.c.active_at,
+                ),
+                top_number=case(
+                    (chat_members.c.top_number < bindparam("top"), bindparam("top")),
+                    else_=chat_members.c.top_number,
+                ),
+            ),
+            activity,
+        )
+    if not marks:
+        return
+    query = select(
+        chat_members.c.id,
+        chat_members.c.application_id,
+        chat_members.c.chat_number,
+        chat_members.c.user_id,
+        chat_members.c.last_read_number,
+        chat_members.c.unread_at,
+        chat_members.c.top_number,
+    ).where(
+        tuple_(
+            chat_members.c.application_id, chat_members.c.chat_number, chat_members.c.user_id
+        ).in_(sorted(marks))
+    )
+    if locking:
+        query = query.with_for_update()
+    rows = {
+        (r.application_id, r.chat_number, r.user_id): MemberRow(*r) for r in conn.execute(query)
+    }
+    moved = plan_marks(marks, rows)
+    if moved:
+        conn.execute(
+            update(chat_members)
+            .where(chat_members.c.id == bindparam("member"))
+            .values(
+                last_read_number=bindparam("marker"),
+                unread_at=bindparam("unread_since"),
+                read_at=bindparam("moved"),
+            ),
+            moved,
+        )
 
 
 def _chat_ids(conn: Connection, keys: set[Key]) -> dict[Key, int]:

@@ -17,6 +17,7 @@ from graphql_chat.adapters.mysql_database import MysqlDatabase
 from graphql_chat.adapters.sql_batch import SqlBatches
 from graphql_chat.adapters.sql_database import Database
 from graphql_chat.adapters.sql_pages import ONE_CHAT, pages_query
+from graphql_chat.adapters.sql_reading import SqlReading
 from graphql_chat.adapters.sql_rows import (
     CHAT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -57,6 +58,7 @@ class SqlStore:
         self.is_sqlite = self._db.is_sqlite
         self.batches = SqlBatches(self._db)  # the writer's part, which it may hold alone
         self.users = SqlUsers(self._db)  # signing secrets, membership, revoked tokens
+        self.reading = SqlReading(self._db)  # read markers, chats by activity, unread counts
 
     def on_statement(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Have `callback` hear the SQL of every statement run from now on, on any connection

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from graphql_chat.adapters.sql_database import Database
 from graphql_chat.ports import Membership, SigningKeys
-from graphql_chat.tables import applications, chat_members, user_revocations
+from graphql_chat.tables import applications, chat_members, chats, messages, user_revocations
 
 _KEYS = select(
     applications.c.id,
@@ -24,11 +24,15 @@ _KEYS = select(
     applications.c.previous_secret_until,
     applications.c.users_manage_chats,
 )
-_MEMBER = (
+MEMBER = (
     chat_members.c.id,
     chat_members.c.chat_number,
     chat_members.c.user_id,
     chat_members.c.joined_at,
+    chat_members.c.last_read_number,
+    chat_members.c.read_at,
+    chat_members.c.active_at,
+    chat_members.c.top_number,
 )
 
 
@@ -46,8 +50,8 @@ def _keys(row: Any) -> SigningKeys | None:
     )
 
 
-def _membership(row: Any) -> Membership:
-    return Membership(row.id, row.chat_number, row.user_id, row.joined_at)
+def membership(row: Any) -> Membership:
+    return Membership(*row)
 
 
 class SqlUsers:
@@ -138,6 +142,9 @@ class SqlUsers:
             present = _present(conn, application_id, chat_number, wanted)
             new = [user for user in wanted if user not in present]
             if new:
+                # What is stored already is not news to one who joins now: read up to the
+                # chat's newest message, active since they joined.
+                top = _top_number(conn, application_id, chat_number)
                 statement = (
                     insert(chat_members)
                     .prefix_with("OR IGNORE", dialect="sqlite")
@@ -151,6 +158,9 @@ class SqlUsers:
                             "chat_number": chat_number,
                             "user_id": user,
                             "joined_at": at,
+                            "active_at": at,
+                            "top_number": top,
+                            "last_read_number": top,
                         }
                         for user in new
                     ],
@@ -193,7 +203,7 @@ class SqlUsers:
     async def list_members(
         self, application_id: int, chat_number: int, after: int | None, limit: int, backward: bool
     ) -> list[Membership]:
-        query = select(*_MEMBER).where(
+        query = select(*MEMBER).where(
             chat_members.c.application_id == application_id,
             chat_members.c.chat_number == chat_number,
         )
@@ -202,7 +212,7 @@ class SqlUsers:
     async def list_memberships(
         self, application_id: int, user_id: str, after: int | None, limit: int, backward: bool
     ) -> list[Membership]:
-        query = select(*_MEMBER).where(
+        query = select(*MEMBER).where(
             chat_members.c.application_id == application_id,
             chat_members.c.user_id == user_id,
         )
@@ -215,7 +225,16 @@ class SqlUsers:
         if after is not None:
             query = query.where(key < after if backward else key > after)
         query = query.order_by(key.desc() if backward else key).limit(limit)
-        return await self._db.read(lambda conn: [_membership(r) for r in conn.execute(query)])
+        return await self._db.read(lambda conn: [membership(r) for r in conn.execute(query)])
+
+
+def _top_number(conn: Connection, application_id: int, chat_number: int) -> int:
+    query = (
+        select(func.max(messages.c.number))
+        .join(chats, chats.c.id == messages.c.chat_id)
+        .where(chats.c.application_id == application_id, chats.c.number == chat_number)
+    )
+    return int(conn.execute(query).scalar() or 0)
 
 
 def _present(

@@ -15,6 +15,7 @@ from strawberry.types import Info as StrawberryInfo
 from graphql_chat.domain import Application, Chat, ChatRef, Message, User
 from graphql_chat.errors import RateLimited, Unauthenticated
 from graphql_chat.paging import Page, PageRequest
+from graphql_chat.ports import Membership
 from graphql_chat.usecases import ChatService
 
 K = TypeVar("K")
@@ -176,6 +177,8 @@ class Context:
             "search_pages",
             "chats",
             "messages",
+            "memberships",
+            "unread",
         ):
             self.__dict__.pop(name, None)
 
@@ -225,6 +228,42 @@ class Context:
     @cached_property
     def messages(self) -> DataLoader[tuple[int, int], Message | None]:
         return _lookup_loader(self.service.messages.by_keys)
+
+    @cached_property
+    def memberships(self) -> DataLoader[tuple[User, int], Membership | None]:
+        """A user's membership of a chat (by number), with their reading state."""
+        reading = self.service.reading
+
+        async def load(keys: list[tuple[User, int]]) -> list[Membership | None]:
+            found: dict[User, dict[int, Membership]] = {}
+            for user, numbers in _by_user(keys).items():
+                found[user] = await reading.memberships(user, numbers)
+            return [found[user].get(number) for user, number in keys]
+
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def unread(self) -> DataLoader[tuple[User, int, int], int]:
+        """The messages others wrote in a chat above a user's marker: (user, chat, marker)."""
+        reading = self.service.reading
+
+        async def load(keys: list[tuple[User, int, int]]) -> list[int]:
+            found: dict[User, dict[int, int]] = {}
+            markers: dict[User, dict[int, int]] = defaultdict(dict)
+            for user, number, marker in keys:
+                markers[user][number] = marker
+            for user, wanted in markers.items():
+                found[user] = await reading.unread(user, wanted)
+            return [found[user][number] for user, number, _ in keys]
+
+        return DataLoader(load_fn=load)
+
+
+def _by_user(keys: Sequence[tuple[User, int]]) -> dict[User, list[int]]:
+    grouped: dict[User, list[int]] = defaultdict(list)
+    for user, number in keys:
+        grouped[user].append(number)
+    return grouped
 
 
 Info = StrawberryInfo[Context, Any]

@@ -25,6 +25,7 @@ from graphql_chat.graphql.documents import DocumentCache, Documents
 from graphql_chat.graphql.events import SharedEvents
 from graphql_chat.graphql.limits import Limits
 from graphql_chat.graphql.nodes import find_nodes
+from graphql_chat.graphql.reading import ReadingMutations, Viewer
 from graphql_chat.graphql.types import (
     DATETIME,
     PAGING,
@@ -35,7 +36,6 @@ from graphql_chat.graphql.types import (
     Message,
     MessageEvent,
     Node,
-    Viewer,
     connection,
 )
 from graphql_chat.web.paging import page_request
@@ -296,7 +296,7 @@ class UpdateMessagePayload:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(ReadingMutations):
     @strawberry.mutation(description="Create an application; the server generates its token.")
     async def create_application(
         self, info: Info, input: CreateApplicationInput

@@ -14,6 +14,7 @@ from graphql_chat.errors import NotFound
 from graphql_chat.graphql.context import Info
 from graphql_chat.live import EventKind
 from graphql_chat.paging import Page
+from graphql_chat.ports import Membership
 from graphql_chat.web.paging import Paging, page_request
 
 PAGING = Paging(size="first", cursor="after", last="last", before="before")  # Relay's arguments
@@ -106,6 +107,22 @@ class UserView:
     id: str = strawberry.field(description="The application's id for the person.")
 
 
+@strawberry.type(description="How far a member of a chat has read.")
+class ReadMarker:
+    user: UserView
+    last_read_number: int = strawberry.field(
+        description="Messages up to this number are read (0: none)."
+    )
+    read_at: datetime | None = strawberry.field(description="When it last moved (null: never).")
+
+    @classmethod
+    def of(cls, member: Membership) -> ReadMarker:
+        at = None if member.read_at is None else domain.instant(member.read_at)
+        return cls(
+            user=UserView(id=member.user_id), last_read_number=member.last_read_number, read_at=at
+        )
+
+
 def _signer(token: str, scoped: bool) -> str:
     return domain.user_scope(token) if scoped else token
 
@@ -194,9 +211,17 @@ class Chat(Node):
     db_id: strawberry.Private[int | None]
     token: strawberry.Private[str]
     scoped: strawberry.Private[bool] = False  # shown to a user: ids are user-scope ones
+    # The viewer's membership, when known already (their inbox lists it with the chat).
+    membership: strawberry.Private[Membership | None] = None
 
     @classmethod
-    def of(cls, chat: domain.Chat, token: str, scoped: bool = False) -> Chat:
+    def of(
+        cls,
+        chat: domain.Chat,
+        token: str,
+        scoped: bool = False,
+        membership: Membership | None = None,
+    ) -> Chat:
         return cls(
             number=chat.number,
             messages_count=chat.messages_count,
@@ -205,6 +230,7 @@ class Chat(Node):
             db_id=chat.id,
             token=token,
             scoped=scoped,
+            membership=membership,
         )
 
     @strawberry.field(description="The chat's global id (opaque).")
@@ -231,6 +257,62 @@ class Chat(Node):
         request = page_request(service.settings, "member", PAGING, first, after, last, before)
         page = await service.members.page(self.application_id, self.number, request)
         return connection(page, lambda member: UserView(id=member.user_id))
+
+    @strawberry.field(
+        description='Each member\'s read marker, in the order they joined (draw "seen by" '
+        "under a message from it): `first` after `after`, or the `last` before `before`."
+    )
+    async def read_markers(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[ReadMarker]:
+        service = info.context.service
+        request = page_request(service.settings, "member", PAGING, first, after, last, before)
+        page = await service.members.page(self.application_id, self.number, request)
+        return connection(page, ReadMarker.of)
+
+    async def _viewers(self, info: Info) -> tuple[domain.User, Membership] | None:
+        """The user the chat is shown to, and their membership (None for the backend)."""
+        if not self.scoped:
+            return None
+        user = await info.context.user()
+        if user is None:
+            return None
+        if self.membership is None:
+            self.membership = await info.context.memberships.load((user, self.number))
+        return None if self.membership is None else (user, self.membership)
+
+    @strawberry.field(
+        description="The viewer's read marker: messages up to this number are read (null "
+        "for the application's backend)."
+    )
+    async def last_read_number(self, info: Info) -> int | None:
+        viewer = await self._viewers(info)
+        return None if viewer is None else viewer[1].last_read_number
+
+    @strawberry.field(
+        description="How many messages others wrote above the viewer's read marker, counted "
+        "from the stored messages (null for the application's backend)."
+    )
+    async def unread_count(self, info: Info) -> int | None:
+        viewer = await self._viewers(info)
+        if viewer is None:
+            return None
+        user, membership = viewer
+        return await info.context.unread.load((user, self.number, membership.last_read_number))
+
+    @strawberry.field(description="The newest stored message, or null.")
+    async def last_message(self, info: Info) -> Message | None:
+        chat_id = await self._chat_id(info)
+        if chat_id is None:
+            return None
+        chat = domain.ChatRef(chat_id, self.application_id, self.number)
+        page = await info.context.message_pages.load((chat, 1, None, True))
+        return self._message(page.items[-1]) if page.items else None
 
     async def _chat_id(self, info: Info) -> int | None:
         if self.db_id is None:
@@ -415,38 +497,3 @@ class ChatEvent:
     kind: EventKind
     chat: Chat
     shared: strawberry.Private[bool] = False
-
-
-@strawberry.type(description="The person the request's user token names, and what they may reach.")
-class Viewer:
-    user: strawberry.Private[domain.User]
-
-    @strawberry.field(description="The application's id for the person.")
-    def id(self) -> str:
-        return self.user.id
-
-    @strawberry.field(
-        description="The chats the person is a member of, in the order they joined them."
-    )
-    async def chats(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Chat]:
-        service = info.context.service
-        request = page_request(service.settings, "member", PAGING, first, after, last, before)
-        page = await service.members.chats(self.user, request)
-        return connection(page, lambda chat: Chat.of(chat, self.user.token, scoped=True))
-
-    @strawberry.field(
-        description="The chat with this number, or null (also for a chat the "
-        "person is not a member of)."
-    )
-    async def chat(self, info: Info, number: int) -> Chat | None:
-        if not await info.context.service.members.is_member(self.user, number):
-            return None
-        found = await info.context.chats.load((self.user.application_id, number))
-        return Chat.of(found, self.user.token, scoped=True) if found else None

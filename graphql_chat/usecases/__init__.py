@@ -25,7 +25,15 @@ from graphql_chat.config import Settings
 from graphql_chat.live import Hub
 from graphql_chat.numbering.ports import Reopening
 from graphql_chat.paging import MessagePages, StoredPages
-from graphql_chat.ports import Numbers, Pipeline, RateCounters, Search, Store, UserRecords
+from graphql_chat.ports import (
+    Numbers,
+    Pipeline,
+    RateCounters,
+    ReadingRecords,
+    Search,
+    Store,
+    UserRecords,
+)
 from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.admin import Admin
 from graphql_chat.usecases.applications import Applications
@@ -33,6 +41,7 @@ from graphql_chat.usecases.chats import Chats
 from graphql_chat.usecases.directory import Directory
 from graphql_chat.usecases.members import Members
 from graphql_chat.usecases.messages import Messages
+from graphql_chat.usecases.reading import Reading
 from graphql_chat.usecases.reads import Reads
 from graphql_chat.usecases.subscriptions import Subscriptions
 from graphql_chat.usecases.throttle import Throttle
@@ -51,6 +60,7 @@ class ChatService:
     subscriptions: Subscriptions
     users: Users
     members: Members
+    reading: Reading
     throttle: Throttle
     admin: Admin
 
@@ -63,6 +73,7 @@ def chat_service(
     search: Search,
     hub: Hub,
     users: UserRecords,
+    reading: ReadingRecords,
     pages: MessagePages | None = None,
     reopening: Reopening | None = None,
     rate_counters: Callable[[], RateCounters] | None = None,
@@ -87,6 +98,7 @@ def chat_service(
         Subscriptions(hub, directory, acceptance, members),
         people,
         members,
+        Reading(reading, store, members, acceptance),
         Throttle(settings, rate_counters or _memory_counters),
         Admin(settings),
     )

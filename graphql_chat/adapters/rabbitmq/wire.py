@@ -8,6 +8,9 @@ the broker stores and replicates, so every byte is paid for several times):
     {"kind": "message", "a": ..., "c": ..., "n": message number, "b": body, "r": revision,
      "e": epoch, "new": true for a create, "t": accepted at}
 
+    {"kind": "read", "a": ..., "c": ..., "u": the member's user id, "n": the marker,
+     "t": marked at, "back": true when moved back (mark unread)}
+
 and, for a create sent with an idempotency key, `"k": [key hash, fingerprint, window]`; for
 a create by a user (a user token), `"u": the user's id`.
 A traced event's context travels in the message's `traceparents` header (`traces`).
@@ -24,7 +27,7 @@ from typing import Any
 import aio_pika
 import orjson
 
-from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten
+from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten, ReadMarked
 
 # What decoding a message that is not in this format raises.
 UNDECODABLE = (ValueError, KeyError, TypeError)
@@ -51,6 +54,16 @@ def _event_dict(event: Event) -> dict[str, Any]:
             "c": event.chat_number,
             "e": event.epoch,
             "t": event.at,
+        }
+    if isinstance(event, ReadMarked):
+        return {
+            "kind": "read",
+            "a": event.application_id,
+            "c": event.chat_number,
+            "u": event.user,
+            "n": event.number,
+            "t": event.at,
+            "back": event.back,
         }
     return {
         "kind": "message",
@@ -85,6 +98,15 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             at,
             claim,
             None if data.get("u") is None else str(data["u"]),
+        )
+    if data["kind"] == "read":
+        return ReadMarked(
+            int(data["a"]),
+            int(data["c"]),
+            str(data["u"]),
+            int(data["n"]),
+            at,
+            bool(data.get("back", False)),
         )
     raise ValueError(f"unknown event kind {data['kind']!r}")
 

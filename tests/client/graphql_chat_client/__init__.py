@@ -38,7 +38,7 @@ from .create_message import (
     CreateMessageCreateMessage,
     CreateMessageCreateMessageMessage,
 )
-from .enums import EventKind
+from .enums import ChatOrder, EventKind
 from .exceptions import (
     GraphQLClientError,
     GraphQLClientGraphQLError,
@@ -52,6 +52,7 @@ from .input_types import (
     CreateChatInput,
     CreateMessageInput,
     CreateUserTokenInput,
+    MarkReadInput,
     RevokeUserTokensInput,
     RotateSigningSecretInput,
     UpdateApplicationInput,
@@ -119,6 +120,7 @@ __all__ = [
     "ChatMessagesApplicationChatMessagesEdges",
     "ChatMessagesApplicationChatMessagesEdgesNode",
     "ChatMessagesApplicationChatMessagesPageInfo",
+    "ChatOrder",
     "CreateApplication",
     "CreateApplicationCreateApplication",
     "CreateApplicationCreateApplicationApplication",
@@ -139,6 +141,7 @@ __all__ = [
     "GraphQLClientGraphQLMultiError",
     "GraphQLClientHttpError",
     "GraphQLClientInvalidResponseError",
+    "MarkReadInput",
     "Message",
     "MessageApplication",
     "MessageApplicationChat",

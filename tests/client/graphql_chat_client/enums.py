@@ -4,6 +4,11 @@
 from enum import Enum
 
 
+class ChatOrder(str, Enum):
+    LATEST_ACTIVITY = "LATEST_ACTIVITY"
+    JOINED = "JOINED"
+
+
 class EventKind(str, Enum):
     CREATED = "CREATED"
     UPDATED = "UPDATED"

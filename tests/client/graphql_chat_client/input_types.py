@@ -47,6 +47,12 @@ class CreateUserTokenInput(BaseModel):
     "Seconds until it expires (USER_TOKEN_LIFETIME_SECONDS by default, at most USER_TOKEN_MAX_LIFETIME_SECONDS)."
 
 
+class MarkReadInput(BaseModel):
+    chat_number: int = Field(alias="chatNumber")
+    number: int
+    "A message's number."
+
+
 class RevokeUserTokensInput(BaseModel):
     application_token: str = Field(alias="applicationToken")
     user_id: str = Field(alias="userId")
