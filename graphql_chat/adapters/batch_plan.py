@@ -289,7 +289,7 @@ def plan_activity(inserts: Params, chat_keys: Mapping[int, Key]) -> Params:
     return [
         {
             "app": chat_keys[chat_id][0],
-            "chat_number": chat_keys[chat_id][1],
+            "chat": chat_keys[chat_id][1],
             "active": micros(at),
             "top": top,
         }

@@ -181,7 +181,7 @@ def _keep_reading(
             update(chat_members)
             .where(
                 chat_members.c.application_id == bindparam("app"),
-                chat_members.c.chat_number == bindparam("chat_number"),
+                chat_members.c.chat_number == bindparam("chat"),
             )
             .values(
                 active_at=case(
