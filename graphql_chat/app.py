@@ -25,6 +25,7 @@ from graphql_chat.errors import ChatError, ConfigurationError
 from graphql_chat.graphql.view import STATIC, GraphQLView
 from graphql_chat.health import watch as watch_health
 from graphql_chat.logs import note
+from graphql_chat.rest.reading import routes as reading_routes
 from graphql_chat.rest.routes import routes as rest_routes
 from graphql_chat.web.health import health, live, metrics_endpoint
 from graphql_chat.web.middleware import BodyLimit, Observed, TrailingSlash
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             *rest_routes,
+            *reading_routes,
         ],
         exception_handlers={
             ChatError: _chat_error,

@@ -72,13 +72,12 @@ class Reading:
             user.application_id, user.id, request.key, request.size + 1, request.backward
         )
         listed = make_page("inbox", rows, request, _inbox_key)
-        found = await self._chats.chats_by_number(
-            [(user.application_id, m.chat_number) for m in listed.items]
-        )
-        items, keys = [], []
+        keys = [(user.application_id, m.chat_number) for m in listed.items]
+        found = await self._chats.chats_by_number(keys) if keys else {}
+        items, cursors = [], []
         for membership, key in zip(listed.items, listed.keys, strict=True):
             chat = found.get((user.application_id, membership.chat_number))
             if chat is not None:
                 items.append((chat, membership))
-                keys.append(key)
-        return Page(items, keys, listed.has_next, listed.has_previous, "inbox")
+                cursors.append(key)
+        return Page(items, cursors, listed.has_next, listed.has_previous, "inbox")

@@ -99,9 +99,10 @@ async def test_markers_move_forward_unread_moves_back_and_counts_follow(
     )
     cys = await _state(http, cy, chat)
     assert (cys["chat"]["lastReadNumber"], cys["chat"]["unreadCount"]) == (4, 0)
-    assert next(
-        m for m in cys["chat"]["readMarkers"]["nodes"] if m["user"]["id"] == "cy"
-    )["readAt"] is None
+    assert (
+        next(m for m in cys["chat"]["readMarkers"]["nodes"] if m["user"]["id"] == "cy")["readAt"]
+        is None
+    )
 
     # The backend sees every marker, and has none of its own.
     backend = await _gql(
@@ -164,3 +165,52 @@ async def test_marks_refused_change_nothing(http: httpx.AsyncClient) -> None:
     state = await _state(http, ada, chat)
     assert (state["chat"]["lastReadNumber"], state["chat"]["unreadCount"]) == (0, 0)
     assert (await _gql(http, INBOX, eve))["data"]["viewer"]["chats"]["nodes"] == []
+
+
+async def test_rest_marks_lists_the_inbox_and_counts(http: httpx.AsyncClient) -> None:
+    app = await _application(http)
+    ada, bob = _sign(app, "ada"), _sign(app, "bob")
+    base = f"/api/v1/applications/{app['publicId']}"
+    as_ada, as_bob = {"authorization": f"Bearer {ada}"}, {"authorization": f"Bearer {bob}"}
+    first = await http.post(f"{base}/chats", json={"members": ["bob"]}, headers=as_ada)
+    second = await http.post(f"{base}/chats", json={"members": ["bob"]}, headers=as_ada)
+    one, two = first.json()["number"], second.json()["number"]
+    for body in ("a", "b", "c"):
+        sent = await http.post(f"{base}/chats/{one}/messages", json={"body": body}, headers=as_bob)
+        assert sent.status_code == 201, sent.text
+
+    listed = await http.get(f"{base}/inbox", params={"limit": 1}, headers=as_ada)
+    assert listed.status_code == 200, listed.text
+    (top,) = listed.json()
+    assert (top["number"], top["unread_count"], top["last_read_number"]) == (one, 3, 0)
+    assert top["last_message"]["body"] == "c" and top["last_message"]["author"] == "bob"
+    rest = await http.get(listed.links["next"]["url"], headers=as_ada)
+    assert [c["number"] for c in rest.json()] == [two] and rest.json()[0]["last_message"] is None
+    totals = await http.get(f"{base}/unread", headers=as_ada)
+    assert totals.json() == {"unread_chats_count": 1, "unread_count": 3}
+
+    marked = await http.post(f"{base}/chats/{one}/read", json={"number": 2}, headers=as_ada)
+    assert marked.json() == {"chat_number": one, "last_read_number": 2}
+    assert (await http.get(f"{base}/unread", headers=as_ada)).json()["unread_count"] == 1
+    unmarked = await http.post(f"{base}/chats/{one}/unread", json={"number": 1}, headers=as_ada)
+    assert unmarked.json()["last_read_number"] == 0
+    markers = await http.get(f"/api/v1/applications/{app['token']}/chats/{one}/read_markers")
+    assert [(m["user_id"], m["last_read_number"]) for m in markers.json()] == [
+        ("ada", 0),
+        ("bob", 3),
+    ]
+    assert markers.json()[0]["read_at"] is not None
+
+    # Refused: nothing changes.
+    for body in ({"number": 0}, {"number": -1}, {"number": "x"}, {}, {"number": 2**60}):
+        refused = await http.post(f"{base}/chats/{one}/read", json=body, headers=as_ada)
+        assert refused.status_code == 422, (body, refused.text)
+    eve = {"authorization": f"Bearer {_sign(app, 'eve')}"}
+    assert (
+        await http.post(f"{base}/chats/{one}/read", json={"number": 1}, headers=eve)
+    ).status_code == 404
+    assert (await http.get(f"{base}/chats/{one}/read_markers", headers=eve)).status_code == 404
+    assert (await http.get(f"{base}/inbox", headers=eve)).json() == []
+    backend = await http.get(f"/api/v1/applications/{app['token']}/inbox")
+    assert backend.status_code == 403
+    assert (await http.get(f"{base}/unread", headers=as_ada)).json()["unread_count"] == 3
