@@ -4,14 +4,18 @@ contract suite runs the same rules through both engines)."""
 from __future__ import annotations
 
 from graphql_chat.adapters.batch_plan import (
+    MemberRow,
     StoredMessage,
     claim_rows,
+    marks_of,
     message_keys,
+    plan_activity,
     plan_chats,
+    plan_marks,
     plan_messages,
     screen,
 )
-from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten, instant
+from graphql_chat.domain import ChatCreated, Claim, Event, MessageWritten, ReadMarked, instant
 
 APP, OTHER = 7, 8
 T = 1_764_470_471_000_000  # a time, in microseconds
@@ -159,3 +163,58 @@ def test_a_message_s_author_is_its_create_s_in_whichever_order_the_writes_arrive
     stored = {(10, 1): StoredMessage(10, 1, 1, "one", 1, instant(T + 10), instant(T + 10), "ada")}
     plan = plan_messages({(APP, 1): 10}, [update], stored, NOW)
     assert [m.author for m in plan.indexed] == ["ada"]
+
+
+def _member(marker: int = 0, unread_at: int = 0, top: int = 10) -> MemberRow:
+    return MemberRow(5, APP, 1, "ada", marker, unread_at, top)
+
+
+def _mark(number: int, at: int, back: bool = False, user: str = "ada") -> ReadMarked:
+    return ReadMarked(APP, 1, user, number, at, back)
+
+
+def test_a_burst_of_marks_is_one_write_forward_only_and_never_past_the_newest_message() -> None:
+    key = (APP, 1, "ada")
+    rows = {key: _member(marker=3)}
+    burst = [_mark(5, T + 1), _mark(4, T + 2), _mark(2, T + 3), _mark(7, T + 4)]
+    assert plan_marks({key: burst}, rows) == [
+        {"member": 5, "marker": 7, "unread_since": 0, "moved": T + 4}
+    ]
+    assert plan_marks({key: [_mark(2, T + 1)]}, rows) == []  # behind the marker
+    assert plan_marks({key: [_mark(99, T + 1)]}, rows)[0]["marker"] == 10  # the newest is 10
+    assert plan_marks({(APP, 1, "eve"): [_mark(5, T)]}, rows) == []  # not a member
+
+
+def test_a_mark_accepted_before_a_move_back_changes_nothing_whatever_the_order() -> None:
+    key = (APP, 1, "ada")
+    back, before, after = _mark(2, T + 5, back=True), _mark(9, T + 4), _mark(3, T + 6)
+    # Together in one batch, in any order: back to 2, then forward to 3.
+    for order in ([before, back, after], [after, back, before], [back, after, before]):
+        assert plan_marks({key: order}, {key: _member(marker=6)}) == [
+            {"member": 5, "marker": 3, "unread_since": T + 5, "moved": T + 6}
+        ]
+    # The move back stored first, the earlier mark arriving after it: ignored.
+    stored = {key: _member(marker=2, unread_at=T + 5)}
+    assert plan_marks({key: [before]}, stored) == []
+    assert plan_marks({key: [after]}, stored)[0]["marker"] == 3
+
+
+def test_members_rows_follow_the_newest_message_and_authors_read_their_own() -> None:
+    ids = {(APP, 1): 11, (APP, 2): 12}
+    written = [
+        _message(1, "a", 1, T, created=True, author="bob"),
+        _message(2, "b", 2, T + 9, created=True),
+        MessageWritten(APP, 2, 1, "c", 3, created=True, at=T + 5, author="ada"),
+    ]
+    plan = plan_messages(ids, written, {}, NOW)
+    keys = {chat_id: key for key, chat_id in ids.items()}
+    assert plan_activity(plan.inserts, keys) == [
+        {"app": APP, "chat": 1, "active": T + 9, "top": 2},
+        {"app": APP, "chat": 2, "active": T + 5, "top": 1},
+    ]
+    marks = marks_of([_mark(1, T + 7)], plan.inserts, keys)
+    assert marks == {
+        (APP, 1, "ada"): [_mark(1, T + 7)],
+        (APP, 1, "bob"): [ReadMarked(APP, 1, "bob", 1, T)],
+        (APP, 2, "ada"): [ReadMarked(APP, 2, "ada", 1, T + 5)],
+    }

@@ -10,6 +10,7 @@ from graphql_chat.adapters.rabbitmq.wire import event_from_dict, event_to_dict
 from graphql_chat.domain import (
     ChatCreated,
     MessageWritten,
+    ReadMarked,
     clean_body,
     clean_name,
     decode_cursor,
@@ -30,6 +31,13 @@ def test_cursors_round_trip_and_are_kind_checked() -> None:
     for bad in ("", "!!!", encode_cursor("chat", 42), "bWVzc2FnZTp4"):
         with pytest.raises(InvalidInput):
             decode_cursor("message", bad)
+    # An inbox cursor carries a time and a row id in one key, wider than a row id alone.
+    wide = (1_796_000_000_000_000 << 64) | 12345
+    assert decode_cursor("inbox", encode_cursor("inbox", wide)) == wide
+    with pytest.raises(InvalidInput):
+        decode_cursor("inbox", encode_cursor("inbox", 2**127))
+    with pytest.raises(InvalidInput):
+        decode_cursor("message", encode_cursor("message", wide))
 
 
 @pytest.mark.parametrize("value", ["1", "42", 7])
@@ -79,6 +87,8 @@ def test_events_survive_serialisation() -> None:
         ChatCreated(3, 4),
         MessageWritten(1, 2, 3, "héllo", 99),
         MessageWritten(1, 2, 3, "hi", 99, created=True, author="ada 😀"),
+        ReadMarked(1, 2, "ada 😀", 7, 1_796_000_000_000_000),
+        ReadMarked(1, 2, "bob", 0, 1_796_000_000_000_001, back=True),
     ):
         assert event_from_dict(event_to_dict(event)) == event
     # A message without an author says nothing of one on the wire (as before authors).
