@@ -53,7 +53,7 @@ class Viewer:
             return connection(joined, lambda chat: Chat.of(chat, token, scoped=True))
         request = page_request(service.settings, "inbox", PAGING, first, after, last, before)
         page = await service.reading.inbox(self.user, request)
-        return connection(page, lambda item: Chat.of(item[0], token, True, item[1]))
+        return connection(page, lambda item: Chat.listed(*item, self.user))
 
     @strawberry.field(
         description="The chat with this number, or null (also for a chat the "

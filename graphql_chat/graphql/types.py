@@ -233,6 +233,23 @@ class Chat(Node):
             membership=membership,
         )
 
+    @classmethod
+    def listed(cls, chat: domain.Chat | None, membership: Membership, user: domain.User) -> Chat:
+        """A chat of a user's inbox; one whose create is still on its way to the store has
+        no messages yet, and was created when its first member joined."""
+        if chat is not None:
+            return cls.of(chat, user.token, True, membership)
+        return cls(
+            number=membership.chat_number,
+            messages_count=0,
+            created_at=domain.instant(membership.joined_at),
+            application_id=user.application_id,
+            db_id=None,
+            token=user.token,
+            scoped=True,
+            membership=membership,
+        )
+
     @strawberry.field(description="The chat's global id (opaque).")
     def id(self) -> strawberry.ID:
         signer = _signer(self.token, self.scoped)
@@ -304,6 +321,14 @@ class Chat(Node):
             return None
         user, membership = viewer
         return await info.context.unread.load((user, self.number, membership.last_read_number))
+
+    @strawberry.field(
+        description="The chat's latest activity as the viewer's inbox orders it: its newest "
+        "stored message's time, or when the viewer joined if later (null for the backend)."
+    )
+    async def last_activity_at(self, info: Info) -> datetime | None:
+        viewer = await self._viewers(info)
+        return None if viewer is None else domain.instant(viewer[1].active_at)
 
     @strawberry.field(description="The newest stored message, or null.")
     async def last_message(self, info: Info) -> Message | None:

@@ -83,26 +83,37 @@ async def inbox(request: Request) -> Response:
     service = _service(request)
     user = await _user(request)
     page = await service.reading.inbox(user, _page_request(request, "inbox"))
-    chats = [chat for chat, _ in page.items]
     unread = await service.reading.unread(
-        user, {chat.number: member.last_read_number for chat, member in page.items}
+        user, {member.chat_number: member.last_read_number for _, member in page.items}
     )
-    refs = [ChatRef(c.id, c.application_id, c.number) for c in chats]
+    refs = [ChatRef(c.id, c.application_id, c.number) for c, _ in page.items if c is not None]
     last = await service.reads.message_pages(refs, PageRequest(1, None, True)) if refs else {}
-    rows = [
-        {
-            **_chat(chat),
-            "active_at": iso_micros(member.active_at),
-            "last_read_number": member.last_read_number,
-            "unread_count": unread[chat.number],
-            "last_message": _message(last[chat.id].items[-1]) if last[chat.id].items else None,
-        }
-        for chat, member in page.items
-    ]
+    rows = []
+    for chat, member in page.items:
+        newest = last[chat.id].items if chat is not None else []
+        shown = _chat(chat) if chat is not None else _pending(member)
+        rows.append(
+            {
+                **shown,
+                "active_at": iso_micros(member.active_at),
+                "last_read_number": member.last_read_number,
+                "unread_count": unread[member.chat_number],
+                "last_message": _message(newest[-1]) if newest else None,
+            }
+        )
     shaped: Page[dict[str, Any]] = Page(
         rows, page.keys, page.has_next, page.has_previous, page.kind
     )
     return _list(request, shaped, _same)
+
+
+def _pending(member: Membership) -> dict[str, Any]:
+    """A chat whose create is still on its way to the store, as `_chat` shows a stored one."""
+    return {
+        "number": member.chat_number,
+        "messages_count": 0,
+        "created_at": iso_micros(member.joined_at),
+    }
 
 
 def _same(row: dict[str, Any]) -> dict[str, Any]:

@@ -63,21 +63,17 @@ class Reading:
         `UNREAD_TOTAL_CAP`)."""
         return await self._records.unread_totals(user.application_id, user.id, UNREAD_TOTAL_CAP)
 
-    async def inbox(self, user: User, request: PageRequest) -> Page[tuple[Chat, Membership]]:
+    async def inbox(self, user: User, request: PageRequest) -> Page[tuple[Chat | None, Membership]]:
         """The user's chats, latest activity first: the newest stored message's time, or when
-        they joined if later. A chat whose create is still on its way to the store is left
-        out until it is stored. A chat that moves up while pages are read goes above the
-        cursor: it is not shown twice, and a first page read again shows it."""
+        they joined if later; each with the chat as stored, or None for one whose create is
+        still on its way to the store (the membership proves it was made). A chat that moves
+        up while pages are read goes above the cursor: it is not shown twice, and a first
+        page read again shows it."""
         rows = await self._records.inbox(
             user.application_id, user.id, request.key, request.size + 1, request.backward
         )
         listed = make_page("inbox", rows, request, _inbox_key)
         keys = [(user.application_id, m.chat_number) for m in listed.items]
         found = await self._chats.chats_by_number(keys) if keys else {}
-        items, cursors = [], []
-        for membership, key in zip(listed.items, listed.keys, strict=True):
-            chat = found.get((user.application_id, membership.chat_number))
-            if chat is not None:
-                items.append((chat, membership))
-                cursors.append(key)
-        return Page(items, cursors, listed.has_next, listed.has_previous, "inbox")
+        items = [(found.get(key), m) for key, m in zip(keys, listed.items, strict=True)]
+        return Page(items, listed.keys, listed.has_next, listed.has_previous, "inbox")

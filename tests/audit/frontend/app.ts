@@ -1,6 +1,7 @@
 // What a chat screen does with the API as the person using it, typed by the client
-// graphql-codegen generates from schema.graphql and documents/: list their chats, open one on
-// its newest page, scroll back, send with a retry, follow it live. The browser holds the
+// graphql-codegen generates from schema.graphql and documents/: list their chats by latest
+// activity with unread badges, open one on its newest page, scroll back, send with a retry,
+// mark it read, show who has seen a message, follow it live. The browser holds the
 // person's user token (which the application's backend gave it), never the application's
 // token. `tsc --noEmit` checks it against each generation: a schema change that breaks a
 // frontend fails the build.
@@ -11,7 +12,9 @@ import {
   ChatPageDocument,
   FollowDocument,
   InboxDocument,
+  MarkReadDocument,
   ScrollBackDocument,
+  SeenByDocument,
   SendDocument,
   type EventKind,
   type FollowSubscription,
@@ -43,13 +46,39 @@ function byline(message: Line): string {
   return message.author ? message.author.id : "(the app)";
 }
 
-export async function inbox(after: string | null): Promise<{ chats: number[]; next: string | null }> {
+type Row = { chat: number; badge: string; preview: string; at: Date };
+
+// The chat list: newest activity first, each with its last message and unread badge.
+export async function inbox(
+  after: string | null,
+): Promise<{ rows: Row[]; unreadChats: number; next: string | null }> {
   const { data } = await apollo.query({ query: InboxDocument, variables: { after } });
-  const chats = data?.viewer?.chats;
+  const viewer = data?.viewer;
+  const chats = viewer?.chats;
+  const rows = (chats?.nodes ?? []).map((chat) => ({
+    chat: chat.number,
+    badge: (chat.unreadCount ?? 0) > 0 ? String(chat.unreadCount) : "",
+    preview: chat.lastMessage ? `${byline(chat.lastMessage)}: ${chat.lastMessage.body}` : "",
+    at: new Date(chat.lastActivityAt ?? chat.lastMessage?.createdAt ?? 0),
+  }));
   return {
-    chats: (chats?.nodes ?? []).map((chat) => chat.number),
+    rows,
+    unreadChats: viewer?.unreadChatsCount ?? 0,
     next: chats?.pageInfo.hasNextPage ? (chats.pageInfo.endCursor ?? null) : null,
   };
+}
+
+// Read up to the newest message on screen; the badge clears.
+export async function markRead(chat: number, number: number): Promise<number> {
+  const { data } = await apollo.mutate({ mutation: MarkReadDocument, variables: { chat, number } });
+  return data?.markRead.lastReadNumber ?? 0;
+}
+
+// "Seen by" under a message: the members whose marker reached it.
+export async function seenBy(chat: number, number: number): Promise<string[]> {
+  const { data } = await apollo.query({ query: SeenByDocument, variables: { chat } });
+  const markers = data?.viewer?.chat?.readMarkers.nodes ?? [];
+  return markers.filter((m) => m.lastReadNumber >= number).map((m) => m.user.id);
 }
 
 export async function openChat(chat: number): Promise<number> {
