@@ -271,18 +271,18 @@ class ReadingRecords(Protocol):
 
     async def inbox(
         self, application_id: int, user_id: str, after: int | None, limit: int, backward: bool
-    ) -> list[Membership]:
-        """A user's chats, latest activity first (`after`: a `Membership.inbox_key`)."""
+    ) -> list[tuple[Membership, Chat | None]]:
+        """A user's chats, latest activity first (`after`: a `Membership.inbox_key`), each
+        with the chat as stored (None: its create is still on its way to the store)."""
 
     async def memberships(
         self, application_id: int, user_id: str, chat_numbers: Sequence[int]
     ) -> dict[int, Membership]:
         """The user's membership of each of these chats they are in, by chat number."""
 
-    async def unread_counts(
-        self, application_id: int, user_id: str, markers: Mapping[int, int]
-    ) -> dict[int, int]:
-        """By chat number: the stored messages above the marker given that others wrote."""
+    async def unread_counts(self, user_id: str, markers: Mapping[int, int]) -> dict[int, int]:
+        """By chat id (`markers`: a marker by chat id): the stored messages above the marker
+        that others than the user wrote."""
 
     async def unread_totals(self, application_id: int, user_id: str, cap: int) -> tuple[int, int]:
         """How many of the user's chats have unread messages, and how many unread messages

@@ -6,11 +6,22 @@ database is `sql_ledger`."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select, text, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    bindparam,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from graphql_chat.adapters.mysql_database import MysqlDatabase
@@ -49,6 +60,16 @@ def open_database(url: str, synchronous: str = "FULL") -> Database:
     if url.startswith("sqlite"):
         return SqliteDatabase(url, synchronous)
     return MysqlDatabase(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _by_number(count: int) -> Any:
+    """`count` messages by (chat id, number): one statement, made once per count."""
+    pairs = [
+        tuple_(bindparam(f"c{i}", type_=BigInteger), bindparam(f"n{i}", type_=Integer))
+        for i in range(count)
+    ]
+    return select(*MESSAGE_COLUMNS).where(tuple_(messages.c.chat_id, messages.c.number).in_(pairs))
 
 
 class SqlStore:
@@ -176,12 +197,12 @@ class SqlStore:
     ) -> dict[tuple[int, int], Message]:
         if not keys:
             return {}
-        query = select(*MESSAGE_COLUMNS).where(
-            tuple_(messages.c.chat_id, messages.c.number).in_(keys)
-        )
-        return await self.read(
-            lambda conn: {(r[0], r[1]): message_row(r) for r in conn.execute(query)}
-        )
+        wanted = list(dict.fromkeys(keys))
+        params: dict[str, Any] = {}
+        for i, (chat_id, number) in enumerate(wanted):
+            params.update({f"c{i}": chat_id, f"n{i}": number})
+        found = await self._db.bounded(_by_number(len(wanted)), params, len(wanted))
+        return {(r[0], r[1]): message_row(r) for r in found}
 
     async def list_messages(
         self, chat_ids: Sequence[int], after: int | None, limit: int, backward: bool = False

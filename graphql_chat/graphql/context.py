@@ -244,17 +244,17 @@ class Context:
 
     @cached_property
     def unread(self) -> DataLoader[tuple[User, int, int], int]:
-        """The messages others wrote in a chat above a user's marker: (user, chat, marker)."""
+        """The messages others wrote in a chat above a user's marker: (user, chat id, marker)."""
         reading = self.service.reading
 
         async def load(keys: list[tuple[User, int, int]]) -> list[int]:
             found: dict[User, dict[int, int]] = {}
             markers: dict[User, dict[int, int]] = defaultdict(dict)
-            for user, number, marker in keys:
-                markers[user][number] = marker
+            for user, chat_id, marker in keys:
+                markers[user][chat_id] = marker
             for user, wanted in markers.items():
                 found[user] = await reading.unread(user, wanted)
-            return [found[user][number] for user, number, _ in keys]
+            return [found[user][chat_id] for user, chat_id, _ in keys]
 
         return DataLoader(load_fn=load)
 

@@ -320,7 +320,10 @@ class Chat(Node):
         if viewer is None:
             return None
         user, membership = viewer
-        return await info.context.unread.load((user, self.number, membership.last_read_number))
+        chat_id = await self._chat_id(info)
+        if chat_id is None:  # not stored yet: nothing in it
+            return 0
+        return await info.context.unread.load((user, chat_id, membership.last_read_number))
 
     @strawberry.field(
         description="The chat's latest activity as the viewer's inbox orders it: its newest "
@@ -335,6 +338,11 @@ class Chat(Node):
         chat_id = await self._chat_id(info)
         if chat_id is None:
             return None
+        viewer = await self._viewers(info)
+        if viewer is not None:  # the member's row knows the newest number: one lookup
+            top = viewer[1].top_number
+            found = await info.context.messages.load((chat_id, top)) if top else None
+            return self._message(found) if found else None
         chat = domain.ChatRef(chat_id, self.application_id, self.number)
         page = await info.context.message_pages.load((chat, 1, None, True))
         return self._message(page.items[-1]) if page.items else None

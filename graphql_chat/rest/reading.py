@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from graphql_chat.domain import ChatRef, instant, iso
+from graphql_chat.domain import instant, iso
 from graphql_chat.errors import Forbidden
-from graphql_chat.paging import Page, PageRequest
+from graphql_chat.paging import Page
 from graphql_chat.ports import Membership
 from graphql_chat.rest.routes import (
     _caller,
@@ -84,21 +84,20 @@ async def inbox(request: Request) -> Response:
     user = await _user(request)
     page = await service.reading.inbox(user, _page_request(request, "inbox"))
     unread = await service.reading.unread(
-        user, {member.chat_number: member.last_read_number for _, member in page.items}
+        user, {chat.id: member.last_read_number for chat, member in page.items if chat}
     )
-    refs = [ChatRef(c.id, c.application_id, c.number) for c, _ in page.items if c is not None]
-    last = await service.reads.message_pages(refs, PageRequest(1, None, True)) if refs else {}
+    last = await service.reading.last_messages(page.items)
     rows = []
     for chat, member in page.items:
-        newest = last[chat.id].items if chat is not None else []
+        newest = last.get(member.chat_number)
         shown = _chat(chat) if chat is not None else _pending(member)
         rows.append(
             {
                 **shown,
                 "active_at": iso_micros(member.active_at),
                 "last_read_number": member.last_read_number,
-                "unread_count": unread[member.chat_number],
-                "last_message": _message(newest[-1]) if newest else None,
+                "unread_count": unread[chat.id] if chat is not None else 0,
+                "last_message": _message(newest) if newest else None,
             }
         )
     shaped: Page[dict[str, Any]] = Page(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphql_chat.domain import Chat, ReadMarked, User, now_micros, parse_number
+from graphql_chat.domain import Chat, Message, ReadMarked, User, now_micros, parse_number
 from graphql_chat.paging import Page, PageRequest, make_page
 from graphql_chat.ports import ChatRecords, Membership, ReadingRecords
 from graphql_chat.usecases.acceptance import Acceptance
@@ -22,8 +22,8 @@ from graphql_chat.usecases.members import Members
 UNREAD_TOTAL_CAP = 9999
 
 
-def _inbox_key(membership: Membership) -> int:
-    return membership.inbox_key
+def _inbox_key(row: tuple[Membership, Chat | None]) -> int:
+    return row[0].inbox_key
 
 
 class Reading:
@@ -55,8 +55,9 @@ class Reading:
         return await self._records.memberships(user.application_id, user.id, chat_numbers)
 
     async def unread(self, user: User, markers: dict[int, int]) -> dict[int, int]:
-        """By chat number: the stored messages others wrote above the marker given."""
-        return await self._records.unread_counts(user.application_id, user.id, markers)
+        """By chat id (`markers`: the user's marker in each, by chat id): the stored messages
+        others wrote above it (the caller knows the user is a member of each)."""
+        return await self._records.unread_counts(user.id, markers)
 
     async def totals(self, user: User) -> tuple[int, int]:
         """How many of the user's chats hold unread messages, and how many those are (up to
@@ -73,7 +74,18 @@ class Reading:
             user.application_id, user.id, request.key, request.size + 1, request.backward
         )
         listed = make_page("inbox", rows, request, _inbox_key)
-        keys = [(user.application_id, m.chat_number) for m in listed.items]
-        found = await self._chats.chats_by_number(keys) if keys else {}
-        items = [(found.get(key), m) for key, m in zip(keys, listed.items, strict=True)]
+        items = [(chat, membership) for membership, chat in listed.items]
         return Page(items, listed.keys, listed.has_next, listed.has_previous, "inbox")
+
+    async def last_messages(
+        self, listed: Sequence[tuple[Chat | None, Membership]]
+    ) -> dict[int, Message]:
+        """The newest stored message of each chat of an inbox page, by chat number (one read:
+        a member's row knows its chat's newest number)."""
+        keys = {
+            (chat.id, membership.top_number): chat.number
+            for chat, membership in listed
+            if chat is not None and membership.top_number
+        }
+        found = await self._chats.messages_by_number(list(keys))
+        return {keys[key]: message for key, message in found.items()}
