@@ -143,3 +143,75 @@ async def test_users_come_to_existing_applications_and_go_back_down(at_0007: str
         assert message.body == "old"
     finally:
         await again.close()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+async def at_0008(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database at migration 0008, before read markers."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        await asyncio.to_thread(migrations.upgrade, url, "0008")
+        yield url
+        return
+    async with mysql_database("0008") as url:
+        yield url
+
+
+async def test_existing_members_have_read_what_was_stored_and_it_goes_back_down(
+    at_0008: str,
+) -> None:
+    def write(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO applications(id, token, name) VALUES (1, 't1', 'a')"))
+        conn.execute(
+            text(
+                "INSERT INTO chats(id, application_id, number, created_at) "
+                "VALUES (7, 1, 1, '2026-11-29 23:26:01'), (8, 1, 2, '2026-11-29 23:26:01')"
+            )
+        )
+        for number in (1, 2, 3):
+            conn.execute(
+                text(
+                    "INSERT INTO messages(chat_id, number, body, revision, created_at, "
+                    "updated_at) VALUES (7, :n, 'old', :n, '2026-11-29 23:26:01', "
+                    "'2026-11-29 23:26:01')"
+                ),
+                {"n": number},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO chat_members(application_id, chat_number, user_id, joined_at) "
+                "VALUES (1, 1, 'ada', 1000), (1, 2, 'ada', 2000), (1, 3, 'ada', 3000)"
+            )
+        )
+
+    old = SqlStore(at_0008, "NORMAL")
+    await old.start()
+    await old.write(write)
+    await old.close()
+    await asyncio.to_thread(migrations.upgrade, at_0008)
+
+    store = SqlStore(at_0008, "NORMAL")
+    await store.start()
+    try:
+        found = await store.reading.memberships(1, "ada", [1, 2, 3])
+        # Read up to what each chat held; active since joining (chat 3 is not stored yet).
+        assert {n: (m.last_read_number, m.top_number, m.active_at) for n, m in found.items()} == {
+            1: (3, 3, 1000),
+            2: (0, 0, 2000),
+            3: (0, 0, 3000),
+        }
+        inbox = await store.reading.inbox(1, "ada", None, 10, False)
+        assert [m.chat_number for m, _ in inbox] == [3, 2, 1]
+        assert [chat is None for _, chat in inbox] == [True, False, False]
+        assert await store.reading.unread_totals(1, "ada", 9999) == (0, 0)
+    finally:
+        await store.close()
+
+    await asyncio.to_thread(command.downgrade, migrations.alembic_config(at_0008), "0008")
+    await asyncio.to_thread(migrations.upgrade, at_0008)
+    again = SqlStore(at_0008, "NORMAL")
+    await again.start()
+    try:
+        assert await again.users.member_of(1, "ada", [1, 2, 3]) == {1, 2, 3}
+    finally:
+        await again.close()

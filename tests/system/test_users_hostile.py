@@ -242,6 +242,36 @@ async def test_a_user_reaches_no_other_chat_on_any_path(server: Server) -> None:
                 c=number,
             )
             assert _codes(join) == ["NOT_FOUND"]
+            for mark in ("markRead", "markUnread"):
+                marked = await _gql(
+                    http,
+                    url,
+                    f"mutation($c: Int!) {{ {mark}(input: {{chatNumber: $c, number: 1}}) "
+                    "{ lastReadNumber } }",
+                    eve,
+                    c=number,
+                )
+                assert _codes(marked) == ["NOT_FOUND"]
+        # Her inbox and counts know nothing of it; Ada's marker did not move.
+        counts = await _gql(
+            http, url, "{ viewer { unreadChatsCount unreadCount chats { nodes { number } } } }", eve
+        )
+        assert counts["data"]["viewer"] == {
+            "unreadChatsCount": 0,
+            "unreadCount": 0,
+            "chats": {"nodes": []},
+        }
+        ada_sees = await _gql(
+            http,
+            url,
+            "{ viewer { chat(number: 1) { lastReadNumber "
+            "readMarkers { nodes { user { id } } } } } }",
+            ada,
+        )
+        assert ada_sees["data"]["viewer"]["chat"] == {
+            "lastReadNumber": 1,
+            "readMarkers": {"nodes": [{"user": {"id": "ada"}}]},
+        }
         # GET with the query in the URL, and a persisted query's hash.
         query = "{ viewer { chat(number: 1) { messages { nodes { body } } } } }"
         got = await http.get(
@@ -250,7 +280,8 @@ async def test_a_user_reaches_no_other_chat_on_any_path(server: Server) -> None:
         assert got.json()["data"]["viewer"]["chat"] is None
         # REST: every path of the chat answers as for a chat that does not exist.
         public = f"{url}/api/v1/applications/{app['publicId']}"
-        for path in ("", "/messages", "/messages/1", "/messages/search?q=plans", "/members"):
+        paths = ("", "/messages", "/messages/1", "/messages/search?q=plans", "/members")
+        for path in (*paths, "/read_markers"):
             theirs = await http.get(
                 f"{public}/chats/1{path}", headers={"authorization": f"Bearer {eve}"}
             )
@@ -261,6 +292,15 @@ async def test_a_user_reaches_no_other_chat_on_any_path(server: Server) -> None:
             assert theirs.json()["error"]["message"].replace("1", "N") == none.json()["error"][
                 "message"
             ].replace("99", "N")
+        for path in ("/read", "/unread"):
+            theirs = await http.post(
+                f"{public}/chats/1{path}",
+                json={"number": 1},
+                headers={"authorization": f"Bearer {eve}"},
+            )
+            assert theirs.status_code == 404, path
+        inbox = await http.get(f"{public}/inbox", headers={"authorization": f"Bearer {eve}"})
+        assert inbox.json() == []
         # A subscription to it is refused as for an unknown chat.
         live = await LiveClient.open(url, init=False)
         try:
