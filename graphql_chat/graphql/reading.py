@@ -8,8 +8,9 @@ from enum import Enum
 import strawberry
 
 from graphql_chat import domain
+from graphql_chat.graphql.connections import PAGING, Connection, connection
 from graphql_chat.graphql.context import Info
-from graphql_chat.graphql.types import PAGING, Chat, Connection, connection
+from graphql_chat.graphql.types import Chat
 from graphql_chat.web.paging import page_request
 
 

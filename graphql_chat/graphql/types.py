@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import strawberry
 
 from graphql_chat import domain
 from graphql_chat.errors import NotFound
+from graphql_chat.graphql.connections import PAGING, Connection, connection
 from graphql_chat.graphql.context import Info
 from graphql_chat.live import EventKind
 from graphql_chat.paging import Page
 from graphql_chat.ports import Membership
-from graphql_chat.web.paging import Paging, page_request
-
-PAGING = Paging(size="first", cursor="after", last="last", before="before")  # Relay's arguments
+from graphql_chat.web.paging import page_request
 
 
 def _parse_time(value: Any) -> datetime:
@@ -34,54 +32,6 @@ DATETIME = strawberry.scalar(
     serialize=domain.iso,
     parse_value=_parse_time,
 )
-
-N = TypeVar("N")
-T = TypeVar("T")
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
-
-
-@strawberry.type
-class Edge(Generic[N]):
-    cursor: str
-    node: N
-
-
-@strawberry.type
-class Connection(Generic[N]):
-    nodes: list[N]
-    page_info: PageInfo
-    total_count: int | None = strawberry.field(
-        description="How many the whole list holds, where that costs nothing more to know "
-        "(the chats of an application, the messages of a chat); otherwise null."
-    )
-    page: strawberry.Private[Page[Any]]
-
-    @strawberry.field
-    def edges(self) -> list[Edge[N]]:
-        # Made only when selected: a cursor per node costs more than the node.
-        return [Edge(cursor=c, node=n) for c, n in zip(self.page.cursors, self.nodes, strict=True)]
-
-
-def connection(page: Page[T], shape: Callable[[T], N], total: int | None = None) -> Connection[N]:
-    nodes = [shape(item) for item in page.items]
-    return Connection(
-        page=page,
-        nodes=nodes,
-        page_info=PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=page.has_previous,
-            start_cursor=page.start_cursor,
-            end_cursor=page.end_cursor,
-        ),
-        total_count=total,
-    )
 
 
 @strawberry.interface(
