@@ -15,8 +15,10 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Integer,
+    and_,
     bindparam,
     func,
+    or_,
     select,
     text,
     tuple_,
@@ -65,11 +67,16 @@ def open_database(url: str, synchronous: str = "FULL") -> Database:
 @functools.lru_cache(maxsize=256)
 def _by_number(count: int) -> Any:
     """`count` messages by (chat id, number): one statement, made once per count."""
+    # Each pair spelled out: both engines look each one up in the (chat id, number) index,
+    # which SQLite does not for a row-value IN list of parameters.
     pairs = [
-        tuple_(bindparam(f"c{i}", type_=BigInteger), bindparam(f"n{i}", type_=Integer))
+        and_(
+            messages.c.chat_id == bindparam(f"c{i}", type_=BigInteger),
+            messages.c.number == bindparam(f"n{i}", type_=Integer),
+        )
         for i in range(count)
     ]
-    return select(*MESSAGE_COLUMNS).where(tuple_(messages.c.chat_id, messages.c.number).in_(pairs))
+    return select(*MESSAGE_COLUMNS).where(or_(*pairs))
 
 
 class SqlStore:

@@ -77,7 +77,7 @@ class Viewer:
 
     @strawberry.field(
         description="How many unread messages the person's chats hold in all, counted up to "
-        "9999 (each chat's `unreadCount` is exact)."
+        "999 (each chat's `unreadCount` is exact)."
     )
     async def unread_count(self, info: Info) -> int:
         return (await self._totals(info))[1]

@@ -18,8 +18,8 @@ from graphql_chat.usecases.acceptance import Acceptance
 from graphql_chat.usecases.members import Members
 
 # The unread messages counted across all of a user's chats at most (each chat's own count
-# is exact): a badge shows "9999+" beyond, and the count stays one bounded read.
-UNREAD_TOTAL_CAP = 9999
+# is exact): a badge shows "999+" beyond, and the count stays one bounded read.
+UNREAD_TOTAL_CAP = 999
 
 
 def _inbox_key(row: tuple[Membership, Chat | None]) -> int:

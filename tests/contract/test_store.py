@@ -19,6 +19,7 @@ from graphql_chat.domain import (
     ChatCreated,
     Event,
     MessageWritten,
+    ReadMarked,
     claim,
     micros,
     new_token,
@@ -450,3 +451,39 @@ async def test_a_pages_times_read_as_text_are_the_times_as_the_api_writes_them(
         assert sorted(m.number for m in page) == [1, 2]
         times = {m.number: (micros(m.created_at), micros(m.updated_at)) for m in page}
         assert times == {1: (created, created), 2: (created + 1, edited)}
+
+
+async def test_marks_and_counts_follow_the_stored_rows(store: SqlStore) -> None:
+    """Members' rows follow their chats' messages in the batch that stores them; marks move
+    forward only, never past the newest message; counts are of the stored rows."""
+    at = 1_796_000_000_000_000  # a time, in microseconds
+    app = (await store.insert_application(new_token(), "reading")).id
+    await store.apply([ChatCreated(app, 1), ChatCreated(app, 2)])
+    await store.users.add_members(app, 1, ["ada", "bob"], 1)
+    await store.users.add_members(app, 2, ["ada"], 2)
+    writes: list[Event] = [
+        MessageWritten(app, 1, n, f"m{n}", n, created=True, at=at + n, author=who)
+        for n, who in ((1, "bob"), (2, "bob"), (3, "ada"), (4, None), (5, "bob"))
+    ]
+    await store.apply(writes)
+    await store.apply([MessageWritten(app, 2, 1, "x", 9, created=True, at=at + 9, author="bob")])
+    found = await store.reading.memberships(app, "ada", [1, 2])
+    # Ada's own message 3 read her up to it; the chat she was in last is on top.
+    assert (found[1].last_read_number, found[1].top_number) == (3, 5)
+    inbox = await store.reading.inbox(app, "ada", None, 10, False)
+    assert [m.chat_number for m, _ in inbox] == [2, 1]
+    chat_ids = {m.chat_number: chat.id for m, chat in inbox if chat is not None}
+    assert await store.reading.unread_counts("ada", {chat_ids[1]: 3, chat_ids[2]: 0}) == {
+        chat_ids[1]: 2,
+        chat_ids[2]: 1,
+    }
+    assert await store.reading.unread_totals(app, "ada", 999) == (2, 3)
+    assert await store.reading.unread_totals(app, "ada", 2) == (2, 2)  # counted up to 2
+    # A burst of marks, one below the marker, one past the newest message; then back.
+    await store.apply([ReadMarked(app, 1, "ada", n, at + 20 + i) for i, n in enumerate((4, 2, 99))])
+    assert (await store.reading.memberships(app, "ada", [1]))[1].last_read_number == 5
+    await store.apply([ReadMarked(app, 1, "ada", 1, at + 30, back=True)])
+    await store.apply([ReadMarked(app, 1, "ada", 5, at + 25)])  # made before the move back
+    after = (await store.reading.memberships(app, "ada", [1]))[1]
+    assert (after.last_read_number, after.read_at) == (1, at + 30)
+    assert await store.reading.unread_counts("ada", {chat_ids[1]: 1}) == {chat_ids[1]: 3}
